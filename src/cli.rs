@@ -1,0 +1,431 @@
+//! The command line: `check`, `plan`, `apply`, `completions`.
+
+use crate::assets::{self, Templates};
+use crate::engine::{Engine, Mode, Options};
+use crate::facts::Facts;
+use crate::inventory::{Host, Inventory};
+use crate::playbook::Playbook;
+use crate::printer::{self, hinted};
+use crate::render::Renderer;
+use crate::report;
+use crate::steps::{self, PlanCx};
+use anyhow::{Context, Result};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 success (plan: no changes), 1 error, 2 plan has changes pending.
+Docs: README.md — inventory, playbook and step reference.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "novadock",
+    version,
+    about = "Run Docker as a Nova hypervisor next to KVM: plan and apply an OpenStack cloud's config over SSH",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate an inventory and playbook offline (no host is contacted).
+    #[command(
+        after_help = "Example:\n  novadock check -i inventories/lab.yml -p playbooks/bootstrap.yml\n\nExit codes: 0 valid, 1 invalid."
+    )]
+    Check(Common),
+    /// Show what apply would change, with diffs; changes nothing.
+    #[command(
+        after_help = "Example:\n  novadock plan -i inventories/lab.yml --limit cmp3\n\nExit codes: 0 no changes, 2 changes pending, 1 error."
+    )]
+    Plan(RunArgs),
+    /// Make the changes the plan shows (asks first on a terminal unless --yes).
+    #[command(
+        after_help = "Example:\n  novadock apply -i inventories/lab.yml --yes\n\nExit codes: 0 applied (or nothing to do), 1 error or refused."
+    )]
+    Apply(ApplyArgs),
+    /// Print shell completions.
+    #[command(
+        after_help = "Example:\n  novadock completions bash > /etc/bash_completion.d/novadock"
+    )]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Inventory file (YAML).
+    #[arg(short, long, value_name = "INVENTORY")]
+    inventory: PathBuf,
+    /// Playbook file; when not on disk, the embedded playbook of that name is used.
+    #[arg(
+        short,
+        long,
+        value_name = "PLAYBOOK",
+        default_value = "playbooks/bootstrap.yml"
+    )]
+    playbook: PathBuf,
+    /// Only these hosts and groups (comma separated).
+    #[arg(short, long, value_name = "HOSTS")]
+    limit: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Write one JSON document on stdout (human output stays on stderr).
+    #[arg(long)]
+    json: bool,
+    /// How many hosts to work on at once.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    forks: usize,
+    /// Stop every host at the first failure.
+    #[arg(long)]
+    fail_fast: bool,
+    /// Keep SSH connections open this many seconds after the run, for the next run (0: close).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    persist: u64,
+    /// Trust and record host keys not yet in known_hosts (a changed key is still refused).
+    #[arg(long)]
+    accept_new_host_keys: bool,
+    /// SSH connect timeout.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    connect_timeout: u64,
+    /// Print SSH round trips per host.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[derive(Debug, Args)]
+struct ApplyArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Apply without asking.
+    #[arg(short, long)]
+    yes: bool,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            printer::error(&e);
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "novadock",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(c) => check(&c),
+        Command::Plan(r) => execute(&r, Mode::Plan, false),
+        Command::Apply(a) => execute(&a.run, Mode::Apply, a.yes),
+    }
+}
+
+struct Loaded {
+    inventory: Arc<Inventory>,
+    playbook: Arc<Playbook>,
+    renderer: Arc<Renderer>,
+    targets: Vec<(Host, Vec<usize>)>,
+}
+
+fn load(c: &Common) -> Result<Loaded> {
+    let inventory = Inventory::load(&c.inventory).context("invalid inventory")?;
+    printer::add_secrets(&inventory.secrets);
+    let playbook = Playbook::load(&c.playbook).map_err(|e| match e {
+        crate::playbook::PlaybookError::NotFound(_) => hinted(
+            e.to_string(),
+            format!(
+                "embedded playbooks: {}",
+                assets::embedded_playbook_names().join(", ")
+            ),
+        ),
+        e => anyhow::Error::new(e).context("invalid playbook"),
+    })?;
+    let renderer = Renderer::new(Arc::new(Templates::for_playbook(
+        playbook.disk_path.as_deref(),
+    )));
+    let limit: Option<Vec<String>> = match &c.limit {
+        Some(l) => Some(
+            inventory
+                .select(l)
+                .with_context(|| format!("--limit {l}"))?
+                .iter()
+                .map(|h| h.name.clone())
+                .collect(),
+        ),
+        None => None,
+    };
+    let mut per_host: Vec<(Host, Vec<usize>)> = inventory
+        .hosts
+        .iter()
+        .map(|h| (h.clone(), vec![]))
+        .collect();
+    for (i, step) in playbook.steps.iter().enumerate() {
+        let hosts = inventory.select(&step.hosts).with_context(|| {
+            format!(
+                "{}: step {} ({}): hosts: {}",
+                playbook.source,
+                i + 1,
+                step.name,
+                step.hosts
+            )
+        })?;
+        for h in hosts {
+            if let Some(entry) = per_host.iter_mut().find(|(x, _)| x.name == h.name) {
+                entry.1.push(i);
+            }
+        }
+    }
+    let targets = per_host
+        .into_iter()
+        .filter(|(h, steps)| {
+            !steps.is_empty() && limit.as_ref().is_none_or(|l| l.contains(&h.name))
+        })
+        .collect();
+    Ok(Loaded {
+        inventory: Arc::new(inventory),
+        playbook: Arc::new(playbook),
+        renderer: Arc::new(renderer),
+        targets,
+    })
+}
+
+fn check(c: &Common) -> Result<ExitCode> {
+    let l = load(c)?;
+    let mut problems = Vec::new();
+    let empty = Facts::default();
+    for (host, ids) in &l.targets {
+        let vars = Renderer::context(host);
+        for &i in ids {
+            let step = &l.playbook.steps[i];
+            let what = format!("step {} ({}) on {}", i + 1, step.name, host.name);
+            if let Some(w) = &step.when
+                && let Err(e) = l.renderer.condition(w, &vars)
+            {
+                problems.push(format!("{what}: {e}"));
+                continue;
+            }
+            let args = if step.kind == "command" {
+                l.renderer.render_shell_value(&step.args, &vars)
+            } else {
+                l.renderer.render_value(&step.args, &vars)
+            };
+            let built = args.map_err(|e| e.to_string()).and_then(|a| {
+                steps::build(step.kind, a, false).map_err(|e| format!("{}: {e}", step.kind))
+            });
+            // Planning against empty facts is offline and pure: it renders templates.
+            let planned = built.and_then(|s| {
+                s.plan(&PlanCx {
+                    facts: &empty,
+                    renderer: &l.renderer,
+                    vars: &vars,
+                })
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+            });
+            if let Err(e) = planned {
+                problems.push(format!("{what}: {e}"));
+            }
+        }
+        for h in &l.playbook.handlers {
+            let r = l
+                .renderer
+                .render_value(&h.args, &vars)
+                .map_err(|e| e.to_string())
+                .and_then(|a| steps::build(h.kind, a, true).map_err(|e| e.to_string()));
+            if let Err(e) = r {
+                problems.push(format!("handler {} on {}: {e}", h.name, host.name));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        problems.dedup();
+        let n = problems.len();
+        return Err(anyhow::anyhow!(problems.join("\n")).context(format!(
+            "{} has {n} problem{}",
+            l.playbook.source,
+            if n == 1 { "" } else { "s" }
+        )));
+    }
+    printer::say(&format!(
+        "{} {} and {} are valid: {} hosts, {} steps, {} handlers",
+        printer::green("ok:"),
+        c.inventory.display(),
+        l.playbook.source,
+        l.targets.len(),
+        l.playbook.steps.len(),
+        l.playbook.handlers.len()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn execute(r: &RunArgs, mode: Mode, yes: bool) -> Result<ExitCode> {
+    let l = load(&r.common)?;
+    if l.targets.is_empty() {
+        return Err(hinted(
+            "no host matches: nothing to do",
+            "check --limit and the steps' `hosts:` patterns",
+        ));
+    }
+    if mode == Mode::Apply && !yes && !std::io::stdin().is_terminal() {
+        return Err(hinted(
+            "refusing to apply without confirmation: stdin is not a terminal",
+            "run `novadock plan` to review, then `novadock apply --yes`",
+        ));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let engine = Engine {
+        inventory: l.inventory.clone(),
+        playbook: l.playbook.clone(),
+        renderer: l.renderer.clone(),
+        targets: l.targets.clone(),
+    };
+    let mut opts = Options {
+        mode,
+        forks: r.forks,
+        fail_fast: r.fail_fast,
+        persist_secs: r.persist,
+        accept_new_host_keys: r.accept_new_host_keys,
+        connect_timeout_secs: r.connect_timeout,
+        run_id: run_id(),
+    };
+    let go = |opts: &Options| {
+        let pb = printer::progress(engine.targets.len() as u64);
+        let reports = rt.block_on(engine.run(opts, &pb));
+        pb.finish_and_clear();
+        reports
+    };
+    if mode == Mode::Apply && !yes {
+        // Interactive: show the plan, ask, then apply against freshly read state.
+        let planned = go(&Options {
+            mode: Mode::Plan,
+            ..opts.clone()
+        });
+        report::human(Mode::Plan, &l.playbook, &planned);
+        let s = report::summarize(&planned);
+        if s.failed > 0 {
+            return Err(anyhow::anyhow!(
+                "the plan failed on {} host(s); nothing was applied",
+                s.failed_hosts
+            ));
+        }
+        if s.changed == 0 {
+            if r.json {
+                printer::json(&report::json(Mode::Apply, &planned));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !confirm("Apply these changes?")? {
+            return Err(anyhow::anyhow!("apply cancelled; nothing was changed"));
+        }
+        opts.mode = Mode::Apply;
+    }
+    let reports = go(&opts);
+    report::human(mode, &l.playbook, &reports);
+    if r.verbose {
+        for h in &reports {
+            printer::say(&format!("{}: {} SSH round trips", h.name, h.round_trips));
+        }
+    }
+    if r.json {
+        printer::json(&report::json(mode, &reports));
+    }
+    let s = report::summarize(&reports);
+    Ok(if s.failed > 0 {
+        ExitCode::from(1)
+    } else if mode == Mode::Plan && s.changed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn confirm(question: &str) -> Result<bool> {
+    let answer = dialoguer_free_prompt(question)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+fn dialoguer_free_prompt(question: &str) -> Result<String> {
+    use std::io::Write;
+    let mut e = std::io::stderr();
+    write!(e, "{question} [y/N] ")?;
+    e.flush()?;
+    let mut s = String::new();
+    std::io::stdin().read_line(&mut s)?;
+    Ok(s)
+}
+
+/// Sortable and unique enough: UTC time plus our pid.
+fn run_id() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (y, mo, d, h, mi, s) = civil(secs);
+    format!(
+        "{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z-{}",
+        std::process::id()
+    )
+}
+
+/// Seconds since the epoch to UTC (Howard Hinnant's days-from-civil, inverted).
+fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (
+        if m <= 2 { y + 1 } else { y },
+        m,
+        d,
+        (rem / 3600) as u32,
+        (rem % 3600 / 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn civil_dates() {
+        assert_eq!(super::civil(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(super::civil(1_795_932_000), (2026, 11, 29, 6, 0, 0));
+        assert_eq!(super::civil(951_782_400), (2000, 2, 29, 0, 0, 0));
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,594 @@
+//! The engine: per host, connect → facts → plan → (apply) → handlers.
+//!
+//! Plan and apply are the same walk over the steps; the only difference is whether the
+//! actions are executed, and that is decided in exactly one place ([`HostRun::execute`]).
+
+use crate::facts::{self, Facts, Probe};
+use crate::inventory::{Address, Host, Inventory};
+use crate::plan::{self, Action, Outcome, PRELUDE};
+use crate::playbook::Playbook;
+use crate::render::Renderer;
+use crate::shell::quote;
+use crate::steps::{self, PlanCx, StepKind};
+use crate::transport::local::Local;
+use crate::transport::ssh::{Ssh, SshOptions};
+use crate::transport::{ExecOutput, Held, Transport};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::Semaphore;
+
+pub const PENDING_FILE: &str = "/var/lib/novadock/pending-handlers";
+pub const LOCK_FILE: &str = "/run/lock/novadock.lock";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Plan,
+    Apply,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    pub forks: usize,
+    pub fail_fast: bool,
+    pub persist_secs: u64,
+    pub accept_new_host_keys: bool,
+    pub connect_timeout_secs: u64,
+    pub run_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Unchanged,
+    Changed,
+    Failed,
+    Skipped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Unchanged => "unchanged",
+            Status::Changed => "changed",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub name: String,
+    pub status: Status,
+    pub summary: String,
+    pub diff: Option<String>,
+    pub note: Option<String>,
+    pub error: Option<String>,
+    /// Index in the playbook (steps) or handler order (handlers).
+    pub index: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct HostReport {
+    pub name: String,
+    pub address: String,
+    pub steps: Vec<StepReport>,
+    pub handlers: Vec<StepReport>,
+    /// Set when the host could not be worked on at all (unreachable, locked).
+    pub error: Option<String>,
+    pub round_trips: u64,
+}
+
+impl HostReport {
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+            || self
+                .steps
+                .iter()
+                .chain(&self.handlers)
+                .any(|s| s.status == Status::Failed)
+    }
+
+    pub fn changed(&self) -> bool {
+        self.steps
+            .iter()
+            .chain(&self.handlers)
+            .any(|s| s.status == Status::Changed)
+    }
+}
+
+pub struct Engine {
+    pub inventory: Arc<Inventory>,
+    pub playbook: Arc<Playbook>,
+    pub renderer: Arc<Renderer>,
+    /// Hosts to run on, in inventory order, each with the indices of its steps.
+    pub targets: Vec<(Host, Vec<usize>)>,
+}
+
+impl Engine {
+    pub async fn run(&self, opts: &Options, progress: &indicatif::ProgressBar) -> Vec<HostReport> {
+        let forks = Arc::new(Semaphore::new(opts.forks.max(1)));
+        let abort = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for (host, steps) in &self.targets {
+            let forks = forks.clone();
+            let abort = abort.clone();
+            let run = HostRun {
+                host: host.clone(),
+                step_ids: steps.clone(),
+                playbook: self.playbook.clone(),
+                renderer: self.renderer.clone(),
+                inventory: self.inventory.clone(),
+                opts: opts.clone(),
+                abort,
+            };
+            let progress = progress.clone();
+            tasks.push(tokio::spawn(async move {
+                let _permit = forks.acquire().await.expect("semaphore never closed");
+                progress.set_message(run.host.name.clone());
+                let report = run.run().await;
+                progress.inc(1);
+                report
+            }));
+        }
+        let mut reports = Vec::new();
+        for t in tasks {
+            reports.push(t.await.expect("host task panicked"));
+        }
+        reports
+    }
+}
+
+struct HostRun {
+    host: Host,
+    step_ids: Vec<usize>,
+    playbook: Arc<Playbook>,
+    renderer: Arc<Renderer>,
+    inventory: Arc<Inventory>,
+    opts: Options,
+    abort: Arc<AtomicBool>,
+}
+
+/// What the host-side state of one run is.
+struct Live {
+    transport: Box<dyn Transport>,
+    lock: Option<Box<dyn Held>>,
+    facts: Facts,
+    /// A command ran on the host: command probes may be stale.
+    dirty: bool,
+    /// A systemd unit file changed: `daemon-reload` before the next systemctl.
+    units_changed: bool,
+}
+
+enum Prepared {
+    Skipped(String),
+    Failed(String),
+    Ready(Box<dyn StepKind + Send + Sync>),
+}
+
+impl HostRun {
+    async fn run(self) -> HostReport {
+        let mut report = HostReport {
+            name: self.host.name.clone(),
+            address: self.host.address_str().to_string(),
+            steps: vec![],
+            handlers: vec![],
+            error: None,
+            round_trips: 0,
+        };
+        let transport = match self.connect().await {
+            Ok(t) => t,
+            Err(e) => {
+                report.error = Some(e);
+                self.note_failure();
+                return report;
+            }
+        };
+        let mut live = Live {
+            transport,
+            lock: None,
+            facts: Facts::default(),
+            dirty: false,
+            units_changed: false,
+        };
+        let result = self.converge(&mut live, &mut report).await;
+        if let Err(e) = result {
+            report.error = Some(e);
+        }
+        if report.failed() {
+            self.note_failure();
+        }
+        drop(live.lock.take());
+        report.round_trips = live.transport.round_trips();
+        live.transport.close(self.opts.persist_secs > 0).await;
+        report
+    }
+
+    fn note_failure(&self) {
+        if self.opts.fail_fast {
+            self.abort.store(true, Ordering::SeqCst);
+        }
+    }
+
+    async fn connect(&self) -> Result<Box<dyn Transport>, String> {
+        match &self.host.address {
+            Address::Local => Ok(Box::new(Local::default())),
+            Address::Ssh(addr) => {
+                let o = SshOptions {
+                    user: self.host.user.clone(),
+                    port: self.host.port,
+                    identity_file: self.inventory.ssh.identity_file.clone(),
+                    known_hosts: self.inventory.ssh.known_hosts.clone(),
+                    accept_new_host_keys: self.opts.accept_new_host_keys
+                        || self.inventory.ssh.strict_host_key_checking == Some(false),
+                    persist_secs: self.opts.persist_secs,
+                    connect_timeout_secs: self.opts.connect_timeout_secs,
+                };
+                Ssh::connect(addr, &o)
+                    .await
+                    .map(|s| Box::new(s) as Box<dyn Transport>)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    fn prepare(&self, idx: usize, vars: &minijinja::Value) -> Prepared {
+        let step = &self.playbook.steps[idx];
+        if let Some(when) = &step.when {
+            match self.renderer.condition(when, vars) {
+                Ok(true) => {}
+                Ok(false) => return Prepared::Skipped(format!("when: {when}")),
+                Err(e) => return Prepared::Failed(e.to_string()),
+            }
+        }
+        self.build(step.kind, &step.args, vars, false)
+    }
+
+    fn build(
+        &self,
+        kind: &str,
+        args: &serde_yaml::Value,
+        vars: &minijinja::Value,
+        handler: bool,
+    ) -> Prepared {
+        let rendered = if kind == "command" {
+            self.renderer.render_shell_value(args, vars)
+        } else {
+            self.renderer.render_value(args, vars)
+        };
+        let rendered = match rendered {
+            Ok(r) => r,
+            Err(e) => return Prepared::Failed(e.to_string()),
+        };
+        match steps::build(kind, rendered, handler) {
+            Ok(s) => Prepared::Ready(s),
+            Err(e) => Prepared::Failed(format!("{kind}: {e}")),
+        }
+    }
+
+    async fn converge(&self, live: &mut Live, report: &mut HostReport) -> Result<(), String> {
+        let vars = Renderer::context(&self.host);
+        let prepared: Vec<(usize, Prepared)> = self
+            .step_ids
+            .iter()
+            .map(|&i| (i, self.prepare(i, &vars)))
+            .collect();
+
+        // All facts of all steps in one round trip, plus the handlers left pending.
+        let mut probes: BTreeSet<Probe> = BTreeSet::new();
+        probes.insert(Probe::File(PENDING_FILE.into()));
+        for (_, p) in &prepared {
+            if let Prepared::Ready(s) = p {
+                probes.extend(s.probes());
+            }
+        }
+        live.facts = gather(
+            live.transport.as_ref(),
+            &probes.into_iter().collect::<Vec<_>>(),
+        )
+        .await?;
+        let pending: Vec<String> = match live.facts.file(PENDING_FILE) {
+            facts::FileFact::File { content, .. } => String::from_utf8_lossy(content)
+                .lines()
+                .map(str::to_string)
+                .filter(|l| !l.is_empty())
+                .collect(),
+            _ => vec![],
+        };
+
+        let mut notified: BTreeSet<String> = BTreeSet::new();
+        let mut stop: Option<&str> = None;
+        for (idx, prep) in prepared {
+            let step = &self.playbook.steps[idx];
+            let mut r = StepReport {
+                name: step.name.clone(),
+                status: Status::Unchanged,
+                summary: String::new(),
+                diff: None,
+                note: None,
+                error: None,
+                index: idx,
+            };
+            if self.abort.load(Ordering::SeqCst) && stop.is_none() {
+                stop = Some("stopped by --fail-fast after a failure on another host");
+            }
+            if let Some(why) = stop {
+                r.status = Status::Skipped;
+                r.note = Some(why.to_string());
+                report.steps.push(r);
+                continue;
+            }
+            match prep {
+                Prepared::Skipped(why) => {
+                    r.status = Status::Skipped;
+                    r.note = Some(why);
+                }
+                Prepared::Failed(e) => {
+                    r.status = Status::Failed;
+                    r.error = Some(e);
+                    stop = Some("not run: an earlier step failed on this host");
+                }
+                Prepared::Ready(step_impl) => {
+                    match self.step(live, step_impl.as_ref(), &step.notify).await {
+                        Ok(o) => {
+                            if o.changed() {
+                                r.status = Status::Changed;
+                                notified.extend(step.notify.iter().cloned());
+                            }
+                            r.summary = o.summary;
+                            r.diff = o.diff;
+                            r.note = o.note;
+                        }
+                        Err(e) => {
+                            r.status = Status::Failed;
+                            r.error = Some(e);
+                            stop = Some("not run: an earlier step failed on this host");
+                        }
+                    }
+                }
+            }
+            report.steps.push(r);
+        }
+
+        // Handlers: in their declared order, once, if notified now or left pending by an
+        // interrupted run. After a failed step they still run for what did change.
+        for (hidx, h) in self.playbook.handlers.iter().enumerate() {
+            let from_pending = pending.contains(&h.name);
+            if !notified.contains(&h.name) && !from_pending {
+                continue;
+            }
+            let mut r = StepReport {
+                name: h.name.clone(),
+                status: Status::Changed,
+                summary: String::new(),
+                diff: None,
+                note: (from_pending && !notified.contains(&h.name))
+                    .then(|| "pending from an interrupted run".to_string()),
+                error: None,
+                index: hidx,
+            };
+            match self.build(h.kind, &h.args, &vars, true) {
+                Prepared::Ready(s) => match self.handler(live, s.as_ref(), &h.name).await {
+                    Ok(o) => r.summary = o.summary,
+                    Err(e) => {
+                        r.status = Status::Failed;
+                        r.error = Some(e);
+                    }
+                },
+                Prepared::Failed(e) | Prepared::Skipped(e) => {
+                    r.status = Status::Failed;
+                    r.error = Some(e);
+                }
+            }
+            report.handlers.push(r);
+        }
+        Ok(())
+    }
+
+    /// Plan one step against the current facts and, in apply mode, carry it out.
+    async fn step(
+        &self,
+        live: &mut Live,
+        s: &dyn StepKind,
+        notify: &[String],
+    ) -> Result<Outcome, String> {
+        if live.dirty && self.opts.mode == Mode::Apply {
+            // An earlier command may have changed what this step's probes see: ask again.
+            let cmds: Vec<Probe> = s
+                .probes()
+                .into_iter()
+                .filter(|p| matches!(p, Probe::Cmd(_)))
+                .collect();
+            if !cmds.is_empty() {
+                let fresh = gather(live.transport.as_ref(), &cmds).await?;
+                live.facts.cmds.extend(fresh.cmds);
+            }
+        }
+        let outcome = s
+            .plan(&PlanCx {
+                facts: &live.facts,
+                renderer: &self.renderer,
+                vars: &Renderer::context(&self.host),
+            })
+            .map_err(|e| e.to_string())?;
+        if outcome.changed() {
+            let mut pre = String::new();
+            for n in notify {
+                // Recorded before the change is written: a run killed in between still
+                // restarts the service next time.
+                pre.push_str(&format!("nd_pending {}\n", quote(n)));
+            }
+            self.execute(live, &outcome.actions, &pre).await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn handler(
+        &self,
+        live: &mut Live,
+        s: &dyn StepKind,
+        name: &str,
+    ) -> Result<Outcome, String> {
+        let outcome = s
+            .plan(&PlanCx {
+                facts: &live.facts,
+                renderer: &self.renderer,
+                vars: &Renderer::context(&self.host),
+            })
+            .map_err(|e| e.to_string())?;
+        // Cleared only after the handler's own actions succeeded (`set -e`).
+        let post = format!(
+            "if [ -f {f} ]; then grep -vxF -- {n} {f} > {f}.tmp || true; mv -f {f}.tmp {f}; fi\n",
+            f = PENDING_FILE,
+            n = quote(name)
+        );
+        let mut actions = outcome.actions.clone();
+        actions.push(Action::Run {
+            command: post,
+            systemd: false,
+        });
+        self.execute(live, &actions, "").await?;
+        Ok(outcome)
+    }
+
+    /// The one place where plan and apply differ.
+    async fn execute(&self, live: &mut Live, actions: &[Action], pre: &str) -> Result<(), String> {
+        let needs_reload = live.units_changed
+            && actions
+                .iter()
+                .any(|a| matches!(a, Action::Run { systemd: true, .. }));
+        plan::overlay(&mut live.facts, actions);
+        let writes_units = actions.iter().any(|a| match a {
+            Action::Write { path, .. }
+            | Action::Remove { path, .. }
+            | Action::Symlink { path, .. } => plan::is_unit_path(path),
+            _ => false,
+        });
+        if self.opts.mode == Mode::Plan {
+            live.units_changed |= writes_units;
+            return Ok(());
+        }
+        self.lock(live).await?;
+        let mut script = format!("ND_RUN={}\n{PRELUDE}{pre}", quote(&self.opts.run_id));
+        if needs_reload {
+            script.push_str("systemctl daemon-reload\n");
+            live.units_changed = false;
+        }
+        for a in actions {
+            script.push_str(&plan::action_script(a));
+        }
+        let out = live
+            .transport
+            .exec(&script)
+            .await
+            .map_err(|e| e.to_string())?;
+        live.units_changed |= writes_units;
+        if actions.iter().any(|a| matches!(a, Action::Run { .. })) {
+            live.dirty = true;
+        }
+        if !out.success() {
+            return Err(command_failure(&self.host.name, actions, &out));
+        }
+        Ok(())
+    }
+
+    async fn lock(&self, live: &mut Live) -> Result<(), String> {
+        if live.lock.is_some() {
+            return Ok(());
+        }
+        let who = format!(
+            "novadock run {} (pid {} on {}, user {})",
+            self.opts.run_id,
+            std::process::id(),
+            hostname(),
+            std::env::var("USER").unwrap_or_else(|_| "?".into())
+        );
+        let script = format!(
+            "mkdir -p /run/lock\n\
+             exec 9>>{LOCK_FILE}\n\
+             if ! flock -n 9; then printf 'HELD %s\\n' \"$(head -n 1 {LOCK_FILE})\"; exit 0; fi\n\
+             printf '%s\\n' {} > {LOCK_FILE}\n\
+             echo LOCKED\n\
+             cat >/dev/null\n",
+            quote(&who)
+        );
+        let (line, guard) = live
+            .transport
+            .hold(&script)
+            .await
+            .map_err(|e| e.to_string())?;
+        match line.strip_prefix("HELD ") {
+            None if line == "LOCKED" => {
+                live.lock = Some(guard);
+                Ok(())
+            }
+            Some(holder) => Err(format!(
+                "{} is locked by another apply: {holder}",
+                self.host.name
+            )),
+            None => Err(format!(
+                "could not take the apply lock on {}: {line:?}",
+                self.host.name
+            )),
+        }
+    }
+}
+
+async fn gather(t: &dyn Transport, probes: &[Probe]) -> Result<Facts, String> {
+    let marker = facts::new_marker();
+    let script = facts::script(probes, &marker);
+    let out = t.exec(&script).await.map_err(|e| e.to_string())?;
+    if !out.success() {
+        return Err(format!(
+            "gathering facts failed (exit {}): {}",
+            out.code.map_or("signal".into(), |c| c.to_string()),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    facts::parse(probes, &marker, &out.stdout).map_err(|e| e.to_string())
+}
+
+fn command_failure(host: &str, actions: &[Action], out: &ExecOutput) -> String {
+    let what: Vec<String> = actions
+        .iter()
+        .map(|a| match a {
+            Action::Write { path, .. } => format!("write {path}"),
+            Action::Remove { path, .. } => format!("remove {path}"),
+            Action::Mkdir { path, .. } => format!("mkdir {path}"),
+            Action::Symlink { path, target } => format!("ln -s {target} {path}"),
+            Action::SetAttrs { path, .. } => format!("chown/chmod {path}"),
+            Action::Run { command, .. } => command.trim().to_string(),
+        })
+        .collect();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut msg = format!(
+        "on {host}: `{}` exited with {}",
+        what.join("; "),
+        out.code.map_or("a signal".to_string(), |c| c.to_string())
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !stdout.trim().is_empty() {
+        msg.push_str(&format!("\nstdout:\n{}", tail(&stdout)));
+    }
+    if !stderr.trim().is_empty() {
+        msg.push_str(&format!("\nstderr:\n{}", tail(&stderr)));
+    }
+    if stderr.contains("sudo: a password is required") {
+        msg.push_str("\nhint: the SSH user needs passwordless sudo (NOPASSWD) for novadock");
+    }
+    msg
+}
+
+/// The last 20 lines: enough to see why, not a wall of apt output.
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.trim_end().lines().collect();
+    let start = lines.len().saturating_sub(20);
+    lines[start..].join("\n")
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}

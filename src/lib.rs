@@ -1,0 +1,19 @@
+//! novadock: turns an OpenStack cloud into one where Docker runs as a Nova hypervisor.
+//!
+//! The modules mirror the pipeline: inventory → playbook → facts → plan → apply → report.
+
+pub mod assets;
+pub mod cli;
+pub mod engine;
+pub mod facts;
+pub mod ini;
+pub mod inventory;
+pub mod plan;
+pub mod playbook;
+pub mod printer;
+pub mod render;
+pub mod report;
+pub mod shell;
+pub mod steps;
+pub mod transport;
+pub mod yaml;

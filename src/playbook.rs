@@ -1,0 +1,271 @@
+//! The playbook: steps (each of one kind) and handlers.
+
+use crate::assets;
+use crate::steps::KINDS;
+use crate::yaml::{self, YamlError};
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlaybookError {
+    #[error(transparent)]
+    Yaml(#[from] YamlError),
+    #[error("{path}: step {index} ({name}): {message}")]
+    Step {
+        path: PathBuf,
+        index: usize,
+        name: String,
+        message: String,
+    },
+    #[error("{path}: handler `{name}`: {message}")]
+    Handler {
+        path: PathBuf,
+        name: String,
+        message: String,
+    },
+    #[error("playbook {0} not found on disk, and no embedded playbook has that name")]
+    NotFound(PathBuf),
+}
+
+/// One hosts pattern: `controllers`, `ctl,cmp1`, or a YAML list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum HostsSpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    name: String,
+    hosts: HostsSpec,
+    when: Option<String>,
+    #[serde(default)]
+    notify: Vec<String>,
+    // One of these; checked below (serde cannot say "exactly one").
+    ini: Option<serde_yaml::Value>,
+    template: Option<serde_yaml::Value>,
+    file: Option<serde_yaml::Value>,
+    toml: Option<serde_yaml::Value>,
+    package: Option<serde_yaml::Value>,
+    service: Option<serde_yaml::Value>,
+    user_groups: Option<serde_yaml::Value>,
+    command: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHandler {
+    service: Option<serde_yaml::Value>,
+    command: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlaybook {
+    steps: Vec<RawStep>,
+    #[serde(default)]
+    handlers: IndexMap<String, RawHandler>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub hosts: String,
+    pub when: Option<String>,
+    pub notify: Vec<String>,
+    pub kind: &'static str,
+    /// Unrendered arguments: rendered per host at plan time.
+    pub args: serde_yaml::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct Handler {
+    pub name: String,
+    pub kind: &'static str,
+    pub args: serde_yaml::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct Playbook {
+    /// Shown to users: the path given, or `embedded:playbooks/NAME`.
+    pub source: String,
+    /// The file on disk, when it came from disk (templates are looked up beside it).
+    pub disk_path: Option<PathBuf>,
+    pub steps: Vec<Step>,
+    pub handlers: Vec<Handler>,
+}
+
+impl Playbook {
+    /// Load from disk, or the embedded copy when `path` is not on disk.
+    pub fn load(path: &Path) -> Result<Playbook, PlaybookError> {
+        if path.exists() {
+            let text = std::fs::read_to_string(path).map_err(|source| YamlError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            return Self::parse(path, &text, Some(path.to_path_buf()));
+        }
+        let text = assets::embedded_playbook(path)
+            .ok_or_else(|| PlaybookError::NotFound(path.to_path_buf()))?;
+        let shown = PathBuf::from(format!("embedded:{}", path.display()));
+        Self::parse(&shown, text, None)
+    }
+
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        disk_path: Option<PathBuf>,
+    ) -> Result<Playbook, PlaybookError> {
+        let raw: RawPlaybook = yaml::parse(path, text)?;
+        let mut steps = Vec::new();
+        for (i, s) in raw.steps.into_iter().enumerate() {
+            let kinds = [
+                ("ini", s.ini),
+                ("template", s.template),
+                ("file", s.file),
+                ("toml", s.toml),
+                ("package", s.package),
+                ("service", s.service),
+                ("user_groups", s.user_groups),
+                ("command", s.command),
+            ];
+            let step_err = |message: String| PlaybookError::Step {
+                path: path.to_path_buf(),
+                index: i + 1,
+                name: s.name.clone(),
+                message,
+            };
+            let (kind, args) = exactly_one(kinds).map_err(step_err)?;
+            for n in &s.notify {
+                if !raw.handlers.contains_key(n) {
+                    return Err(step_err(format!("notifies `{n}`, which is not a handler")));
+                }
+            }
+            let hosts = match s.hosts {
+                HostsSpec::One(h) => h,
+                HostsSpec::Many(v) => v.join(","),
+            };
+            steps.push(Step {
+                name: s.name,
+                hosts,
+                when: s.when,
+                notify: s.notify,
+                kind,
+                args,
+            });
+        }
+        let mut handlers = Vec::new();
+        for (name, h) in raw.handlers {
+            let (kind, args) = exactly_one([("service", h.service), ("command", h.command)])
+                .map_err(|message| PlaybookError::Handler {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                    message,
+                })?;
+            handlers.push(Handler { name, kind, args });
+        }
+        Ok(Playbook {
+            source: path.display().to_string(),
+            disk_path,
+            steps,
+            handlers,
+        })
+    }
+
+    pub fn handler(&self, name: &str) -> Option<&Handler> {
+        self.handlers.iter().find(|h| h.name == name)
+    }
+}
+
+fn exactly_one<const N: usize>(
+    kinds: [(&'static str, Option<serde_yaml::Value>); N],
+) -> Result<(&'static str, serde_yaml::Value), String> {
+    let names: Vec<&str> = kinds.iter().map(|(k, _)| *k).collect();
+    let mut present: Vec<(&'static str, serde_yaml::Value)> = kinds
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+    match present.len() {
+        1 => Ok(present.remove(0)),
+        0 => Err(format!("needs one of: {}", names.join(", "))),
+        _ => Err(format!(
+            "has several kinds ({}); a step does one thing",
+            present
+                .iter()
+                .map(|(k, _)| *k)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// Steps kinds known to the engine (for `--help` texts).
+pub fn kinds() -> &'static [&'static str] {
+    KINDS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_issue_example() {
+        let pb = Playbook::parse(
+            Path::new("p.yml"),
+            r#"
+steps:
+  - name: Glance accepts the docker container format
+    hosts: controllers
+    when: "{{ prefetch | default(true) }}"
+    ini:
+      path: "{{ glance_api_conf }}"
+      section: image_format
+      option: container_formats
+      list_contains: [docker]
+      default: "ami,ari,aki,bare,ovf,ova,docker,compressed"
+      aliases: [{ section: DEFAULT, option: container_formats }]
+    notify: [glance-api]
+handlers:
+  glance-api: { service: { name: glance-api, state: restarted } }
+"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(pb.steps[0].kind, "ini");
+        assert_eq!(pb.handlers[0].name, "glance-api");
+    }
+
+    #[test]
+    fn errors_name_the_place() {
+        let e = Playbook::parse(
+            Path::new("p.yml"),
+            "steps:\n  - name: x\n    hosts: all\n    colour: red\n",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("p.yml:4:5: steps[0]: unknown field `colour`"),
+            "{e}"
+        );
+        let e = Playbook::parse(
+            Path::new("p.yml"),
+            "steps:\n  - name: x\n    hosts: all\n",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("step 1 (x): needs one of"), "{e}");
+        let e = Playbook::parse(
+            Path::new("p.yml"),
+            "steps:\n  - name: x\n    hosts: all\n    command: { cmd: true }\n    notify: [nope]\n",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("notifies `nope`"), "{e}");
+    }
+}

@@ -1,0 +1,277 @@
+//! minijinja rendering of step arguments, `when` conditions and template files.
+
+use crate::assets::Templates;
+use crate::inventory::Host;
+use minijinja::{Environment, UndefinedBehavior, Value};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("cannot render `{text}`: {message}")]
+    Text { text: String, message: String },
+    #[error("cannot render template {name}: {message}")]
+    Template { name: String, message: String },
+}
+
+pub struct Renderer {
+    env: Environment<'static>,
+    /// Same, but every `{{ value }}` comes out shell-quoted: for text that a shell runs.
+    shell_env: Environment<'static>,
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    msg
+}
+
+impl Renderer {
+    pub fn new(templates: Arc<Templates>) -> Renderer {
+        let mut env = Environment::new();
+        // An undefined variable is an error, not an empty string in a config file.
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        env.set_loader(move |name| Ok(templates.get(name)));
+        let mut shell_env = env.clone();
+        shell_env.set_formatter(|out, _state, value| {
+            let text = match value.as_str() {
+                Some(s) => s.to_string(),
+                None => value.to_string(),
+            };
+            out.write_str(&crate::shell::quote(&text)).map_err(|_| {
+                minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed")
+            })
+        });
+        Renderer { env, shell_env }
+    }
+
+    /// Render a tree of strings that a shell will run: values are inserted quoted.
+    pub fn render_shell_value(
+        &self,
+        v: &serde_yaml::Value,
+        ctx: &Value,
+    ) -> Result<serde_yaml::Value, RenderError> {
+        use serde_yaml::Value as Y;
+        Ok(match v {
+            Y::String(s) if s.contains("{{") || s.contains("{%") => Y::String(
+                self.shell_env
+                    .render_str(s, ctx)
+                    .map_err(|e| RenderError::Text {
+                        text: s.clone(),
+                        message: describe(&e),
+                    })?,
+            ),
+            Y::Mapping(m) => {
+                let mut out = serde_yaml::Mapping::new();
+                for (k, x) in m {
+                    out.insert(k.clone(), self.render_shell_value(x, ctx)?);
+                }
+                Y::Mapping(out)
+            }
+            other => other.clone(),
+        })
+    }
+
+    /// The variables a host's strings and templates see.
+    pub fn context(host: &Host) -> Value {
+        let mut map: std::collections::BTreeMap<String, Value> = host
+            .vars
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), Value::from_serialize(v))))
+            .collect();
+        map.insert(
+            "host".into(),
+            Value::from_serialize(serde_json::json!({
+                "name": host.name,
+                "address": host.address_str(),
+                "groups": host.groups,
+            })),
+        );
+        Value::from(map)
+    }
+
+    pub fn render_str(&self, text: &str, ctx: &Value) -> Result<String, RenderError> {
+        if !text.contains("{{") && !text.contains("{%") {
+            return Ok(text.to_string());
+        }
+        self.env
+            .render_str(text, ctx)
+            .map_err(|e| RenderError::Text {
+                text: text.to_string(),
+                message: describe(&e),
+            })
+    }
+
+    /// Render every string in a YAML tree. A string that is exactly one `{{ expr }}` keeps the
+    /// expression's type, so `list_contains: "{{ filters }}"` can yield a list.
+    pub fn render_value(
+        &self,
+        v: &serde_yaml::Value,
+        ctx: &Value,
+    ) -> Result<serde_yaml::Value, RenderError> {
+        use serde_yaml::Value as Y;
+        Ok(match v {
+            Y::String(s) => {
+                if let Some(expr) = single_expression(s) {
+                    let val = self.eval(expr, ctx).map_err(|message| RenderError::Text {
+                        text: s.clone(),
+                        message,
+                    })?;
+                    if val.as_str().is_none()
+                        && !val.is_undefined()
+                        && !val.is_none()
+                        && let Ok(y) = serde_yaml::to_value(&val)
+                    {
+                        return Ok(y);
+                    }
+                }
+                Y::String(self.render_str(s, ctx)?)
+            }
+            Y::Sequence(seq) => Y::Sequence(
+                seq.iter()
+                    .map(|x| self.render_value(x, ctx))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Y::Mapping(m) => {
+                let mut out = serde_yaml::Mapping::new();
+                for (k, x) in m {
+                    out.insert(k.clone(), self.render_value(x, ctx)?);
+                }
+                Y::Mapping(out)
+            }
+            other => other.clone(),
+        })
+    }
+
+    fn eval(&self, expr: &str, ctx: &Value) -> Result<Value, String> {
+        let e = self
+            .env
+            .compile_expression(expr)
+            .map_err(|e| describe(&e))?;
+        e.eval(ctx).map_err(|e| describe(&e))
+    }
+
+    /// A `when:` condition: either a template (`"{{ x }}"`) or a bare expression (`x == 1`).
+    pub fn condition(&self, when: &str, ctx: &Value) -> Result<bool, RenderError> {
+        let err = |message: String| RenderError::Text {
+            text: when.to_string(),
+            message,
+        };
+        let value = match single_expression(when) {
+            Some(expr) => self.eval(expr, ctx).map_err(err)?,
+            None if when.contains("{{") || when.contains("{%") => {
+                Value::from(self.render_str(when, ctx)?)
+            }
+            None => self.eval(when, ctx).map_err(err)?,
+        };
+        Ok(match value.as_str() {
+            // A rendered string: YAML-ish truth, as operators write it.
+            Some(s) => !matches!(
+                s.trim().to_ascii_lowercase().as_str(),
+                "" | "false" | "no" | "off" | "0" | "none"
+            ),
+            None => value.is_true(),
+        })
+    }
+
+    pub fn render_template(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
+        let t = self
+            .env
+            .get_template(name)
+            .map_err(|e| RenderError::Template {
+                name: name.to_string(),
+                message: describe(&e),
+            })?;
+        t.render(ctx).map_err(|e| RenderError::Template {
+            name: name.to_string(),
+            message: describe(&e),
+        })
+    }
+}
+
+fn single_expression(s: &str) -> Option<&str> {
+    let t = s.trim();
+    let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") {
+        return None;
+    }
+    Some(inner.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Inventory;
+    use std::path::Path;
+
+    fn setup() -> (Renderer, Value) {
+        let inv = Inventory::parse(
+            Path::new("i.yml"),
+            "hosts: { h: { address: 10.0.0.1, vars: { prefetch: false, filters: [A, B], n: 3 } } }\nvars: { conf: /etc/x.conf }\n",
+        )
+        .unwrap();
+        let r = Renderer::new(Arc::new(Templates::embedded_only()));
+        let ctx = Renderer::context(&inv.hosts[0]);
+        (r, ctx)
+    }
+
+    #[test]
+    fn strings_and_types() {
+        let (r, ctx) = setup();
+        assert_eq!(r.render_str("{{ conf }}", &ctx).unwrap(), "/etc/x.conf");
+        assert_eq!(
+            r.render_str("{{ host.name }}@{{ host.address }}", &ctx)
+                .unwrap(),
+            "h@10.0.0.1"
+        );
+        let v: serde_yaml::Value =
+            serde_yaml::from_str("{ a: '{{ filters }}', b: 'x{{ n }}' }").unwrap();
+        let out = r.render_value(&v, &ctx).unwrap();
+        assert_eq!(
+            out["a"],
+            serde_yaml::from_str::<serde_yaml::Value>("[A, B]").unwrap()
+        );
+        assert_eq!(out["b"].as_str(), Some("x3"));
+    }
+
+    #[test]
+    fn shell_values_are_quoted() {
+        let (r, _) = setup();
+        let evil = "'; touch /tmp/pwned; ' $(id)";
+        let mut vars = serde_yaml::Mapping::new();
+        vars.insert("evil".into(), evil.into());
+        let inv = Inventory::parse(Path::new("i.yml"), "hosts: { h: { address: local } }").unwrap();
+        let mut host = inv.hosts[0].clone();
+        host.vars = vars;
+        let ctx = Renderer::context(&host);
+        let v: serde_yaml::Value = serde_yaml::from_str("{ cmd: 'printf %s {{ evil }}' }").unwrap();
+        let out = r.render_shell_value(&v, &ctx).unwrap();
+        let cmd = out["cmd"].as_str().unwrap();
+        let run = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&run.stdout), evil);
+    }
+
+    #[test]
+    fn undefined_is_an_error() {
+        let (r, ctx) = setup();
+        let e = r.render_str("{{ nope }}", &ctx).unwrap_err();
+        assert!(e.to_string().contains("undefined"), "{e}");
+    }
+
+    #[test]
+    fn conditions() {
+        let (r, ctx) = setup();
+        assert!(!r.condition("{{ prefetch | default(true) }}", &ctx).unwrap());
+        assert!(r.condition("{{ missing | default(true) }}", &ctx).unwrap());
+        assert!(r.condition("n > 2", &ctx).unwrap());
+        assert!(!r.condition("'h' in host.groups", &ctx).unwrap());
+    }
+}

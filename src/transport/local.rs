@@ -1,0 +1,82 @@
+//! `address: local`: run on this machine, no SSH.
+
+use super::{ExecOutput, Held, Transport, TransportError};
+use async_trait::async_trait;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+#[derive(Default)]
+pub struct Local {
+    trips: AtomicU64,
+}
+
+struct LocalHeld {
+    _child: Child,
+}
+impl Held for LocalHeld {}
+
+impl Local {
+    fn command() -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-s")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+}
+
+fn local_err(e: std::io::Error) -> TransportError {
+    TransportError::Local(format!("cannot run sh on this machine: {e}"))
+}
+
+#[async_trait]
+impl Transport for Local {
+    async fn exec(&self, script: &str) -> Result<ExecOutput, TransportError> {
+        self.trips.fetch_add(1, Ordering::Relaxed);
+        let mut child = Self::command().spawn().map_err(local_err)?;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let script = script.as_bytes().to_vec();
+        // Write concurrently with reading so a large output cannot deadlock the pipe.
+        let writer = tokio::spawn(async move {
+            let _ = stdin.write_all(&script).await;
+        });
+        let out = child.wait_with_output().await.map_err(local_err)?;
+        let _ = writer.await;
+        Ok(ExecOutput {
+            code: out.status.code(),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
+    async fn hold(&self, script: &str) -> Result<(String, Box<dyn Held>), TransportError> {
+        self.trips.fetch_add(1, Ordering::Relaxed);
+        let mut child = Self::command().spawn().map_err(local_err)?;
+        let stdin = child.stdin.as_mut().expect("piped stdin");
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .map_err(local_err)?;
+        stdin.flush().await.map_err(local_err)?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .await
+            .map_err(local_err)?;
+        Ok((
+            line.trim_end().to_string(),
+            Box::new(LocalHeld { _child: child }),
+        ))
+    }
+
+    fn round_trips(&self) -> u64 {
+        self.trips.load(Ordering::Relaxed)
+    }
+
+    async fn close(&self, _keep: bool) {}
+}

@@ -1,0 +1,62 @@
+//! How commands reach a host: one trait, an `ssh` and a `local` implementation.
+//!
+//! Every remote interaction is a POSIX sh script sent on the stdin of `sh -s`: no argument
+//! length limits, and nothing from an inventory is ever spliced into a command line unquoted.
+
+pub mod local;
+pub mod ssh;
+
+use async_trait::async_trait;
+
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    /// `None` when the remote process died from a signal.
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl ExecOutput {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot connect to {address}: {message}")]
+    Connect { address: String, message: String },
+    #[error("lost the connection to {address}: {message}")]
+    Disconnected { address: String, message: String },
+    #[error("{0}")]
+    Local(String),
+}
+
+/// A long-running remote process (e.g. the holder of the apply lock); it ends when dropped.
+pub trait Held: Send {}
+
+#[async_trait]
+pub trait Transport: Send + Sync {
+    /// Run `script` with `sh -s` (through `sudo -n` when needed) and collect its output.
+    async fn exec(&self, script: &str) -> Result<ExecOutput, TransportError>;
+
+    /// Start `script` and wait for its first line of stdout. The script's stdin stays open
+    /// until the returned guard is dropped, so a script ending in `cat >/dev/null` lives
+    /// exactly as long as the guard (and dies with this process, whatever kills it).
+    async fn hold(&self, script: &str) -> Result<(String, Box<dyn Held>), TransportError>;
+
+    /// Number of remote commands started so far (round trips), for `-v` and benchmarks.
+    fn round_trips(&self) -> u64;
+
+    /// Release the connection; `keep` leaves an SSH master running for the next run.
+    async fn close(&self, keep: bool);
+}
+
+/// The remote command that reads the script from stdin, as the configured user.
+pub fn shell_command(user: &str, local: bool) -> &'static str {
+    if local || user == "root" {
+        "sh -s"
+    } else {
+        "sudo -n sh -s"
+    }
+}

@@ -1,0 +1,439 @@
+# shellcheck shell=bash
+# Common functions of the novadock lab (sourced by host, up, down, status, test).
+# A lab host = a systemd-nspawn container booted from a cached, read-only image
+# (base rootfs + optional role layer) under its own overlayfs upper layer.
+
+LAB_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LABDIR=${NOVADOCK_LAB_DIR:-/var/lib/novadock-lab}
+CACHE=${NOVADOCK_LAB_CACHE:-/var/cache/novadock-lab}
+KEY=$LABDIR/id_ed25519
+KNOWN=$LABDIR/known_hosts
+# All lab host names and addresses: written into every host's /etc/hosts.
+LAB_ETC_HOSTS="127.0.0.11 ctl
+127.0.0.12 cmp1
+127.0.0.13 cmp2
+127.0.0.14 cmp3
+127.0.0.15 kvm1"
+SSH_OPTS=(-i "$KEY" -o UserKnownHostsFile="$KNOWN" -o StrictHostKeyChecking=yes
+  -o BatchMode=yes -o ConnectTimeout=5 -o LogLevel=ERROR -o GlobalKnownHostsFile=/dev/null)
+
+die() { echo "lab: error: $*" >&2; exit 1; }
+log() { echo "lab [$(date +%H:%M:%S)] $*" >&2; }
+
+require_root() {
+  [ "$(id -u)" = 0 ] || die "must run as root (it mounts overlayfs and boots systemd-nspawn containers); try: sudo $0"
+}
+
+# Installs what the lab needs on the VM, only when missing.
+ensure_tools() {
+  local missing=()
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
+  command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
+  command -v ssh >/dev/null || missing+=(openssh-client)
+  command -v nsenter >/dev/null || missing+=(util-linux)
+  command -v flock >/dev/null || missing+=(util-linux)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null ||
+      die "cannot install ${missing[*]}"
+  fi
+  grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null ||
+    die "the kernel has no overlayfs (needed for the hosts' copy-on-write layers)"
+  mkdir -p "$LABDIR/hosts" "$CACHE"
+  if [ ! -f "$KEY" ]; then
+    ssh-keygen -q -t ed25519 -N '' -C novadock-lab -f "$KEY" || die "ssh-keygen failed"
+  fi
+  touch "$KNOWN"
+}
+
+# hash_of FILE...: short content hash of the given files (names + contents).
+hash_of() {
+  local f
+  for f in "$@"; do echo "== ${f#"$LAB_SRC"/}"; cat "$f"; done | sha256sum | cut -c1-12
+}
+
+base_hash() { hash_of "$LAB_SRC/recipe/base/build.sh"; }
+base_dir() { echo "$CACHE/base-$(base_hash)"; }
+
+# Builds the base rootfs once per recipe hash (locked: parallel callers wait).
+ensure_base() {
+  local dir; dir=$(base_dir)
+  [ -f "$dir/.complete" ] && return 0
+  exec 8>"$CACHE/.base.lock"
+  flock 8
+  if [ ! -f "$dir/.complete" ]; then
+    log "building base image $dir (debootstrap, ~1-2 min)"
+    local t0=$SECONDS
+    rm -rf "$dir.tmp"
+    mkdir -p "$dir.tmp"
+    "$LAB_SRC/recipe/base/build.sh" "$dir.tmp/rootfs" >"$CACHE/base-build.log" 2>&1 ||
+      die "base image build failed, see $CACHE/base-build.log"
+    rm -rf "$dir"
+    mv "$dir.tmp" "$dir"
+    touch "$dir/.complete"
+    log "base image built in $((SECONDS - t0)) s"
+  fi
+  exec 8>&-
+}
+
+role_files() { find "$LAB_SRC/recipe/$1" -type f | sort; }
+role_hash() {
+  # shellcheck disable=SC2046
+  { base_hash; hash_of $(role_files "$1"); } | sha256sum | cut -c1-12
+}
+role_dir() { echo "$CACHE/role-$1-$(role_hash "$1")"; }
+
+hdir() { echo "$LABDIR/hosts/$1"; }
+
+# host_pid NAME: prints the PID of the host's systemd-nspawn if it runs.
+# Checks the PID's command line, so a recycled PID is never taken for it.
+host_pid() {
+  local f pid
+  f="$(hdir "$1")/nspawn.pid"
+  [ -f "$f" ] || return 1
+  pid=$(cat "$f")
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "systemd-nspawn .*-M $1 " || return 1
+  echo "$pid"
+}
+
+# host_leader NAME: PID (on the VM) of the host's systemd (PID 1 inside).
+host_leader() {
+  local pid leader
+  pid=$(host_pid "$1") || return 1
+  leader=$(ps -o pid= --ppid "$pid" | head -n1 | tr -d ' ')
+  [ -n "$leader" ] || return 1
+  echo "$leader"
+}
+
+# host_exec NAME CMD...: runs CMD inside the host (all its namespaces) with a
+# clean environment; no SSH needed, so it works before sshd is up.
+host_exec() {
+  local name=$1 leader; shift
+  leader=$(host_leader "$name") || die "host $name is not running"
+  nsenter -t "$leader" -a -- /usr/bin/env -i \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" DEBIAN_FRONTEND=noninteractive "$@"
+}
+
+host_ssh() {
+  local name=$1; shift
+  # shellcheck disable=SC2029  # CMD is meant to run on the host
+  ssh "${SSH_OPTS[@]}" "root@$(cat "$(hdir "$name")/addr")" "$@"
+}
+
+# Replaces ADDR's lines in known_hosts by the host keys found under ROOT.
+known_hosts_set() {
+  local addr=$1 root=$2
+  (
+    flock 9
+    grep -v "^$addr " "$KNOWN" >"$KNOWN.tmp" || true
+    local k
+    for k in "$root"/etc/ssh/ssh_host_*_key.pub; do
+      echo "$addr $(cut -d' ' -f1,2 "$k")" >>"$KNOWN.tmp"
+    done
+    mv "$KNOWN.tmp" "$KNOWN"
+  ) 9>"$LABDIR/.known_hosts.lock"
+}
+known_hosts_del() {
+  (
+    flock 9
+    grep -v "^$1 " "$KNOWN" >"$KNOWN.tmp" || true
+    mv "$KNOWN.tmp" "$KNOWN"
+  ) 9>"$LABDIR/.known_hosts.lock"
+}
+
+# Writes the per-host identity into the mounted root (host not booted).
+host_prep() {
+  local root=$1 name=$2 addr=$3 hostname=$4 docker=$5
+  echo "$hostname" >"$root/etc/hostname"
+  {
+    echo "127.0.0.1 localhost"
+    echo "$LAB_ETC_HOSTS"
+  } >"$root/etc/hosts"
+  # sshd listens on this host's own address only: all hosts share one network.
+  mkdir -p "$root/etc/ssh/sshd_config.d"
+  cat >"$root/etc/ssh/sshd_config.d/00-lab.conf" <<EOF
+ListenAddress $addr
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+UseDNS no
+EOF
+  # Copies of one image would share host keys: make this host's own.
+  if ! ls "$root"/etc/ssh/ssh_host_*_key >/dev/null 2>&1; then
+    ssh-keygen -A -f "$root" >/dev/null
+  fi
+  install -d -m 700 "$root/root/.ssh"
+  install -m 600 "$KEY.pub" "$root/root/.ssh/authorized_keys"
+  if [ "$docker" = 1 ]; then
+    # nspawn mounts the cgroup controllers read-only; dockerd/runc must
+    # create cgroups in them, so remount them rw before docker starts.
+    cat >"$root/etc/systemd/system/lab-cgroup-rw.service" <<'EOF'
+[Unit]
+Description=novadock lab: cgroup controllers writable for dockerd
+DefaultDependencies=no
+Before=containerd.service docker.service docker.socket
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'for d in /sys/fs/cgroup/*/; do [ -L "$${d%%/}" ] || mount -o remount,bind,rw "$$d"; done'
+[Install]
+WantedBy=sysinit.target
+EOF
+    mkdir -p "$root/etc/systemd/system/sysinit.target.wants"
+    ln -sf ../lab-cgroup-rw.service "$root/etc/systemd/system/sysinit.target.wants/lab-cgroup-rw.service"
+    # One shared network namespace: no docker0 bridge, no iptables rules.
+    mkdir -p "$root/etc/docker"
+    cat >"$root/etc/docker/daemon.json" <<'EOF'
+{ "bridge": "none", "iptables": false, "ip6tables": false, "ip-forward": false, "ip-masq": false }
+EOF
+    # If the image has docker, this host runs it.
+    if [ -f "$root/lib/systemd/system/docker.service" ]; then
+      rm -f "$root/etc/systemd/system/docker.service" "$root/etc/systemd/system/docker.socket" \
+        "$root/etc/systemd/system/containerd.service"
+      systemctl --root="$root" enable docker.service containerd.service >/dev/null 2>&1 ||
+        die "cannot enable docker in $root"
+    fi
+  fi
+}
+
+# host_up NAME ADDR [--docker] [--hostname H] [--layer DIR]... [--bind SRC:DST]... [--prep FUNC]
+# Boots the host (if not running) and waits until root SSH with the lab key works.
+host_up() {
+  local name=$1 addr=$2; shift 2
+  local docker=0 hostname=$name layers=() binds=() prep=""
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --docker) docker=1 ;;
+      --hostname) hostname=$2; shift ;;
+      --layer) layers+=("$2"); shift ;;
+      --bind) binds+=("--bind=$2"); shift ;;
+      --prep) prep=$2; shift ;;
+      *) die "host up: unknown option $1" ;;
+    esac
+    shift
+  done
+  [[ $name =~ ^[a-z][a-z0-9-]{0,30}$ ]] || die "bad host name '$name' (use [a-z][a-z0-9-]*)"
+  [[ $addr =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "bad address '$addr': lab hosts use 127.0.0.0/8 addresses"
+  local d; d=$(hdir "$name")
+  if host_pid "$name" >/dev/null; then
+    [ "$(cat "$d/addr")" = "$addr" ] || die "host $name already runs with address $(cat "$d/addr")"
+    wait_ssh "$name" "$addr"
+    log "host $name already up"
+    return 0
+  fi
+  local lower="" l
+  for l in "${layers[@]}"; do lower+="$l:"; done
+  lower+="$(base_dir)/rootfs"
+  [[ $lower == *,* ]] && die "lab paths must not contain commas: $lower"
+  mkdir -p "$d"
+  mountpoint -q "$d/root" 2>/dev/null && { umount "$d/root" || die "cannot unmount stale $d/root"; }
+  # An upper layer only makes sense on the lower layers it was made on.
+  if [ -f "$d/lower" ] && [ "$(cat "$d/lower")" != "$lower" ]; then
+    log "host $name: image changed, resetting its layer"
+    rm -rf "$d/upper" "$d/work"
+  fi
+  mkdir -p "$d/upper" "$d/work" "$d/root"
+  echo "$lower" >"$d/lower"
+  echo "$addr" >"$d/addr"
+  mount -t overlay overlay -o "lowerdir=$lower,upperdir=$d/upper,workdir=$d/work" "$d/root" ||
+    die "cannot mount overlayfs for $name"
+  host_prep "$d/root" "$name" "$addr" "$hostname" "$docker"
+  [ -n "$prep" ] && "$prep" "$d/root" "$name" "$addr"
+  known_hosts_set "$addr" "$d/root"
+  local flags=()
+  if [ "$docker" = 1 ]; then
+    # dockerd needs a plain directory (not overlayfs) for its own overlay2.
+    mkdir -p "$d/docker" "$d/containerd"
+    flags+=(--capability=all "--system-call-filter=@mount @keyring bpf add_key keyctl"
+      "--bind=$d/docker:/var/lib/docker" "--bind=$d/containerd:/var/lib/containerd")
+  fi
+  # --keep-unit: there is no system bus to register a scope with.
+  # setsid: the host outlives this script; the wrapper records the exact PID.
+  # shellcheck disable=SC2016  # $$ and $@ belong to the inner bash
+  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$d/nspawn.pid" \
+    systemd-nspawn -D "$d/root" -M "$name" --register=no --keep-unit \
+    "${flags[@]}" "${binds[@]}" -b </dev/null >"$d/console.log" 2>&1 &
+  for _ in $(seq 50); do host_pid "$name" >/dev/null && break; sleep 0.1; done
+  host_pid "$name" >/dev/null || die "host $name: systemd-nspawn did not start; see $d/console.log"
+  wait_ssh "$name" "$addr"
+}
+
+wait_ssh() {
+  local name=$1 addr=$2
+  for _ in $(seq 240); do
+    host_pid "$name" >/dev/null || die "host $name stopped while booting; see $(hdir "$name")/console.log"
+    if ssh "${SSH_OPTS[@]}" "root@$addr" true 2>/dev/null; then
+      log "host $name up: ssh ${SSH_OPTS[*]:0:6} root@$addr"
+      return 0
+    fi
+    sleep 0.5
+  done
+  die "host $name: no SSH on $addr after 120 s; see $(hdir "$name")/console.log"
+}
+
+# host_down NAME [--keep]: orderly poweroff (SIGTERM to its nspawn, by PID),
+# SIGKILL after 60 s, unmount; removes the host's layer unless --keep.
+host_down() {
+  local name=$1 keep=${2:-} d pid
+  d=$(hdir "$name")
+  [ -d "$d" ] || return 0
+  if pid=$(host_pid "$name"); then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 600); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+    if [ -d "/proc/$pid" ]; then
+      log "host $name: no poweroff after 60 s, killing nspawn $pid"
+      kill -KILL "$pid" 2>/dev/null || true
+      for _ in $(seq 100); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+    fi
+  fi
+  rm -f "$d/nspawn.pid"
+  if mountpoint -q "$d/root" 2>/dev/null; then
+    for _ in $(seq 50); do umount "$d/root" 2>/dev/null && break; sleep 0.2; done
+    mountpoint -q "$d/root" && die "host $name: $d/root is still mounted (busy?)"
+  fi
+  [ -f "$d/addr" ] && known_hosts_del "$(cat "$d/addr")"
+  if [ "$keep" != --keep ]; then
+    rm -rf "$d"
+  fi
+  log "host $name down"
+}
+
+# Per-role build host: name, address, hostname. ctl's image binds its
+# services to 127.0.0.11, so it must be built as ctl on that address.
+role_build_addr() { case $1 in ctl) echo 127.0.0.11 ;; *) echo 127.0.0.19 ;; esac; }
+role_build_hostname() { case $1 in ctl) echo ctl ;; *) echo "build-$1" ;; esac; }
+
+role_build_prep() { # ROOT NAME ADDR: copy the role's recipe into the build host
+  rm -rf "$1/root/lab-role"
+  cp -r "$LAB_SRC/recipe/$ROLE_BUILDING" "$1/root/lab-role"
+}
+
+# ensure_role ROLE: builds the role's image layer once per hash: boots a build
+# host on the base image, runs recipe/ROLE/setup.sh in it, powers it off and
+# keeps its upper layer (cleaned of per-host identity) as the role layer.
+ensure_role() {
+  local role=$1 dir name addr
+  dir=$(role_dir "$role")
+  [ -f "$dir/.complete" ] && return 0
+  exec 7>"$CACHE/.role-$role.lock"
+  flock 7
+  if [ ! -f "$dir/.complete" ]; then
+    name=build-$role addr=$(role_build_addr "$role")
+    local t0=$SECONDS logf=$CACHE/role-$role-build.log
+    log "building image for role $role ($dir), log: $logf"
+    host_down "$name"
+    # Own package cache per role: parallel builds would fight over apt's lock.
+    mkdir -p "$CACHE/apt-archives/$role/partial"
+    ROLE_BUILDING=$role host_up "$name" "$addr" --hostname "$(role_build_hostname "$role")" \
+      --bind "$CACHE/apt-archives/$role:/var/cache/apt/archives" --prep role_build_prep 2>>"$logf"
+    if ! host_exec "$name" bash /root/lab-role/setup.sh >"$logf" 2>&1; then
+      tail -n 25 "$logf" >&2
+      die "role $role build failed (log: $logf). The build host is left running for inspection:
+  $LAB_SRC/host exec $name bash      # look around
+  $LAB_SRC/host down $name           # discard it"
+    fi
+    host_down "$name" --keep
+    local up; up=$(hdir "$name")/upper
+    # Per-host identity is not part of an image.
+    rm -rf "$up/root/lab-role" "$up/root/.ssh" "$up"/etc/ssh/ssh_host_* \
+      "$up/etc/ssh/sshd_config.d/00-lab.conf" "$up/var/lib/systemd/random-seed" "$up"/var/log/journal/*
+    [ -f "$up/etc/machine-id" ] && : >"$up/etc/machine-id"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    mv "$up" "$dir/layer"
+    rm -rf "$(hdir "$name")"
+    touch "$dir/.complete"
+    log "role $role image built in $((SECONDS - t0)) s ($(du -sh "$dir/layer" | cut -f1))"
+  fi
+  exec 7>&-
+}
+
+# ---- the cluster of issue 3 ----
+CLUSTER_COMPUTES="cmp1:127.0.0.12:docker cmp2:127.0.0.13:docker cmp3:127.0.0.14:docker kvm1:127.0.0.15:nodocker"
+CTL_ADDR=127.0.0.11
+REPO_ROOT=$(cd "$LAB_SRC/../.." && pwd)
+INVENTORY=$REPO_ROOT/inventories/lab.yml
+
+compute_prep() { # ROOT NAME ADDR: this compute's own nova identity
+  sed -i "s/@HOST@/$2/; s/@IP@/$3/" "$1/etc/nova/nova.conf"
+}
+
+# ctl_os ARGS...: the openstack CLI on ctl as admin.
+ctl_os() {
+  host_exec ctl bash -c '. /root/admin-openrc && exec openstack "$@"' _ "$@"
+}
+
+# Names of running lab hosts.
+lab_hosts() {
+  local d
+  for d in "$LABDIR"/hosts/*/; do
+    [ -d "$d" ] || continue
+    host_pid "$(basename "$d")" >/dev/null && basename "$d"
+  done
+  return 0
+}
+
+# PIDs (on the VM) of every process of the running lab: nspawn + all inside.
+lab_pids() {
+  local n pid leader nss="" p
+  for n in $(lab_hosts); do
+    pid=$(host_pid "$n") || continue
+    echo "$pid"
+    leader=$(host_leader "$n") || continue
+    nss+=" $(readlink "/proc/$leader/ns/pid")"
+  done
+  [ -n "$nss" ] || return 0
+  for p in /proc/[0-9]*; do
+    case " $nss " in *" $(readlink "$p/ns/pid" 2>/dev/null) "*) echo "${p#/proc/}" ;; esac
+  done
+}
+
+# Lab memory in MiB: sum of the proportional set size (Pss) of its processes.
+lab_mem_mib() {
+  local p kb=0 v
+  for p in $(lab_pids); do
+    v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null) || continue
+    kb=$((kb + ${v:-0}))
+  done
+  echo $((kb / 1024))
+}
+
+# Lab disk in MiB: image cache + hosts' layers (-x: not through the overlay mounts).
+lab_disk_mib() {
+  du -smx "$CACHE" "$LABDIR" 2>/dev/null | awk '{s += $1} END {print s + 0}'
+}
+
+# Listening TCP/UDP sockets of lab processes outside 127.0.0.0/8 (should be none).
+lab_bad_listeners() {
+  local pids; pids=" $(lab_pids | tr '\n' ' ') "
+  ss -ltunpH | while read -r _ _ _ _ local _ procs; do
+    case $local in 127.*|\[::ffff:127.*) continue ;; esac
+    local p
+    for p in $(grep -o 'pid=[0-9]*' <<<"$procs" | cut -d= -f2); do
+      case $pids in *" $p "*) echo "$local $procs"; break ;; esac
+    done
+  done
+}
+
+write_inventory() {
+  mkdir -p "$(dirname "$INVENTORY")"
+  cat >"$INVENTORY.tmp" <<EOF
+# Written by tests/lab/up: the local lab (cmp3 is left out on purpose: it is
+# added later to test "add a compute node").
+ssh:
+  user: root
+  port: 22
+  identity_file: $KEY
+  known_hosts: $KNOWN
+hosts:
+  ctl:  { address: 127.0.0.11, groups: [controllers] }
+  cmp1: { address: 127.0.0.12, groups: [docker_computes] }
+  cmp2: { address: 127.0.0.13, groups: [docker_computes] }
+  kvm1: { address: 127.0.0.15, groups: [kvm_computes] }
+vars:
+  openstack_release: zed
+EOF
+  mv "$INVENTORY.tmp" "$INVENTORY"
+}

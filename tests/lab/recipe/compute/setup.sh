@@ -1,0 +1,66 @@
+#!/bin/bash
+# Builds the lab compute image (cmp1-3, kvm1). Runs INSIDE a booted build host.
+# nova-compute with nova's fake driver (nova-compute-ironic satisfies the
+# hypervisor dependency without libvirt/qemu) and docker.io, left disabled:
+# `host up --docker` enables docker on the hosts that run it.
+# Per-host values (@HOST@, @IP@ in /etc/nova/nova.conf) are set by tests/lab/up.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+CTL=127.0.0.11
+step() { echo "compute-setup [$(date +%T)] $*"; }
+
+printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+chmod +x /usr/sbin/policy-rc.d
+echo "nova-common nova/configure_db boolean false" | debconf-set-selections
+
+step "apt install"
+apt-get install -y -q -o Dpkg::Options::=--force-confold \
+  nova-compute nova-compute-ironic docker.io >/root/compute-apt.log 2>&1 ||
+  { tail -30 /root/compute-apt.log; exit 1; }
+rm -f /usr/sbin/policy-rc.d
+
+step "configure"
+for u in iscsid.socket iscsid.service open-iscsi.service; do
+  ln -sf /dev/null "/etc/systemd/system/$u"
+done
+systemctl disable docker.service docker.socket containerd.service >/dev/null 2>&1
+[ -f /etc/nova/nova.conf.orig ] || cp /etc/nova/nova.conf /etc/nova/nova.conf.orig
+auth() { # user
+  cat <<EOF
+auth_url = http://$CTL:5000
+auth_type = password
+project_domain_name = Default
+user_domain_name = Default
+project_name = service
+username = $1
+password = ${1}pass
+region_name = RegionOne
+EOF
+}
+cat >/etc/nova/nova.conf <<EOF
+[DEFAULT]
+host = @HOST@
+my_ip = @IP@
+state_path = /var/lib/nova
+compute_driver = fake.FakeDriver
+transport_url = rabbit://openstack:rabbitpass@$CTL:5672/
+[placement]
+$(auth placement)
+[neutron]
+$(auth nova)
+[glance]
+api_servers = http://$CTL:9292
+[vnc]
+enabled = false
+[spice]
+enabled = false
+[oslo_concurrency]
+lock_path = /var/lib/nova/tmp
+EOF
+# nova-compute-ironic's nova-compute.conf is read after nova.conf and would
+# set compute_driver = ironic.IronicDriver (lab-notes F9).
+printf '[DEFAULT]\ncompute_driver = fake.FakeDriver\n' >/etc/nova/nova-compute.conf
+chown root:nova /etc/nova/nova.conf /etc/nova/nova-compute.conf
+chmod 640 /etc/nova/nova.conf /etc/nova/nova-compute.conf
+systemctl enable nova-compute >/dev/null 2>&1
+step "done"

@@ -1,0 +1,267 @@
+#!/bin/bash
+# Builds the lab controller image. Runs INSIDE a booted build host whose
+# hostname is ctl and which owns 127.0.0.11 (the image is only for ctl).
+# Keystone, Glance (file store), Placement, Nova API/conductor/scheduler,
+# RabbitMQ, MariaDB, a read-only Neutron stub, the openstack CLI, /root/admin-openrc.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+IP=127.0.0.11
+RABBIT=rabbitpass ADMINPW=labadmin
+step() { echo "ctl-setup [$(date +%T)] $*"; }
+
+# Keep packages from starting daemons during install: they would run with
+# default (all-address) binds and an unconfigured database.
+printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+chmod +x /usr/sbin/policy-rc.d
+
+step "bind config before install"
+# Their socket units ignore the daemons' bind settings (lab-notes F2, F3).
+mkdir -p /etc/systemd/system/mariadb.socket.d /etc/systemd/system/epmd.socket.d /etc/mysql/mariadb.conf.d /etc/rabbitmq
+cat >/etc/systemd/system/mariadb.socket.d/bind.conf <<EOF
+[Socket]
+ListenStream=
+ListenStream=@mariadb
+ListenStream=/run/mysqld/mysqld.sock
+ListenStream=$IP:3306
+EOF
+cat >/etc/systemd/system/epmd.socket.d/bind.conf <<EOF
+[Socket]
+ListenStream=
+ListenStream=127.0.0.1:4369
+ListenStream=$IP:4369
+BindIPv6Only=default
+EOF
+cat >/etc/mysql/mariadb.conf.d/99-lab.cnf <<EOF
+[mysqld]
+bind-address = $IP
+max_connections = 500
+innodb_buffer_pool_size = 64M
+performance_schema = off
+EOF
+cat >/etc/rabbitmq/rabbitmq.conf <<EOF
+listeners.tcp.default = $IP:5672
+distribution.listener.interface = $IP
+management.tcp.ip = $IP
+EOF
+# Keystone's postinst fails in its admin-project step unless this is preseeded.
+debconf-set-selections <<'EOF'
+keystone keystone/create-admin-tenant boolean false
+keystone keystone/configure_db boolean false
+glance-common glance/configure_db boolean false
+placement-common placement/configure_db boolean false
+nova-common nova/configure_db boolean false
+EOF
+
+step "apt install"
+apt-get install -y -q -o Dpkg::Options::=--force-confold \
+  rabbitmq-server mariadb-server python3-pymysql keystone glance-api placement-api \
+  nova-api nova-conductor nova-scheduler python3-openstackclient curl >/root/ctl-apt.log 2>&1 ||
+  { tail -30 /root/ctl-apt.log; exit 1; }
+
+step "configure"
+# Metadata API, iSCSI: not used in the lab.
+for u in nova-api-metadata.service iscsid.socket iscsid.service open-iscsi.service; do
+  ln -sf /dev/null "/etc/systemd/system/$u"
+done
+# Conductor/scheduler wait for DB, rabbit and the placement user: enabled at the end (F6, F7).
+systemctl disable nova-conductor nova-scheduler >/dev/null 2>&1 || true
+
+# uwsgi services bind through /etc/default/<service>; few workers to save memory.
+uw() { # service port ini
+  echo "DAEMON_ARGS=\"--http-socket $IP:$2 --ini $3\"" >"/etc/default/$1"
+  sed -i -E 's/^processes = .*/processes = 2/; s/^threads = .*/threads = 8/' "$3"
+}
+uw keystone 5000 /etc/keystone/keystone-uwsgi.ini
+uw nova-api 8774 /etc/nova/nova-api-uwsgi.ini
+uw placement-api 8778 /etc/placement/placement-api-uwsgi.ini
+
+auth() { # user
+  cat <<EOF
+www_authenticate_uri = http://$IP:5000
+auth_url = http://$IP:5000
+auth_type = password
+project_domain_name = Default
+user_domain_name = Default
+project_name = service
+username = $1
+password = ${1}pass
+region_name = RegionOne
+EOF
+}
+for f in /etc/keystone/keystone.conf /etc/glance/glance-api.conf /etc/placement/placement.conf /etc/nova/nova.conf; do
+  [ -f "$f.orig" ] || cp "$f" "$f.orig"
+done
+# keystone.conf: only the database changes.
+python3 - <<EOF
+import configparser
+p = '/etc/keystone/keystone.conf'
+c = configparser.RawConfigParser(strict=False, interpolation=None)
+c.read(p)
+c.set('database', 'connection', 'mysql+pymysql://keystone:keystonedbpass@$IP/keystone')
+with open(p, 'w') as f:
+    c.write(f)
+EOF
+cat >/etc/glance/glance-api.conf <<EOF
+[DEFAULT]
+bind_host = $IP
+bind_port = 9292
+workers = 1
+enabled_backends = fs:file
+[database]
+connection = mysql+pymysql://glance:glancedbpass@$IP/glance
+[keystone_authtoken]
+$(auth glance)
+[paste_deploy]
+flavor = keystone
+[glance_store]
+default_backend = fs
+[fs]
+filesystem_store_datadir = /var/lib/glance/images/
+[oslo_concurrency]
+lock_path = /var/lib/glance/tmp
+EOF
+cat >/etc/placement/placement.conf <<EOF
+[DEFAULT]
+[api]
+auth_strategy = keystone
+[keystone_authtoken]
+$(auth placement)
+[placement_database]
+connection = mysql+pymysql://placement:placementdbpass@$IP/placement
+EOF
+cat >/etc/nova/nova.conf <<EOF
+[DEFAULT]
+my_ip = $IP
+host = ctl
+state_path = /var/lib/nova
+transport_url = rabbit://openstack:$RABBIT@$IP:5672/
+enabled_apis = osapi_compute
+osapi_compute_listen = $IP
+[api]
+auth_strategy = keystone
+[api_database]
+connection = mysql+pymysql://nova:novadbpass@$IP/nova_api
+[database]
+connection = mysql+pymysql://nova:novadbpass@$IP/nova
+[keystone_authtoken]
+$(auth nova)
+[placement]
+$(auth placement)
+[neutron]
+$(auth nova)
+[glance]
+api_servers = http://$IP:9292
+[vnc]
+enabled = false
+[spice]
+enabled = false
+[conductor]
+workers = 1
+[scheduler]
+workers = 1
+# New compute hosts are mapped to cell1 without a manual discover_hosts.
+discover_hosts_in_cells_interval = 20
+[oslo_concurrency]
+lock_path = /var/lib/nova/tmp
+EOF
+chown root:glance /etc/glance/glance-api.conf
+chown root:placement /etc/placement/placement.conf
+chown root:nova /etc/nova/nova.conf
+chown root:keystone /etc/keystone/keystone.conf
+chmod 640 /etc/glance/glance-api.conf /etc/placement/placement.conf /etc/nova/nova.conf /etc/keystone/keystone.conf
+
+# Lab fixture: read-only Neutron stub (Nova's API needs a network endpoint, F5).
+install -m 755 /root/lab-role/neutron-stub.py /usr/local/bin/neutron-stub
+cat >/etc/systemd/system/neutron-stub.service <<'EOF'
+[Unit]
+Description=novadock lab fixture: read-only Neutron API stub on 127.0.0.11:9696
+After=network.target
+[Service]
+ExecStart=/usr/local/bin/neutron-stub 127.0.0.11 9696
+DynamicUser=yes
+Restart=on-failure
+[Install]
+WantedBy=multi-user.target
+EOF
+
+cat >/root/admin-openrc <<EOF
+export OS_USERNAME=admin
+export OS_PASSWORD=$ADMINPW
+export OS_PROJECT_NAME=admin
+export OS_USER_DOMAIN_NAME=Default
+export OS_PROJECT_DOMAIN_NAME=Default
+export OS_AUTH_URL=http://$IP:5000/v3
+export OS_IDENTITY_API_VERSION=3
+export OS_IMAGE_API_VERSION=2
+export OS_REGION_NAME=RegionOne
+EOF
+
+rm -f /usr/sbin/policy-rc.d
+systemctl daemon-reload
+step "start mariadb, rabbitmq"
+systemctl restart epmd.socket mariadb.socket
+systemctl start mariadb rabbitmq-server
+rabbitmqctl add_user openstack "$RABBIT" >/dev/null 2>&1 || rabbitmqctl change_password openstack "$RABBIT"
+rabbitmqctl set_permissions openstack ".*" ".*" ".*"
+
+step "databases"
+# Connections between 127.0.0.x addresses arrive from 127.0.0.1: '%' grants.
+{
+  for db in keystone glance placement nova_api nova nova_cell0; do
+    echo "CREATE DATABASE IF NOT EXISTS $db;"
+  done
+  for u in keystone glance placement nova; do
+    echo "CREATE USER IF NOT EXISTS '$u'@'%' IDENTIFIED BY '${u}dbpass';"
+  done
+  echo "GRANT ALL ON keystone.* TO 'keystone'@'%';"
+  echo "GRANT ALL ON glance.* TO 'glance'@'%';"
+  echo "GRANT ALL ON placement.* TO 'placement'@'%';"
+  for db in nova_api nova nova_cell0; do echo "GRANT ALL ON $db.* TO 'nova'@'%';"; done
+} | mysql
+as() { su -s /bin/sh -c "$2" "$1"; }
+as keystone "keystone-manage db_sync"
+keystone-manage fernet_setup --keystone-user keystone --keystone-group keystone
+keystone-manage credential_setup --keystone-user keystone --keystone-group keystone
+keystone-manage bootstrap --bootstrap-password "$ADMINPW" \
+  --bootstrap-admin-url "http://$IP:5000/v3/" --bootstrap-internal-url "http://$IP:5000/v3/" \
+  --bootstrap-public-url "http://$IP:5000/v3/" --bootstrap-region-id RegionOne
+as glance "glance-manage db_sync" >/dev/null 2>&1
+as placement "placement-manage db sync"
+as nova "nova-manage api_db sync"
+as nova "nova-manage cell_v2 map_cell0 --database_connection mysql+pymysql://nova:novadbpass@$IP/nova_cell0"
+as nova "nova-manage cell_v2 list_cells" | grep -q ' cell1 ' || as nova "nova-manage cell_v2 create_cell --name=cell1"
+as nova "nova-manage db sync"
+
+step "start APIs"
+systemctl enable neutron-stub >/dev/null 2>&1
+systemctl start keystone glance-api placement-api nova-api neutron-stub
+for _ in $(seq 120); do curl -sf "http://$IP:5000/v3" >/dev/null && break; sleep 0.5; done
+
+step "register users, services, endpoints"
+# shellcheck disable=SC1091
+. /root/admin-openrc
+os() { openstack "$@"; }
+os project show service >/dev/null 2>&1 || os project create --domain default service >/dev/null
+for u in glance nova placement; do
+  os user show "$u" >/dev/null 2>&1 || os user create --domain default --password "${u}pass" "$u" >/dev/null
+  os role add --project service --user "$u" admin
+done
+svc() { # type name url
+  os service show "$1" >/dev/null 2>&1 || os service create --name "$2" "$1" >/dev/null
+  local i
+  for i in public internal admin; do
+    [ -n "$(os endpoint list --service "$1" --interface "$i" -f value -c ID)" ] ||
+      os endpoint create --region RegionOne "$1" "$i" "$3" >/dev/null
+  done
+}
+svc image glance "http://$IP:9292"
+svc compute nova "http://$IP:8774/v2.1"
+svc placement placement "http://$IP:8778"
+svc network neutron "http://$IP:9696"
+
+step "start conductor, scheduler"
+systemctl enable nova-conductor nova-scheduler >/dev/null 2>&1
+systemctl start nova-conductor nova-scheduler
+openstack compute service list
+openstack flavor show m1.tiny >/dev/null 2>&1 || openstack flavor create --vcpus 1 --ram 64 --disk 0 m1.tiny >/dev/null
+step "done"
