@@ -39,7 +39,7 @@ impl Transport for Local {
         self.trips.fetch_add(1, Ordering::Relaxed);
         let mut child = Self::command().spawn().map_err(local_err)?;
         let mut stdin = child.stdin.take().expect("piped stdin");
-        let script = script.as_bytes().to_vec();
+        let script = super::guarded(script).into_bytes();
         // Write concurrently with reading so a large output cannot deadlock the pipe.
         let writer = tokio::spawn(async move {
             let _ = stdin.write_all(&script).await;

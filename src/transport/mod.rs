@@ -52,11 +52,70 @@ pub trait Transport: Send + Sync {
     async fn close(&self, keep: bool);
 }
 
+/// The script as sent: one brace group, which sh parses whole before running any of it. If
+/// the connection dies mid-transfer (say, novadock is killed), sh sees an unfinished group and
+/// runs nothing — never half a script, never a here-document cut short into a file.
+pub fn guarded(script: &str) -> String {
+    format!(
+        "{{
+{script}
+}}
+"
+    )
+}
+
 /// The remote command that reads the script from stdin, as the configured user.
 pub fn shell_command(user: &str, local: bool) -> &'static str {
     if local || user == "root" {
         "sh -s"
     } else {
         "sudo -n sh -s"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guarded;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    #[test]
+    fn a_script_cut_short_runs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("f");
+        let script = guarded(&format!(
+            "echo started > {t}.marker\nbase64 -d > {t} <<'ND_EOF'\naGVsbG8K\naGVsbG8K\nND_EOF\n",
+            t = target.display()
+        ));
+        // Every prefix that lacks the closing brace runs nothing; the whole script runs all.
+        let closing = script.len() - 2;
+        for cut in (0..closing).chain([script.len()]) {
+            let mut child = Command::new("sh")
+                .arg("-s")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(&script.as_bytes()[..cut])
+                .unwrap();
+            child.wait().unwrap();
+            if cut == script.len() {
+                assert_eq!(std::fs::read(&target).unwrap(), b"hello\nhello\n");
+                continue;
+            }
+            assert!(
+                !target.exists(),
+                "a script cut at byte {cut} wrote the file"
+            );
+            assert!(
+                !dir.path().join("f.marker").exists(),
+                "cut at {cut} ran a command"
+            );
+        }
     }
 }

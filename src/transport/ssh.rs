@@ -237,7 +237,7 @@ impl Transport for Ssh {
             .await
             .map_err(|e| self.disconnected(e))?;
         let mut stdin = child.stdin().take().expect("piped stdin");
-        let script = script.as_bytes().to_vec();
+        let script = super::guarded(script).into_bytes();
         let writer = tokio::spawn(async move {
             let _ = stdin.write_all(&script).await;
             let _ = stdin.shutdown().await;
@@ -256,19 +256,23 @@ impl Transport for Ssh {
 
     async fn hold(&self, script: &str) -> Result<(String, Box<dyn Held>), TransportError> {
         self.trips.fetch_add(1, Ordering::Relaxed);
-        let mut child = Session::to_command(self.session.clone(), shell_command(&self.user, false))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .await
-            .map_err(|e| self.disconnected(e))?;
+        let mut child =
+            Session::to_raw_command(self.session.clone(), shell_command(&self.user, false))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .await
+                .map_err(|e| self.disconnected(e))?;
         let io = |e: std::io::Error| TransportError::Disconnected {
             address: self.address.clone(),
             message: e.to_string(),
         };
         let stdin = child.stdin().as_mut().expect("piped stdin");
-        stdin.write_all(script.as_bytes()).await.map_err(io)?;
+        stdin
+            .write_all(super::guarded(script).as_bytes())
+            .await
+            .map_err(io)?;
         stdin.flush().await.map_err(io)?;
         let stdout = child.stdout().take().expect("piped stdout");
         let mut line = String::new();

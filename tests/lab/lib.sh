@@ -351,7 +351,9 @@ ensure_role() {
 }
 
 # ---- the cluster of issue 3 ----
+# shellcheck disable=SC2034  # used by up/status/test
 CLUSTER_COMPUTES="cmp1:127.0.0.12:docker cmp2:127.0.0.13:docker cmp3:127.0.0.14:docker kvm1:127.0.0.15:nodocker"
+# shellcheck disable=SC2034
 CTL_ADDR=127.0.0.11
 REPO_ROOT=$(cd "$LAB_SRC/../.." && pwd)
 INVENTORY=$REPO_ROOT/inventories/lab.yml
@@ -411,9 +413,9 @@ lab_bad_listeners() {
   ss -ltunpH | while read -r _ _ _ _ local _ procs; do
     case $local in 127.*|\[::ffff:127.*) continue ;; esac
     local p
-    for p in $(grep -o 'pid=[0-9]*' <<<"$procs" | cut -d= -f2); do
+    while read -r p; do
       case $pids in *" $p "*) echo "$local $procs"; break ;; esac
-    done
+    done < <(grep -o 'pid=[0-9]*' <<<"$procs" | cut -d= -f2)
   done
 }
 

@@ -1,0 +1,243 @@
+//! Test hosts for the end-to-end tests: real sshd processes, each in its own mount namespace
+//! with its own copy-on-write /etc, /var, /usr, /opt and /root (see tests/hosts/README.md).
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// 127.0.0.201 onwards; every test gets its own addresses, so tests run in parallel.
+static NEXT_OCTET: AtomicU32 = AtomicU32::new(201);
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_novadock")
+}
+
+/// Fails loudly (never skips) when the machine cannot run real hosts.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test starts real sshd hosts in mount namespaces and needs root; run the README's test command as root"
+    );
+    assert!(
+        Path::new("/usr/sbin/sshd").exists(),
+        "/usr/sbin/sshd is missing: run tests/hosts/install-deps (the README's test command does)"
+    );
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+pub struct Hosts {
+    pub dir: tempfile::TempDir,
+    /// Per-test control-socket directory (XDG_RUNTIME_DIR), so tests never share masters.
+    pub runtime: tempfile::TempDir,
+    pub names: Vec<String>,
+    pub first: u32,
+}
+
+impl Hosts {
+    pub fn up(n: usize) -> Hosts {
+        require_root();
+        let first = NEXT_OCTET.fetch_add(n as u32, Ordering::SeqCst);
+        assert!(first as usize + n <= 254, "out of test addresses");
+        let dir = tempfile::Builder::new()
+            .prefix("nd-hosts")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let runtime = tempfile::Builder::new()
+            .prefix("nd-rt")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let out = Command::new(repo().join("tests/hosts/up"))
+            .arg(dir.path())
+            .arg(n.to_string())
+            .arg(first.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tests/hosts/up failed: {:?}",
+            Run::from(out)
+        );
+        Hosts {
+            dir,
+            runtime,
+            names: (1..=n).map(|i| format!("h{i}")).collect(),
+            first,
+        }
+    }
+
+    pub fn address(&self, host: &str) -> String {
+        let i: u32 = host.trim_start_matches('h').parse().unwrap();
+        format!("127.0.0.{}", self.first + i - 1)
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Write an inventory for these hosts: `hosts_yaml` lines go under `hosts:` verbatim when
+    /// given, else every host is listed in group `targets`.
+    pub fn inventory(&self, name: &str, extra: &str) -> PathBuf {
+        let mut s = format!(
+            "ssh:\n  user: root\n  identity_file: {}\n  known_hosts: {}\nhosts:\n",
+            self.path("id_ed25519").display(),
+            self.path("known_hosts").display()
+        );
+        for h in &self.names {
+            s.push_str(&format!(
+                "  {h}: {{ address: {}, groups: [targets] }}\n",
+                self.address(h)
+            ));
+        }
+        s.push_str(extra);
+        let p = self.path(name);
+        std::fs::write(&p, s).unwrap();
+        p
+    }
+
+    pub fn write_file(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    /// Run a shell script inside a host's namespace (no SSH).
+    pub fn sh(&self, host: &str, script: &str) -> Run {
+        let out = Command::new(repo().join("tests/hosts/exec"))
+            .arg(self.dir.path())
+            .arg(host)
+            .args(["sh", "-c", script])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        Run::from(out)
+    }
+
+    pub fn sh_ok(&self, host: &str, script: &str) -> String {
+        let r = self.sh(host, script);
+        assert_eq!(r.code, 0, "on {host}: {script}\n{r:?}");
+        r.stdout
+    }
+
+    pub fn put(&self, host: &str, path: &str, content: &[u8]) {
+        let tmp = self.path(&format!("put-{host}"));
+        std::fs::write(&tmp, content).unwrap();
+        self.sh_ok(
+            host,
+            &format!(
+                "mkdir -p \"$(dirname '{path}')\" && cat '{}' > '{path}'",
+                tmp.display()
+            ),
+        );
+    }
+
+    pub fn read(&self, host: &str, path: &str) -> Vec<u8> {
+        let out = Command::new(repo().join("tests/hosts/exec"))
+            .arg(self.dir.path())
+            .arg(host)
+            .args(["cat", path])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cat {path} on {host}: {:?}",
+            Run::from(out)
+        );
+        out.stdout
+    }
+
+    pub fn read_str(&self, host: &str, path: &str) -> String {
+        String::from_utf8(self.read(host, path)).unwrap()
+    }
+
+    /// A digest of everything the host ever wrote (its overlay upper layers): names, modes,
+    /// owners and contents.
+    pub fn tree_hash(&self, host: &str) -> String {
+        let ovl = self.path(&format!("{host}/ovl"));
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg("cd \"$1\" && find . -path '*/work' -prune -o -printf '%p %y %m %U:%G %l\\n' | LC_ALL=C sort && find . -path '*/work' -prune -o -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum")
+            .arg("sh")
+            .arg(&ovl)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn stop(&self, host: &str) {
+        let out = Command::new(repo().join("tests/hosts/stop"))
+            .arg(self.dir.path())
+            .arg(host)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{:?}", Run::from(out));
+    }
+
+    pub fn start(&self, host: &str) {
+        let out = Command::new(repo().join("tests/hosts/start"))
+            .arg(self.dir.path())
+            .arg(host)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{:?}", Run::from(out));
+    }
+
+    pub fn novadock(&self, args: &[&str]) -> Run {
+        Run::from(self.novadock_cmd(args).output().unwrap())
+    }
+
+    pub fn novadock_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args)
+            .env("XDG_RUNTIME_DIR", self.runtime.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        c
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("tests/hosts/down"))
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .output();
+    }
+}

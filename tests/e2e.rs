@@ -1,0 +1,544 @@
+//! End to end: the real binary against real sshd hosts (see tests/common and tests/hosts).
+
+mod common;
+
+use common::{Hosts, Run, repo};
+use std::time::{Duration, Instant};
+
+const NOVA: &str = include_str!("data/zed-debian/nova.conf");
+const GLANCE: &str = include_str!("data/zed-debian/glance-api.conf");
+
+fn core_playbook() -> String {
+    repo()
+        .join("tests/data/playbooks/core.yml")
+        .display()
+        .to_string()
+}
+
+/// Every host gets Debian's Zed configs, glance's as root:glance 0640 like the package ships
+/// it; h1 and h2 are controllers.
+fn zed_hosts(n: usize) -> (Hosts, String) {
+    let hosts = Hosts::up(n);
+    for h in &hosts.names {
+        hosts.put(h, "/etc/nova/nova.conf", NOVA.as_bytes());
+        hosts.put(h, "/etc/glance/glance-api.conf", GLANCE.as_bytes());
+        hosts.sh_ok(
+            h,
+            "groupadd -f glance && chown root:glance /etc/glance/glance-api.conf \
+             && chmod 0640 /etc/glance/glance-api.conf && mkdir -p /etc/nova/rootwrap.d",
+        );
+    }
+    let inv = hosts.inventory(
+        "inventory.yml",
+        "vars:\n  glance_default_formats: ami,ari,aki,bare,ovf,ova\n",
+    );
+    let text = std::fs::read_to_string(&inv).unwrap().replacen(
+        "groups: [targets]",
+        "groups: [targets, controllers]",
+        2,
+    );
+    std::fs::write(&inv, text).unwrap();
+    let inv = inv.display().to_string();
+    (hosts, inv)
+}
+
+const GLANCE_DIFF: &str = "      --- /etc/glance/glance-api.conf
+      +++ /etc/glance/glance-api.conf
+      @@ -5328,6 +5328,7 @@
+       # value)
+       # Deprecated group/name - [DEFAULT]/container_formats
+       #container_formats = ami,ari,aki,bare,ovf,ova,docker,compressed
+      +container_formats = ami,ari,aki,bare,ovf,ova,docker
+       
+       # Supported values for the 'disk_format' image attribute (list value)
+       # Deprecated group/name - [DEFAULT]/disk_formats
+";
+
+const NOVA_DIFF: &str = "      --- /etc/nova/nova.conf
+      +++ /etc/nova/nova.conf
+      @@ -3467,6 +3467,7 @@
+       # - ``[filter_scheduler] available_filters``
+       #  (list value)
+       #enabled_filters = ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter
+      +enabled_filters = ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter,AggregateInstanceExtraSpecsFilter
+       
+       #
+       # Weighers that the scheduler will use.
+";
+
+fn filters_diff(host: &str) -> String {
+    format!(
+        "      --- /dev/null
+      +++ /etc/nova/rootwrap.d/docker.filters
+      @@ -0,0 +1,4 @@
+      +# nova-rootwrap command filters for the Docker driver on {host}
+      +# (rendered by novadock; do not edit by hand)
+      +[Filters]
+      +ln: CommandFilter, /bin/ln, root
+"
+    )
+}
+
+fn expected_run(verb: &str, ran: &str, head: &str) -> String {
+    format!(
+        "[1/3] Glance accepts the docker container format
+  ~ h1, h2: {verb}: extend [image_format] container_formats in /etc/glance/glance-api.conf
+{GLANCE_DIFF}[2/3] Nova's scheduler runs AggregateInstanceExtraSpecsFilter
+  ~ h1, h2: {verb}: extend [filter_scheduler] enabled_filters in /etc/nova/nova.conf
+{NOVA_DIFF}[3/3] Rootwrap filters for the Docker driver
+  ~ h1: {verb}: create /etc/nova/rootwrap.d/docker.filters
+{}  ~ h2: {verb}: create /etc/nova/rootwrap.d/docker.filters
+{}  ~ h3: {verb}: create /etc/nova/rootwrap.d/docker.filters
+{}[handler] glance-api
+  ~ h1, h2: {ran}: run echo glance-api restarted >> /var/log/nd-handlers.log
+[handler] nova-scheduler
+  ~ h1, h2: {ran}: run echo nova-scheduler restarted >> /var/log/nd-handlers.log
+{head}: 11 {}, 0 unchanged, 0 failed, 0 skipped on 3 hosts
+",
+        filters_diff("h1"),
+        filters_diff("h2"),
+        filters_diff("h3"),
+        if head == "Plan" {
+            "to change"
+        } else {
+            "changed"
+        },
+    )
+}
+
+const CONVERGED: &str = "\
+[1/3] Glance accepts the docker container format
+  = h1, h2: unchanged — [image_format] container_formats in /etc/glance/glance-api.conf
+[2/3] Nova's scheduler runs AggregateInstanceExtraSpecsFilter
+  = h1, h2: unchanged — [filter_scheduler] enabled_filters in /etc/nova/nova.conf
+[3/3] Rootwrap filters for the Docker driver
+  = h1, h2, h3: unchanged — /etc/nova/rootwrap.d/docker.filters
+Plan: 0 to change, 7 unchanged, 0 failed, 0 skipped on 3 hosts
+";
+
+#[test]
+fn plan_apply_plan_converges_and_plan_changes_nothing() {
+    let (hosts, inv) = zed_hosts(3);
+    let pb = core_playbook();
+    let before: Vec<String> = hosts.names.iter().map(|h| hosts.tree_hash(h)).collect();
+
+    let plan = hosts.novadock(&["plan", "-i", &inv, "-p", &pb]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert_eq!(plan.stdout, "");
+    assert_eq!(
+        plan.stderr,
+        expected_run("would change", "would run", "Plan")
+    );
+    let after: Vec<String> = hosts.names.iter().map(|h| hosts.tree_hash(h)).collect();
+    assert_eq!(before, after, "plan modified a host");
+
+    let apply = hosts.novadock(&["apply", "-i", &inv, "-p", &pb, "--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(apply.stderr, expected_run("changed", "ran", "Apply"));
+
+    // Only the targeted lines changed, owner/group/mode kept, handlers ran once.
+    let nova = hosts.read_str("h1", "/etc/nova/nova.conf");
+    let expected = NOVA.replacen(
+        "#enabled_filters = ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter\n",
+        "#enabled_filters = ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter\nenabled_filters = ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter,AggregateInstanceExtraSpecsFilter\n",
+        1,
+    );
+    assert_eq!(nova, expected);
+    assert_eq!(
+        hosts.sh_ok("h2", "stat -c '%U:%G %a' /etc/glance/glance-api.conf"),
+        "root:glance 640\n"
+    );
+    for h in ["h1", "h2"] {
+        assert_eq!(
+            hosts.read_str(h, "/var/log/nd-handlers.log"),
+            "glance-api restarted\nnova-scheduler restarted\n"
+        );
+    }
+    assert_eq!(hosts.sh("h3", "test -e /var/log/nd-handlers.log").code, 1);
+    // Backups live outside the config directories.
+    assert_eq!(
+        hosts.sh_ok("h1", "ls /etc/nova | sort"),
+        "nova.conf\nrootwrap.d\n"
+    );
+    let backup = hosts.sh_ok(
+        "h1",
+        "find /var/backups/novadock -path '*/etc/nova/nova.conf'",
+    );
+    assert_eq!(backup.lines().count(), 1, "{backup}");
+    assert_eq!(
+        hosts.read_str("h1", backup.trim()),
+        NOVA,
+        "the backup is the previous version"
+    );
+
+    let again = hosts.novadock(&["plan", "-i", &inv, "-p", &pb]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(again.stderr, CONVERGED);
+    let apply_again = hosts.novadock(&["apply", "-i", &inv, "-p", &pb, "--yes"]);
+    assert_eq!(apply_again.code, 0, "{apply_again:?}");
+    for h in ["h1", "h2"] {
+        assert_eq!(
+            hosts
+                .read_str(h, "/var/log/nd-handlers.log")
+                .lines()
+                .count(),
+            2,
+            "a no-op apply ran handlers again"
+        );
+    }
+}
+
+#[test]
+fn json_output_is_one_document_on_stdout() {
+    let (hosts, inv) = zed_hosts(3);
+    let pb = core_playbook();
+    let plan = hosts.novadock(&["plan", "-i", &inv, "-p", &pb, "--json"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    let v: serde_json::Value = serde_json::from_str(&plan.stdout).expect("stdout is JSON");
+    assert_eq!(
+        v["summary"],
+        serde_json::json!({"changed": 11, "unchanged": 0, "failed": 0, "skipped": 0, "hosts": 3, "failed_hosts": 0})
+    );
+    let h1 = &v["hosts"]["h1"]["steps"];
+    assert_eq!(h1[0]["name"], "Glance accepts the docker container format");
+    assert_eq!(h1[0]["status"], "changed");
+    assert!(
+        h1[0]["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+container_formats = ami,ari,aki,bare,ovf,ova,docker\n")
+    );
+    assert_eq!(v["hosts"]["h3"]["steps"].as_array().unwrap().len(), 1);
+    assert_eq!(v["hosts"]["h1"]["handlers"][0]["status"], "changed");
+    // No-op run: at most 2 round trips per host (facts; nothing else), masters reused.
+    let apply = hosts.novadock(&["apply", "-i", &inv, "-p", &pb, "--yes", "--json"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let noop = hosts.novadock(&["apply", "-i", &inv, "-p", &pb, "--yes", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&noop.stdout).unwrap();
+    for h in &hosts.names {
+        assert_eq!(v["hosts"][h]["round_trips"], 1, "{h}: {noop:?}");
+    }
+    assert_eq!(v["summary"]["changed"], 0);
+}
+
+#[test]
+fn a_down_host_is_reported_and_the_others_are_applied() {
+    let (hosts, inv) = zed_hosts(3);
+    let pb = core_playbook();
+    hosts.stop("h2");
+    let apply = hosts.novadock(&["apply", "-i", &inv, "-p", &pb, "--yes"]);
+    assert_eq!(apply.code, 1, "{apply:?}");
+    let addr = hosts.address("h2");
+    assert!(
+        apply.stderr.contains(&format!(
+            "✗ h2: unreachable or unusable\n      cannot connect to {addr}: ssh: connect to host {addr} port 22: Connection refused\n"
+        )),
+        "{apply:?}"
+    );
+    assert!(
+        apply.stderr.ends_with(
+            "Apply: 6 changed, 0 unchanged, 1 failed, 0 skipped on 3 hosts (hosts failed: h2)\n"
+        ),
+        "{apply:?}"
+    );
+    assert!(
+        hosts
+            .read_str("h1", "/etc/nova/nova.conf")
+            .contains("\nenabled_filters = ")
+    );
+    assert!(
+        hosts
+            .read_str("h3", "/etc/nova/rootwrap.d/docker.filters")
+            .contains("on h3")
+    );
+    hosts.start("h2");
+    let apply = hosts.novadock(&["apply", "-i", &inv, "-p", &pb, "--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(
+        apply
+            .stderr
+            .ends_with("Apply: 5 changed, 4 unchanged, 0 failed, 0 skipped on 3 hosts\n"),
+        "{apply:?}"
+    );
+}
+
+#[test]
+fn fail_fast_stops_the_other_hosts() {
+    let hosts = Hosts::up(2);
+    let inv = hosts.inventory("inventory.yml", "");
+    let pb = hosts.write_file(
+        "pb.yml",
+        "steps:\n  - name: fails on h1\n    hosts: h1\n    command: { cmd: 'exit 7' }\n  - name: slow\n    hosts: all\n    command: { cmd: 'sleep 1' }\n  - name: after\n    hosts: all\n    file: { path: /etc/after, content: x }\n",
+    );
+    let r = hosts.novadock(&[
+        "apply",
+        "-i",
+        inv.to_str().unwrap(),
+        "-p",
+        pb.to_str().unwrap(),
+        "--yes",
+        "--fail-fast",
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("on h1: `exit 7` exited with 7"), "{r:?}");
+    assert_eq!(hosts.sh("h1", "test -e /etc/after").code, 1);
+    assert_eq!(hosts.sh("h2", "test -e /etc/after").code, 1, "{r:?}");
+}
+
+#[test]
+fn hostile_values_end_up_literally_and_nothing_runs() {
+    let hosts = Hosts::up(1);
+    let evil = [
+        "'; touch /tmp/pwned; '",
+        "$(touch /tmp/pwned2)",
+        "`touch /tmp/pwned3`",
+        "a\nb; touch /tmp/pwned4",
+        "x'; touch pwned5; '$(id)",
+    ];
+    let inv = hosts.inventory(
+        "inventory.yml",
+        &format!(
+            "vars:\n  e1: {:?}\n  e2: {:?}\n  e3: {:?}\n  e4: {:?}\n  e5: {:?}\n",
+            evil[0], evil[1], evil[2], evil[3], evil[4]
+        ),
+    );
+    let pb = hosts.write_file(
+        "pb.yml",
+        r#"steps:
+  - name: ini value
+    hosts: all
+    ini: { path: /etc/evil.conf, section: DEFAULT, option: x, value: "{{ e1 }}{{ e2 }}{{ e3 }}" }
+  - name: file content and path
+    hosts: all
+    file: { path: "/etc/{{ e5 }}", content: "{{ e1 }}\n{{ e2 }}\n{{ e3 }}\n{{ e4 }}\n" }
+  - name: command
+    hosts: all
+    command: { cmd: "printf '%s|' {{ e1 }} {{ e2 }} {{ e3 }} {{ e4 }} > /etc/evil.out", creates: "/etc/{{ e2 }}" }
+  - name: user groups
+    hosts: all
+    user_groups: { user: "{{ e1 }}", groups: ["{{ e2 }}"] }
+"#,
+    );
+    let r = hosts.novadock(&[
+        "apply",
+        "-i",
+        inv.to_str().unwrap(),
+        "-p",
+        pb.to_str().unwrap(),
+        "--yes",
+    ]);
+    // The last step fails (no such user) — with a clean error, not an injection.
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("usermod"), "{r:?}");
+    assert_eq!(
+        hosts.read_str("h1", "/etc/evil.conf"),
+        format!("[DEFAULT]\nx = {}{}{}\n", evil[0], evil[1], evil[2])
+    );
+    assert_eq!(
+        hosts.read_str("h1", &format!("/etc/{}", evil[4])),
+        format!("{}\n{}\n{}\n{}\n", evil[0], evil[1], evil[2], evil[3])
+    );
+    assert_eq!(
+        hosts.read_str("h1", "/etc/evil.out"),
+        format!("{}|{}|{}|{}|", evil[0], evil[1], evil[2], evil[3])
+    );
+    let pwned = hosts.sh("h1", "ls /tmp/pwned* /pwned* /root/pwned* 2>/dev/null");
+    assert_eq!(pwned.stdout, "", "a hostile value ran: {pwned:?}");
+    assert!(!std::path::Path::new("/tmp/pwned").exists());
+}
+
+#[test]
+fn a_second_concurrent_apply_is_refused_naming_the_holder() {
+    let hosts = Hosts::up(1);
+    let inv = hosts.inventory("inventory.yml", "");
+    let pb = hosts.write_file(
+        "pb.yml",
+        "steps:\n  - name: slow change\n    hosts: all\n    command: { cmd: 'sleep 4; touch /etc/slow-done', creates: /etc/slow-done }\n",
+    );
+    let args = [
+        "apply",
+        "-i",
+        inv.to_str().unwrap(),
+        "-p",
+        pb.to_str().unwrap(),
+        "--yes",
+    ];
+    let first = hosts.novadock_cmd(&args).spawn().unwrap();
+    // Wait until the first run holds the lock on the host.
+    let t = Instant::now();
+    loop {
+        let holder = hosts.sh("h1", "cat /run/lock/novadock.lock 2>/dev/null");
+        if holder.stdout.contains(&format!("pid {}", first.id())) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "first apply never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = hosts.novadock(&args);
+    assert_eq!(second.code, 1, "{second:?}");
+    let msg = format!("h1 is locked by another apply: novadock run ");
+    assert!(second.stderr.contains(&msg), "{second:?}");
+    assert!(
+        second.stderr.contains(&format!("(pid {} on ", first.id())),
+        "{second:?}"
+    );
+    let first = Run::from(first.wait_with_output().unwrap());
+    assert_eq!(first.code, 0, "{first:?}");
+}
+
+#[test]
+fn secrets_never_appear_in_any_output() {
+    let hosts = Hosts::up(1);
+    let secret = "Zq8-very-secret-4711";
+    let inv = hosts.inventory(
+        "inventory.yml",
+        "vars:\n  db_password: { secret_env: ND_TEST_DB_PASSWORD }\n",
+    );
+    let pb = hosts.write_file(
+        "pb.yml",
+        r#"steps:
+  - name: database connection
+    hosts: all
+    ini: { path: /etc/nova/nova.conf, section: database, option: connection, value: "mysql+pymysql://nova:{{ db_password }}@127.0.0.1/nova" }
+  - name: an option not named like a secret
+    hosts: all
+    ini: { path: /etc/nova/nova.conf, section: api, option: motd, value: "{{ db_password }}" }
+  - name: a file with it
+    hosts: all
+    file: { path: /etc/nova/secret.txt, content: "pw={{ db_password }}\n", mode: "0600" }
+  - name: a failing command with it
+    hosts: all
+    command: { cmd: "echo {{ db_password }}; echo {{ db_password }} >&2; exit 3" }
+"#,
+    );
+    hosts.sh_ok("h1", "mkdir -p /etc/nova");
+    let run = |args: &[&str]| {
+        let mut c = hosts.novadock_cmd(args);
+        c.env("ND_TEST_DB_PASSWORD", secret);
+        Run::from(c.output().unwrap())
+    };
+    let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
+    for args in [
+        vec!["plan", "-i", i, "-p", p],
+        vec!["plan", "-i", i, "-p", p, "--json"],
+        vec!["apply", "-i", i, "-p", p, "--yes", "--json"],
+        vec!["plan", "-i", i, "-p", p, "--json"],
+    ] {
+        let r = run(&args);
+        assert!(
+            !r.all().contains(secret),
+            "secret leaked by {args:?}: {r:?}"
+        );
+        assert!(r.all().contains("********"), "{args:?}: {r:?}");
+    }
+    // It did reach the host.
+    assert_eq!(
+        hosts.read_str("h1", "/etc/nova/secret.txt"),
+        format!("pw={secret}\n")
+    );
+    assert_eq!(
+        hosts.sh_ok("h1", "stat -c %a /etc/nova/secret.txt"),
+        "600\n"
+    );
+}
+
+#[test]
+fn strict_host_key_checking_by_default() {
+    let hosts = Hosts::up(1);
+    let inv = hosts.inventory("inventory.yml", "");
+    let pb = hosts.write_file(
+        "pb.yml",
+        "steps:\n  - name: f\n    hosts: all\n    file: { path: /etc/x, content: x }\n",
+    );
+    std::fs::write(hosts.path("known_hosts"), "").unwrap();
+    let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
+    let r = hosts.novadock(&["plan", "-i", i, "-p", p]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("Host key verification failed"), "{r:?}");
+    // --persist 0: no master survives to vouch for the host in the next run.
+    let r = hosts.novadock(&[
+        "plan",
+        "-i",
+        i,
+        "-p",
+        p,
+        "--accept-new-host-keys",
+        "--persist",
+        "0",
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        std::fs::read_to_string(hosts.path("known_hosts"))
+            .unwrap()
+            .contains("ssh-ed25519")
+    );
+    // A changed key is refused even with --accept-new-host-keys.
+    // (the client key stands in for an impostor's host key)
+    let impostor = std::fs::read_to_string(hosts.path("id_ed25519.pub")).unwrap();
+    let key: Vec<&str> = impostor.split_whitespace().take(2).collect();
+    std::fs::write(
+        hosts.path("known_hosts"),
+        format!("{} {} {}\n", hosts.address("h1"), key[0], key[1]),
+    )
+    .unwrap();
+    let r = hosts.novadock(&[
+        "plan",
+        "-i",
+        i,
+        "-p",
+        p,
+        "--accept-new-host-keys",
+        "--persist",
+        "0",
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("HOST IDENTIFICATION HAS CHANGED"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn limit_and_local_hosts() {
+    let hosts = Hosts::up(2);
+    let scratch = tempfile::tempdir().unwrap();
+    let inv = hosts.inventory("inventory.yml", "");
+    let text = std::fs::read_to_string(&inv)
+        .unwrap()
+        .replace(
+            "hosts:\n",
+            "hosts:\n  here: { address: local, groups: [targets], vars: { dir: SCRATCH } }\n",
+        )
+        .replace("SCRATCH", &scratch.path().display().to_string());
+    std::fs::write(&inv, text).unwrap();
+    let pb = hosts.write_file(
+        "pb.yml",
+        "steps:\n  - name: f\n    hosts: targets\n    file: { path: \"{{ dir | default('/etc') }}/{{ host.name }}\", content: \"{{ host.address }}\\n\" }\n",
+    );
+    let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
+    let r = hosts.novadock(&["apply", "-i", i, "-p", p, "--yes", "--limit", "here,h2"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(scratch.path().join("here")).unwrap(),
+        "local\n"
+    );
+    assert!(
+        !scratch.path().join("h2").exists(),
+        "h2 wrote into the VM's filesystem"
+    );
+    assert_eq!(
+        hosts.read_str("h2", "/etc/h2"),
+        format!("{}\n", hosts.address("h2"))
+    );
+    assert_eq!(hosts.sh("h1", "test -e /etc/h1").code, 1);
+    assert!(!std::path::Path::new("/etc/h2").exists());
+    let r = hosts.novadock(&["plan", "-i", i, "-p", p, "--limit", "nope"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr,
+        "error: --limit nope\n  Caused by: unknown host or group `nope`\n"
+    );
+}
