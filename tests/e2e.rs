@@ -379,8 +379,8 @@ fn a_second_concurrent_apply_is_refused_naming_the_holder() {
     }
     let second = hosts.novadock(&args);
     assert_eq!(second.code, 1, "{second:?}");
-    let msg = format!("h1 is locked by another apply: novadock run ");
-    assert!(second.stderr.contains(&msg), "{second:?}");
+    let msg = "h1 is locked by another apply: novadock run ";
+    assert!(second.stderr.contains(msg), "{second:?}");
     assert!(
         second.stderr.contains(&format!("(pid {} on ", first.id())),
         "{second:?}"
