@@ -253,6 +253,7 @@ nd_remove() {
 }
 nd_pending() {
 	mkdir -p /var/lib/novadock
+	grep -qxF -- "$1" /var/lib/novadock/pending-handlers 2>/dev/null && return 0
 	printf '%s\n' "$1" >> /var/lib/novadock/pending-handlers
 	sync -- /var/lib/novadock/pending-handlers
 }

@@ -542,3 +542,103 @@ fn limit_and_local_hosts() {
         "error: --limit nope\n  Caused by: unknown host or group `nope`\n"
     );
 }
+
+/// SIGKILL novadock at different moments while it writes 2 MB files to several hosts: every
+/// file is always the old or the new version, never a mix or truncated, and the next apply
+/// converges and runs the handler that the killed run left pending.
+#[test]
+fn an_apply_killed_mid_run_leaves_old_or_new_and_the_pending_restart_runs() {
+    let hosts = Hosts::up(4);
+    let files = ["a", "b", "c", "d"];
+    // One step per file (a step manages one path), then a slow step, then the handler.
+    let mut pb = String::from("steps:\n");
+    for f in files {
+        pb.push_str(&format!(
+            "  - name: big file {f}\n    hosts: all\n    file: {{ path: /etc/big/{f}, content: \"{{{{ ('v' ~ version ~ '-{f}.') * 200000 }}}}\" }}\n    notify: [restart]\n"
+        ));
+    }
+    pb.push_str(
+        r#"  - name: slow step after the writes
+    hosts: all
+    command: { cmd: "sleep 5; touch /etc/big/slept-{{ version }}", creates: "/etc/big/slept-{{ version }}" }
+handlers:
+  restart: { command: { cmd: "echo {{ version }} >> /var/log/restarts.log" } }
+"#,
+    );
+    let pb = hosts.write_file("pb.yml", &pb);
+    for h in &hosts.names {
+        hosts.sh_ok(h, "mkdir -p /etc/big");
+    }
+    let content = |v: u32, f: &str| format!("v{v}-{f}.").repeat(200_000);
+    let pbs = pb.to_str().unwrap().to_string();
+
+    // What each file held before the current run: the "old" it may still hold.
+    let mut old: std::collections::HashMap<(String, &str), Option<String>> = Default::default();
+    for h in &hosts.names {
+        for f in files {
+            old.insert((h.clone(), f), None);
+        }
+    }
+    let mut version = 0;
+    for delay_ms in [150u64, 300, 600, 1000, 2500] {
+        version += 1;
+        let inv = hosts.inventory("inventory.yml", &format!("vars:\n  version: {version}\n"));
+        let mut child = hosts
+            .novadock_cmd(&["apply", "-i", inv.to_str().unwrap(), "-p", &pbs, "--yes"])
+            .stderr(std::fs::File::create(hosts.path(&format!("killed-{version}.log"))).unwrap())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // Let remote scripts that were already fully sent finish.
+        std::thread::sleep(Duration::from_millis(300));
+        for h in &hosts.names {
+            for f in files {
+                let path = format!("/etc/big/{f}");
+                let r = hosts.sh(h, &format!("cat {path}"));
+                let got = (r.code == 0).then_some(r.stdout);
+                let before = old.insert((h.clone(), f), got.clone()).unwrap();
+                let ok = got.as_deref() == Some(content(version, f).as_str()) || got == before;
+                let got = got.unwrap_or_default();
+                assert!(
+                    ok,
+                    "{h}:{path} after a kill at {delay_ms} ms is neither old nor new ({} bytes)",
+                    got.len()
+                );
+            }
+        }
+    }
+    // The last kill came while the slow step ran: files new, handler not yet run.
+    let pending: Vec<String> = hosts
+        .names
+        .iter()
+        .map(|h| hosts.sh(h, "cat /var/lib/novadock/pending-handlers 2>/dev/null").stdout)
+        .collect();
+    assert!(
+        pending.iter().any(|p| p == "restart\n"),
+        "no host was left with a pending restart: {pending:?}\nlast killed run said:\n{}",
+        std::fs::read_to_string(hosts.path(&format!("killed-{version}.log"))).unwrap()
+    );
+    let inv = hosts.inventory("inventory.yml", &format!("vars:\n  version: {version}\n"));
+    let r = hosts.novadock(&["apply", "-i", inv.to_str().unwrap(), "-p", &pbs, "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    for h in &hosts.names {
+        for f in files {
+            assert_eq!(hosts.read_str(h, &format!("/etc/big/{f}")), content(version, f));
+        }
+        let log = hosts.read_str(h, "/var/log/restarts.log");
+        assert_eq!(
+            log.lines().last(),
+            Some(version.to_string().as_str()),
+            "{h}: the restart for the last change never ran: {log:?}"
+        );
+        assert_eq!(
+            hosts.sh(h, "cat /var/lib/novadock/pending-handlers").stdout,
+            "",
+            "{h}: pending handlers left behind"
+        );
+    }
+    let r = hosts.novadock(&["plan", "-i", inv.to_str().unwrap(), "-p", &pbs]);
+    assert_eq!(r.code, 0, "{r:?}");
+}

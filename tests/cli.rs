@@ -1,0 +1,133 @@
+//! The binary's command-line contract, offline (no hosts needed).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn novadock(args: &[&str], dir: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_novadock"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+const INV: &str = "hosts:\n  ctl: { address: 127.0.0.11, groups: [controllers] }\n";
+
+#[test]
+fn malformed_inventory_points_at_file_line_col() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "inv.yml", "hosts:\n  ctl: { address: 127.0.0.11, grups: [x] }\n");
+    let (code, out, err) = novadock(&["check", "-i", "inv.yml"], d.path());
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        "error: invalid inventory\n  Caused by: inv.yml:2:31: hosts.ctl: unknown field `grups`, expected one of `address`, `groups`, `vars`, `user`, `port`\n"
+    );
+    write(d.path(), "inv.yml", "hosts:\n  ctl: { address: 127.0.0.11\n  cmp1: [\n");
+    let (code, _, err) = novadock(&["check", "-i", "inv.yml"], d.path());
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error: invalid inventory\n  Caused by: inv.yml:3:"), "{err}");
+}
+
+#[test]
+fn malformed_playbook_points_at_file_line_col() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "inv.yml", INV);
+    write(
+        d.path(),
+        "pb.yml",
+        "steps:\n  - name: x\n    hosts: all\n    ini:\n      path: /etc/x.conf\n      section: s\n      option: o\n      valeu: 1\n",
+    );
+    let (code, _, err) = novadock(&["check", "-i", "inv.yml", "-p", "pb.yml"], d.path());
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: pb.yml has 1 problem\n  Caused by: step 1 (x) on ctl: ini: unknown field `valeu`, expected one of `path`, `section`, `option`, `value`, `list_contains`, `absent`, `default`, `aliases`, `owner`, `group`, `mode`\n"
+    );
+    write(d.path(), "pb.yml", "steps:\n  - name: x\n    hosts: all\n    ini: { path: /etc/x\n");
+    let (code, _, err) = novadock(&["plan", "-i", "inv.yml", "-p", "pb.yml"], d.path());
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error: invalid playbook\n  Caused by: pb.yml:5:1: "), "{err}");
+}
+
+#[test]
+fn check_renders_every_step_for_every_host() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "inv.yml", INV);
+    write(
+        d.path(),
+        "pb.yml",
+        "steps:\n  - name: uses an undefined variable\n    hosts: controllers\n    file: { path: \"{{ nope }}\", content: x }\n  - name: relative path\n    hosts: all\n    file: { path: etc/x, content: x }\n  - name: two kinds\n    hosts: all\n    service: { name: x, enabled: true }\n    command: { cmd: x }\n",
+    );
+    let (code, _, err) = novadock(&["check", "-i", "inv.yml", "-p", "pb.yml"], d.path());
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: invalid playbook\n  Caused by: pb.yml: step 3 (two kinds): has several kinds (service, command); a step does one thing\n"
+    );
+    write(
+        d.path(),
+        "pb.yml",
+        "steps:\n  - name: uses an undefined variable\n    hosts: controllers\n    file: { path: \"{{ nope }}\", content: x }\n  - name: relative path\n    hosts: all\n    file: { path: etc/x, content: x }\n  - name: restart outside a handler\n    hosts: all\n    service: { name: nova-api, state: restarted }\n",
+    );
+    let (code, _, err) = novadock(&["check", "-i", "inv.yml", "-p", "pb.yml"], d.path());
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: pb.yml has 3 problems\n  Caused by: step 1 (uses an undefined variable) on ctl: cannot render `{{ nope }}`: undefined value (in <string>:1)\nstep 2 (relative path) on ctl: file: path `etc/x` must be absolute\nstep 3 (restart outside a handler) on ctl: service: service nova-api: `state: restarted`/`reloaded` belongs in a handler, notified by the steps that change its config\n"
+    );
+    let (code, _, err) = novadock(&["check", "-i", "inv.yml", "-p", "nope.yml"], d.path());
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error: playbook nope.yml not found on disk, and no embedded playbook has that name\nhint: embedded playbooks: "), "{err}");
+}
+
+#[test]
+fn the_embedded_playbook_works_from_any_directory() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "inv.yml", INV);
+    let (code, _, err) = novadock(&["check", "-i", "inv.yml"], d.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(err.starts_with("ok: inv.yml and embedded:playbooks/bootstrap.yml are valid: 1 host"), "{err}");
+}
+
+#[test]
+fn apply_without_a_terminal_needs_yes() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "inv.yml", INV);
+    let (code, _, err) = novadock(&["apply", "-i", "inv.yml"], d.path());
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: refusing to apply without confirmation: stdin is not a terminal\nhint: run `novadock plan` to review, then `novadock apply --yes`\n"
+    );
+}
+
+#[test]
+fn help_explains_with_examples_and_completions_print() {
+    let d = tempfile::tempdir().unwrap();
+    for (sub, example) in [
+        ("check", "novadock check -i inventories/lab.yml"),
+        ("plan", "novadock plan -i inventories/lab.yml --limit cmp3"),
+        ("apply", "novadock apply -i inventories/lab.yml --yes"),
+    ] {
+        let (code, out, _) = novadock(&[sub, "--help"], d.path());
+        assert_eq!(code, 0);
+        assert!(out.contains(example), "{sub} --help: {out}");
+        assert!(out.contains("Exit codes:"), "{sub} --help: {out}");
+    }
+    let (code, out, _) = novadock(&["completions", "bash"], d.path());
+    assert_eq!(code, 0);
+    assert!(out.contains("_novadock()"), "{out}");
+}

@@ -1,0 +1,139 @@
+//! Steps that need a real systemd (`service`, daemon-reload, handlers restarting units) and
+//! real apt/dpkg (`package`), against a Debian bookworm host booted with systemd-nspawn
+//! (tests/lab/host).
+
+mod common;
+
+use common::{Run, repo};
+use std::process::{Command, Stdio};
+
+const NAME: &str = "nd-systemd-test";
+const ADDR: &str = "127.0.0.61";
+
+fn lab_dir() -> String {
+    std::env::var("NOVADOCK_LAB_DIR").unwrap_or_else(|_| "/var/lib/novadock-lab".into())
+}
+
+struct Host;
+
+impl Host {
+    fn up() -> Host {
+        common::require_root();
+        let out = Command::new(repo().join("tests/lab/host"))
+            .args(["up", NAME, ADDR])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tests/lab/host up failed: {:?}", Run::from(out));
+        Host
+    }
+
+    fn sh(&self, script: &str) -> Run {
+        Run::from(
+            Command::new(repo().join("tests/lab/host"))
+                .args(["exec", NAME, "sh", "-c", script])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap(),
+        )
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("tests/lab/host"))
+            .args(["down", NAME])
+            .stdin(Stdio::null())
+            .output();
+    }
+}
+
+#[test]
+fn services_handlers_daemon_reload_and_packages_on_real_systemd() {
+    let host = Host::up();
+    let dir = tempfile::tempdir().unwrap();
+    let lab = lab_dir();
+    let inv = dir.path().join("inventory.yml");
+    let write_inv = |greeting: &str| {
+        std::fs::write(
+            &inv,
+            format!(
+                "ssh:\n  identity_file: {lab}/id_ed25519\n  known_hosts: {lab}/known_hosts\nhosts:\n  sys: {{ address: {ADDR} }}\nvars:\n  greeting: {greeting}\n"
+            ),
+        )
+        .unwrap();
+    };
+    write_inv("hello");
+    let pb = dir.path().join("pb.yml");
+    std::fs::write(
+        &pb,
+        r#"steps:
+  - name: a tool from Debian
+    hosts: all
+    package: { names: [tree] }
+  - name: the unit
+    hosts: all
+    file:
+      path: /etc/systemd/system/nd-demo.service
+      content: |
+        [Unit]
+        Description=novadock demo ({{ greeting }})
+        [Service]
+        ExecStart=/bin/sh -c 'echo started {{ greeting }} >> /var/log/nd-demo.log; exec sleep infinity'
+        [Install]
+        WantedBy=multi-user.target
+    notify: [nd-demo]
+  - name: the unit runs
+    hosts: all
+    service: { name: nd-demo, enabled: true, state: started }
+handlers:
+  nd-demo: { service: { name: nd-demo, state: restarted } }
+"#,
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Run::from(
+            Command::new(env!("CARGO_BIN_EXE_novadock"))
+                .args(args)
+                .env("NO_COLOR", "1")
+                .env("XDG_RUNTIME_DIR", dir.path())
+                .stdin(Stdio::null())
+                .output()
+                .unwrap(),
+        )
+    };
+    let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
+    let plan = run(&["plan", "-i", i, "-p", p]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stderr.contains("  ~ sys: would change: install tree\n"), "{plan:?}");
+    assert!(plan.stderr.contains("  ~ sys: would change: enable and start nd-demo\n"), "{plan:?}");
+
+    let apply = run(&["apply", "-i", i, "-p", p, "--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(host.sh("systemctl is-active nd-demo").stdout, "active\n");
+    assert_eq!(host.sh("systemctl is-enabled nd-demo").stdout, "enabled\n");
+    assert_eq!(host.sh("dpkg-query -W -f='${db:Status-Abbrev}' tree").stdout, "ii ");
+    // Started by the service step, then restarted once by the handler.
+    assert_eq!(
+        host.sh("cat /var/log/nd-demo.log").stdout,
+        "started hello\nstarted hello\n"
+    );
+
+    let again = run(&["plan", "-i", i, "-p", p]);
+    assert_eq!(again.code, 0, "{again:?}");
+
+    // A changed unit file: daemon-reload happens before the restart, so the new ExecStart runs.
+    write_inv("bonjour");
+    let apply = run(&["apply", "-i", i, "-p", p, "--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(
+        host.sh("cat /var/log/nd-demo.log").stdout,
+        "started hello\nstarted hello\nstarted bonjour\n"
+    );
+    assert_eq!(
+        host.sh("systemctl show -p NeedDaemonReload --value nd-demo").stdout,
+        "no\n"
+    );
+    let again = run(&["plan", "-i", i, "-p", p]);
+    assert_eq!(again.code, 0, "{again:?}");
+}
