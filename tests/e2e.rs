@@ -642,3 +642,112 @@ handlers:
     let r = hosts.novadock(&["plan", "-i", inv.to_str().unwrap(), "-p", &pbs]);
     assert_eq!(r.code, 0, "{r:?}");
 }
+
+#[test]
+fn every_step_kind_converges_and_is_idempotent() {
+    let hosts = Hosts::up(1);
+    hosts.sh_ok(
+        "h1",
+        "groupadd -f docker && groupadd -f libvirt && (id nova >/dev/null 2>&1 || useradd -M -G libvirt nova) \
+         && mkdir -p /etc/containerd && printf '# containerd\\nversion = 2\\n\\n[plugins.\"io.containerd.grpc.v1.cri\"]\\n  sandbox_image = \"pause:3.6\"   # pinned\\n' > /etc/containerd/config.toml \
+         && echo stale > /etc/obsolete.conf",
+    );
+    let inv = hosts.inventory("inventory.yml", "");
+    let pb = hosts.write_file(
+        "pb.yml",
+        r#"steps:
+  - name: directory
+    hosts: all
+    file: { path: /etc/novadock-test, state: directory, mode: "0750" }
+  - name: content
+    hosts: all
+    file: { path: /etc/novadock-test/a.conf, content: "a = 1\n", owner: root, group: docker, mode: "0640" }
+  - name: symlink
+    hosts: all
+    file: { path: /etc/novadock-test/current, state: link, target: /etc/novadock-test/a.conf }
+  - name: gone
+    hosts: all
+    file: { path: /etc/obsolete.conf, state: absent }
+  - name: toml
+    hosts: all
+    toml: { path: /etc/containerd/config.toml, key: 'plugins."io.containerd.grpc.v1.cri".sandbox_image', value: "pause:3.9" }
+  - name: groups, append-only
+    hosts: all
+    user_groups: { user: nova, groups: [docker] }
+  - name: guarded command
+    hosts: all
+    command: { cmd: "echo ran >> /etc/novadock-test/ran", unless: "grep -q ran /etc/novadock-test/ran" }
+  - name: package
+    hosts: all
+    package: { names: [sl] }
+"#,
+    );
+    let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
+    let apply = hosts.novadock(&["apply", "-i", i, "-p", p, "--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(
+        apply
+            .stderr
+            .ends_with("Apply: 8 changed, 0 unchanged, 0 failed, 0 skipped on 1 host\n"),
+        "{apply:?}"
+    );
+    assert_eq!(
+        hosts.sh_ok(
+            "h1",
+            "stat -c '%a' /etc/novadock-test; stat -c '%U:%G %a' /etc/novadock-test/a.conf; readlink /etc/novadock-test/current; test -e /etc/obsolete.conf || echo gone; id -nG nova; cat /etc/novadock-test/ran; dpkg-query -W -f='${db:Status-Abbrev}\\n' sl"
+        ),
+        "750\nroot:docker 640\n/etc/novadock-test/a.conf\ngone\nnova docker libvirt\nran\nii \n"
+    );
+    assert_eq!(
+        hosts.read_str("h1", "/etc/containerd/config.toml"),
+        "# containerd\nversion = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"pause:3.9\"   # pinned\n"
+    );
+    let plan = hosts.novadock(&["plan", "-i", i, "-p", p]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert!(
+        plan.stderr
+            .ends_with("Plan: 0 to change, 8 unchanged, 0 failed, 0 skipped on 1 host\n"),
+        "{plan:?}"
+    );
+    // Drift in attributes only is seen and fixed without rewriting the content.
+    hosts.sh_ok("h1", "chmod 0644 /etc/novadock-test/a.conf");
+    let plan = hosts.novadock(&["plan", "-i", i, "-p", p]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stderr
+            .contains("  ~ h1: would change: set owner root, group docker, mode 0640 on /etc/novadock-test/a.conf\n"),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn ssh_masters_outlive_the_run_and_are_resumed() {
+    let hosts = Hosts::up(1);
+    let inv = hosts.inventory("inventory.yml", "");
+    let pb = hosts.write_file("pb.yml", "steps:\n  - name: f\n    hosts: all\n    file: { path: /etc/x, content: x }\n");
+    let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
+    let master_pid = || {
+        let dir = hosts.runtime.path().join("novadock");
+        let Some(sock) = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_none())
+        else {
+            return "no control socket".to_string();
+        };
+        let out = std::process::Command::new("ssh")
+            .arg("-S")
+            .arg(&sock)
+            .args(["-O", "check", "x"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).trim().to_string()
+    };
+    assert_eq!(hosts.novadock(&["plan", "-i", i, "-p", p]).code, 2);
+    let first = master_pid();
+    assert!(first.starts_with("Master running (pid="), "{first}");
+    assert_eq!(hosts.novadock(&["plan", "-i", i, "-p", p]).code, 2);
+    assert_eq!(master_pid(), first, "the second run started a new master");
+    assert_eq!(hosts.novadock(&["plan", "-i", i, "-p", p, "--persist", "0"]).code, 2);
+    assert!(!master_pid().starts_with("Master running"), "--persist 0 left the master running");
+}
