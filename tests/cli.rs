@@ -27,7 +27,11 @@ const INV: &str = "hosts:\n  ctl: { address: 127.0.0.11, groups: [controllers] }
 #[test]
 fn malformed_inventory_points_at_file_line_col() {
     let d = tempfile::tempdir().unwrap();
-    write(d.path(), "inv.yml", "hosts:\n  ctl: { address: 127.0.0.11, grups: [x] }\n");
+    write(
+        d.path(),
+        "inv.yml",
+        "hosts:\n  ctl: { address: 127.0.0.11, grups: [x] }\n",
+    );
     let (code, out, err) = novadock(&["check", "-i", "inv.yml"], d.path());
     assert_eq!(code, 1);
     assert_eq!(out, "");
@@ -35,10 +39,17 @@ fn malformed_inventory_points_at_file_line_col() {
         err,
         "error: invalid inventory\n  Caused by: inv.yml:2:31: hosts.ctl: unknown field `grups`, expected one of `address`, `groups`, `vars`, `user`, `port`\n"
     );
-    write(d.path(), "inv.yml", "hosts:\n  ctl: { address: 127.0.0.11\n  cmp1: [\n");
+    write(
+        d.path(),
+        "inv.yml",
+        "hosts:\n  ctl: { address: 127.0.0.11\n  cmp1: [\n",
+    );
     let (code, _, err) = novadock(&["check", "-i", "inv.yml"], d.path());
     assert_eq!(code, 1);
-    assert!(err.starts_with("error: invalid inventory\n  Caused by: inv.yml:3:"), "{err}");
+    assert!(
+        err.starts_with("error: invalid inventory\n  Caused by: inv.yml:3:"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -56,10 +67,17 @@ fn malformed_playbook_points_at_file_line_col() {
         err,
         "error: pb.yml has 1 problem\n  Caused by: step 1 (x) on ctl: ini: unknown field `valeu`, expected one of `path`, `section`, `option`, `value`, `list_contains`, `absent`, `default`, `aliases`, `owner`, `group`, `mode`\n"
     );
-    write(d.path(), "pb.yml", "steps:\n  - name: x\n    hosts: all\n    ini: { path: /etc/x\n");
+    write(
+        d.path(),
+        "pb.yml",
+        "steps:\n  - name: x\n    hosts: all\n    ini: { path: /etc/x\n",
+    );
     let (code, _, err) = novadock(&["plan", "-i", "inv.yml", "-p", "pb.yml"], d.path());
     assert_eq!(code, 1);
-    assert!(err.starts_with("error: invalid playbook\n  Caused by: pb.yml:5:1: "), "{err}");
+    assert!(
+        err.starts_with("error: invalid playbook\n  Caused by: pb.yml:5:1: "),
+        "{err}"
+    );
 }
 
 #[test]
@@ -99,7 +117,10 @@ fn the_embedded_playbook_works_from_any_directory() {
     write(d.path(), "inv.yml", INV);
     let (code, _, err) = novadock(&["check", "-i", "inv.yml"], d.path());
     assert_eq!(code, 0, "{err}");
-    assert!(err.starts_with("ok: inv.yml and embedded:playbooks/bootstrap.yml are valid: 1 host"), "{err}");
+    assert!(
+        err.starts_with("ok: inv.yml and embedded:playbooks/bootstrap.yml are valid: 1 host"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -613,7 +613,11 @@ handlers:
     let pending: Vec<String> = hosts
         .names
         .iter()
-        .map(|h| hosts.sh(h, "cat /var/lib/novadock/pending-handlers 2>/dev/null").stdout)
+        .map(|h| {
+            hosts
+                .sh(h, "cat /var/lib/novadock/pending-handlers 2>/dev/null")
+                .stdout
+        })
         .collect();
     assert!(
         pending.iter().any(|p| p == "restart\n"),
@@ -625,7 +629,10 @@ handlers:
     assert_eq!(r.code, 0, "{r:?}");
     for h in &hosts.names {
         for f in files {
-            assert_eq!(hosts.read_str(h, &format!("/etc/big/{f}")), content(version, f));
+            assert_eq!(
+                hosts.read_str(h, &format!("/etc/big/{f}")),
+                content(version, f)
+            );
         }
         let log = hosts.read_str(h, "/var/log/restarts.log");
         assert_eq!(
@@ -724,7 +731,10 @@ fn every_step_kind_converges_and_is_idempotent() {
 fn ssh_masters_outlive_the_run_and_are_resumed() {
     let hosts = Hosts::up(1);
     let inv = hosts.inventory("inventory.yml", "");
-    let pb = hosts.write_file("pb.yml", "steps:\n  - name: f\n    hosts: all\n    file: { path: /etc/x, content: x }\n");
+    let pb = hosts.write_file(
+        "pb.yml",
+        "steps:\n  - name: f\n    hosts: all\n    file: { path: /etc/x, content: x }\n",
+    );
     let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
     let master_pid = || {
         let dir = hosts.runtime.path().join("novadock");
@@ -748,6 +758,14 @@ fn ssh_masters_outlive_the_run_and_are_resumed() {
     assert!(first.starts_with("Master running (pid="), "{first}");
     assert_eq!(hosts.novadock(&["plan", "-i", i, "-p", p]).code, 2);
     assert_eq!(master_pid(), first, "the second run started a new master");
-    assert_eq!(hosts.novadock(&["plan", "-i", i, "-p", p, "--persist", "0"]).code, 2);
-    assert!(!master_pid().starts_with("Master running"), "--persist 0 left the master running");
+    assert_eq!(
+        hosts
+            .novadock(&["plan", "-i", i, "-p", p, "--persist", "0"])
+            .code,
+        2
+    );
+    assert!(
+        !master_pid().starts_with("Master running"),
+        "--persist 0 left the master running"
+    );
 }

@@ -24,7 +24,11 @@ impl Host {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        assert!(out.status.success(), "tests/lab/host up failed: {:?}", Run::from(out));
+        assert!(
+            out.status.success(),
+            "tests/lab/host up failed: {:?}",
+            Run::from(out)
+        );
         Host
     }
 
@@ -105,14 +109,26 @@ handlers:
     let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
     let plan = run(&["plan", "-i", i, "-p", p]);
     assert_eq!(plan.code, 2, "{plan:?}");
-    assert!(plan.stderr.contains("  ~ sys: would change: install tree\n"), "{plan:?}");
-    assert!(plan.stderr.contains("  ~ sys: would change: enable and start nd-demo\n"), "{plan:?}");
+    assert!(
+        plan.stderr
+            .contains("  ~ sys: would change: install tree\n"),
+        "{plan:?}"
+    );
+    assert!(
+        plan.stderr
+            .contains("  ~ sys: would change: enable and start nd-demo\n"),
+        "{plan:?}"
+    );
 
     let apply = run(&["apply", "-i", i, "-p", p, "--yes"]);
     assert_eq!(apply.code, 0, "{apply:?}");
     assert_eq!(host.sh("systemctl is-active nd-demo").stdout, "active\n");
     assert_eq!(host.sh("systemctl is-enabled nd-demo").stdout, "enabled\n");
-    assert_eq!(host.sh("dpkg-query -W -f='${db:Status-Abbrev}' tree").stdout, "ii ");
+    assert_eq!(
+        host.sh("dpkg-query -W -f='${db:Status-Abbrev}' tree")
+            .stdout,
+        "ii "
+    );
     // Started by the service step, then restarted once by the handler.
     assert_eq!(
         host.sh("cat /var/log/nd-demo.log").stdout,
@@ -131,7 +147,8 @@ handlers:
         "started hello\nstarted hello\nstarted bonjour\n"
     );
     assert_eq!(
-        host.sh("systemctl show -p NeedDaemonReload --value nd-demo").stdout,
+        host.sh("systemctl show -p NeedDaemonReload --value nd-demo")
+            .stdout,
         "no\n"
     );
     let again = run(&["plan", "-i", i, "-p", p]);
