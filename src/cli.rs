@@ -311,6 +311,7 @@ fn execute(r: &RunArgs, mode: Mode, yes: bool) -> Result<ExitCode> {
         accept_new_host_keys: r.accept_new_host_keys,
         connect_timeout_secs: r.connect_timeout,
         run_id: run_id(),
+        planned_facts: None,
     };
     let go = |opts: &Options| {
         let pb = printer::progress(engine.targets.len() as u64);
@@ -319,7 +320,8 @@ fn execute(r: &RunArgs, mode: Mode, yes: bool) -> Result<ExitCode> {
         reports
     };
     if mode == Mode::Apply && !yes {
-        // Interactive: show the plan, ask, then apply against freshly read state.
+        // Interactive: show the plan, ask, then apply exactly that plan; every write checks
+        // that its file is still what the plan saw.
         let planned = go(&Options {
             mode: Mode::Plan,
             ..opts.clone()
@@ -342,6 +344,12 @@ fn execute(r: &RunArgs, mode: Mode, yes: bool) -> Result<ExitCode> {
             return Err(anyhow::anyhow!("apply cancelled; nothing was changed"));
         }
         opts.mode = Mode::Apply;
+        opts.planned_facts = Some(Arc::new(
+            planned
+                .into_iter()
+                .filter_map(|r| Some((r.name, r.facts?)))
+                .collect(),
+        ));
     }
     let reports = go(&opts);
     report::human(mode, &l.playbook, &reports);

@@ -13,7 +13,7 @@ use crate::steps::{self, PlanCx, StepKind};
 use crate::transport::local::Local;
 use crate::transport::ssh::{Ssh, SshOptions};
 use crate::transport::{ExecOutput, Held, Transport};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Semaphore;
@@ -36,6 +36,9 @@ pub struct Options {
     pub accept_new_host_keys: bool,
     pub connect_timeout_secs: u64,
     pub run_id: String,
+    /// Facts from the plan the user confirmed: apply works from exactly what was shown, and
+    /// every write then checks that its file still is what the plan saw.
+    pub planned_facts: Option<Arc<BTreeMap<String, Facts>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +81,8 @@ pub struct HostReport {
     /// Set when the host could not be worked on at all (unreachable, locked).
     pub error: Option<String>,
     pub round_trips: u64,
+    /// The facts as gathered, before any step ran.
+    pub facts: Option<Facts>,
 }
 
 impl HostReport {
@@ -176,6 +181,7 @@ impl HostRun {
             handlers: vec![],
             error: None,
             round_trips: 0,
+            facts: None,
         };
         let transport = match self.connect().await {
             Ok(t) => t,
@@ -283,11 +289,22 @@ impl HostRun {
                 probes.extend(s.probes());
             }
         }
-        live.facts = gather(
-            live.transport.as_ref(),
-            &probes.into_iter().collect::<Vec<_>>(),
-        )
-        .await?;
+        let planned = self
+            .opts
+            .planned_facts
+            .as_ref()
+            .and_then(|f| f.get(&self.host.name));
+        live.facts = match planned {
+            Some(f) => f.clone(),
+            None => {
+                gather(
+                    live.transport.as_ref(),
+                    &probes.into_iter().collect::<Vec<_>>(),
+                )
+                .await?
+            }
+        };
+        report.facts = Some(live.facts.clone());
         let pending: Vec<String> = match live.facts.file(PENDING_FILE) {
             facts::FileFact::File { content, .. } => String::from_utf8_lossy(content)
                 .lines()

@@ -769,3 +769,83 @@ fn ssh_masters_outlive_the_run_and_are_resumed() {
         "--persist 0 left the master running"
     );
 }
+
+/// Interactive apply on a terminal (a real pty from `script`): the plan is shown, the answer
+/// read; a file that changes while the question is open is not overwritten.
+#[test]
+fn interactive_apply_asks_and_applies_exactly_the_plan_shown() {
+    use std::io::{Read, Write};
+    let hosts = Hosts::up(2);
+    let inv = hosts.inventory("inventory.yml", "");
+    let pb = hosts.write_file(
+        "pb.yml",
+        "steps:\n  - name: f\n    hosts: all\n    file: { path: /etc/asked, content: \"new\\n\" }\n",
+    );
+    for h in &hosts.names {
+        hosts.put(h, "/etc/asked", b"old\n");
+    }
+    let cmd = format!(
+        "{} apply -i {} -p {}",
+        common::bin(),
+        inv.display(),
+        pb.display()
+    );
+    let answer = |reply: &str, meddle: bool| -> (i32, String) {
+        // `script` gives novadock a real terminal and relays our pipe to it.
+        let mut child = std::process::Command::new("script");
+        child
+            .args(["-qefc", &cmd, "/dev/null"])
+            .env("XDG_RUNTIME_DIR", hosts.runtime.path())
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        let mut child = child.spawn().unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("Apply these changes? [y/N]") {
+            let n = out.read(&mut buf).unwrap();
+            assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        if meddle {
+            hosts.put("h2", "/etc/asked", b"edited by someone else\n");
+        }
+        child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(reply.as_bytes())
+            .unwrap();
+        out.read_to_end(&mut seen).unwrap();
+        let status = child.wait().unwrap();
+        (
+            status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&seen).replace("\r\n", "\n"),
+        )
+    };
+    let (code, out) = answer("n\n", false);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("  ~ h1, h2: would change: edit /etc/asked\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("error: apply cancelled; nothing was changed"),
+        "{out}"
+    );
+    assert_eq!(hosts.read_str("h1", "/etc/asked"), "old\n");
+
+    let (code, out) = answer("y\n", true);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("  ~ h1: changed: edit /etc/asked\n"), "{out}");
+    assert!(
+        out.contains("novadock: /etc/asked changed since it was planned; run plan again"),
+        "{out}"
+    );
+    assert_eq!(hosts.read_str("h1", "/etc/asked"), "new\n");
+    assert_eq!(
+        hosts.read_str("h2", "/etc/asked"),
+        "edited by someone else\n"
+    );
+}
