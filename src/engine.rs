@@ -296,13 +296,12 @@ impl HostRun {
             .and_then(|f| f.get(&self.host.name));
         live.facts = match planned {
             Some(f) => f.clone(),
-            None => {
-                gather(
-                    live.transport.as_ref(),
-                    &probes.into_iter().collect::<Vec<_>>(),
-                )
-                .await?
-            }
+            None => gather(
+                live.transport.as_ref(),
+                &probes.into_iter().collect::<Vec<_>>(),
+            )
+            .await
+            .map_err(|e| self.explain_sudo(e))?,
         };
         report.facts = Some(live.facts.clone());
         let pending: Vec<String> = match live.facts.file(PENDING_FILE) {
@@ -508,6 +507,19 @@ impl HostRun {
             return Err(command_failure(&self.host.name, actions, &out));
         }
         Ok(())
+    }
+
+    /// sudo's own words ("a password is required") do not say what to do about it.
+    fn explain_sudo(&self, e: String) -> String {
+        if e.contains("sudo: a password is required") || e.contains("sudo: a terminal is required")
+        {
+            format!(
+                "{} cannot run sudo without a password on {}\nhint: give it NOPASSWD in sudoers (novadock runs `sudo -n sh -s`), or connect as root\n({e})",
+                self.host.user, self.host.name
+            )
+        } else {
+            e
+        }
     }
 
     async fn lock(&self, live: &mut Live) -> Result<(), String> {

@@ -849,3 +849,82 @@ fn interactive_apply_asks_and_applies_exactly_the_plan_shown() {
         "edited by someone else\n"
     );
 }
+
+/// A non-root SSH user works through `sudo -n`; one whose sudo wants a password gets a clear
+/// error naming the fix.
+#[test]
+fn non_root_users_go_through_sudo() {
+    let hosts = Hosts::up(1);
+    hosts.sh_ok(
+        "h1",
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -q sudo >/dev/null \
+         && for u in deploy nopw; do useradd -m -s /bin/sh $u && usermod -p '*' $u; done \
+         && echo 'deploy ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deploy \
+         && echo 'nopw ALL=(ALL) ALL' > /etc/sudoers.d/nopw",
+    );
+    let pb = hosts.write_file(
+        "pb.yml",
+        "steps:\n  - name: root-owned file\n    hosts: all\n    file: { path: /etc/by-sudo, content: \"x\\n\", mode: \"0600\" }\n",
+    );
+    let p = pb.to_str().unwrap();
+    let inv = hosts.inventory("deploy.yml", "").display().to_string();
+    std::fs::write(
+        &inv,
+        std::fs::read_to_string(&inv)
+            .unwrap()
+            .replace("user: root", "user: deploy"),
+    )
+    .unwrap();
+    let r = hosts.novadock(&["apply", "-i", &inv, "-p", p, "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        hosts.sh_ok("h1", "stat -c '%U %a' /etc/by-sudo"),
+        "root 600\n"
+    );
+    let inv = hosts.inventory("nopw.yml", "").display().to_string();
+    std::fs::write(
+        &inv,
+        std::fs::read_to_string(&inv)
+            .unwrap()
+            .replace("user: root", "user: nopw"),
+    )
+    .unwrap();
+    let r = hosts.novadock(&["plan", "-i", &inv, "-p", p]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("nopw cannot run sudo without a password on h1"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn backups_keep_the_last_five_runs() {
+    let hosts = Hosts::up(1);
+    let pb = hosts.write_file(
+        "pb.yml",
+        "steps:\n  - name: f\n    hosts: all\n    file: { path: /etc/rotated.conf, content: \"v{{ v }}\\n\" }\n",
+    );
+    for v in 0..8 {
+        let inv = hosts.inventory("inventory.yml", &format!("vars:\n  v: {v}\n"));
+        let r = hosts.novadock(&[
+            "apply",
+            "-i",
+            inv.to_str().unwrap(),
+            "-p",
+            pb.to_str().unwrap(),
+            "--yes",
+        ]);
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    // Runs 1..7 had a previous version to back up; the newest five stay.
+    let kept = hosts.sh_ok(
+        "h1",
+        "cat $(ls -d /var/backups/novadock/*/etc/rotated.conf | sort)",
+    );
+    assert_eq!(kept, "v2\nv3\nv4\nv5\nv6\n");
+    assert_eq!(
+        hosts.sh_ok("h1", "stat -c %a /var/backups/novadock"),
+        "700\n"
+    );
+}
