@@ -4,7 +4,7 @@ use super::{ExecOutput, Held, Transport, TransportError};
 use async_trait::async_trait;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
 #[derive(Default)]
@@ -56,22 +56,12 @@ impl Transport for Local {
     async fn hold(&self, script: &str) -> Result<(String, Box<dyn Held>), TransportError> {
         self.trips.fetch_add(1, Ordering::Relaxed);
         let mut child = Self::command().spawn().map_err(local_err)?;
-        let stdin = child.stdin.as_mut().expect("piped stdin");
-        stdin
-            .write_all(script.as_bytes())
-            .await
-            .map_err(local_err)?;
-        stdin.flush().await.map_err(local_err)?;
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
+        let stdin = child.stdin.as_mut().expect("piped stdin");
+        let line = super::send_and_read_line(stdin, stdout, script)
             .await
             .map_err(local_err)?;
-        Ok((
-            line.trim_end().to_string(),
-            Box::new(LocalHeld { _child: child }),
-        ))
+        Ok((line, Box::new(LocalHeld { _child: child })))
     }
 
     fn round_trips(&self) -> u64 {

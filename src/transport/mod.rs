@@ -64,6 +64,27 @@ pub fn guarded(script: &str) -> String {
     )
 }
 
+/// Send `script` (guarded) to a started `sh -s` and wait for the first line it prints; stdin
+/// stays open, for scripts that live as long as their caller (see [`Transport::hold`]).
+pub(crate) async fn send_and_read_line<W, R>(
+    stdin: &mut W,
+    stdout: R,
+    script: &str,
+) -> std::io::Result<String>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+    R: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    stdin.write_all(guarded(script).as_bytes()).await?;
+    stdin.flush().await?;
+    let mut line = String::new();
+    tokio::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .await?;
+    Ok(line.trim_end().to_string())
+}
+
 /// The remote command that reads the script from stdin, as the configured user.
 pub fn shell_command(user: &str, local: bool) -> &'static str {
     if local || user == "root" {

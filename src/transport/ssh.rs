@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 /// sshd's default MaxSessions is 10; stay below it with room for a human's own session.
@@ -268,22 +268,12 @@ impl Transport for Ssh {
             address: self.address.clone(),
             message: e.to_string(),
         };
-        let stdin = child.stdin().as_mut().expect("piped stdin");
-        stdin
-            .write_all(super::guarded(script).as_bytes())
-            .await
-            .map_err(io)?;
-        stdin.flush().await.map_err(io)?;
         let stdout = child.stdout().take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
+        let stdin = child.stdin().as_mut().expect("piped stdin");
+        let line = super::send_and_read_line(stdin, stdout, script)
             .await
             .map_err(io)?;
-        Ok((
-            line.trim_end().to_string(),
-            Box::new(SshHeld { _child: child }),
-        ))
+        Ok((line, Box::new(SshHeld { _child: child })))
     }
 
     fn round_trips(&self) -> u64 {

@@ -323,12 +323,13 @@ ensure_role() {
     name=build-$role addr=$(role_build_addr "$role")
     local t0=$SECONDS logf=$CACHE/role-$role-build.log
     log "building image for role $role ($dir), log: $logf"
+    : >"$logf"
     host_down "$name"
     # Own package cache per role: parallel builds would fight over apt's lock.
     mkdir -p "$CACHE/apt-archives/$role/partial"
     ROLE_BUILDING=$role host_up "$name" "$addr" --hostname "$(role_build_hostname "$role")" \
       --bind "$CACHE/apt-archives/$role:/var/cache/apt/archives" --prep role_build_prep 2>>"$logf"
-    if ! host_exec "$name" bash /root/lab-role/setup.sh >"$logf" 2>&1; then
+    if ! host_exec "$name" bash /root/lab-role/setup.sh >>"$logf" 2>&1; then
       tail -n 25 "$logf" >&2
       die "role $role build failed (log: $logf). The build host is left running for inspection:
   $LAB_SRC/host exec $name bash      # look around

@@ -233,7 +233,8 @@ as nova "nova-manage cell_v2 list_cells" | grep -q ' cell1 ' || as nova "nova-ma
 as nova "nova-manage db sync"
 
 step "start APIs"
-systemctl enable neutron-stub >/dev/null 2>&1
+# placement-api is installed disabled; enable every API so the image boots them.
+systemctl enable keystone glance-api placement-api nova-api neutron-stub >/dev/null 2>&1
 systemctl start keystone glance-api placement-api nova-api neutron-stub
 for _ in $(seq 120); do curl -sf "http://$IP:5000/v3" >/dev/null && break; sleep 0.5; done
 
