@@ -8,6 +8,7 @@ pub mod engine;
 pub mod facts;
 pub mod ini;
 pub mod inventory;
+pub mod openstack;
 pub mod plan;
 pub mod playbook;
 pub mod printer;

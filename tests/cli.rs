@@ -65,7 +65,7 @@ fn malformed_playbook_points_at_file_line_col() {
     assert_eq!(code, 1);
     assert_eq!(
         err,
-        "error: pb.yml has 1 problem\n  Caused by: step 1 (x) on ctl: ini: unknown field `valeu`, expected one of `path`, `section`, `option`, `value`, `list_contains`, `absent`, `default`, `aliases`, `owner`, `group`, `mode`\n"
+        "error: pb.yml has 1 problem\n  Caused by: step 1 (x) on ctl: ini: unknown field `valeu`, expected one of `path`, `section`, `option`, `known`, `release`, `value`, `list_contains`, `absent`, `default`, `aliases`, `owner`, `group`, `mode`\n"
     );
     write(
         d.path(),

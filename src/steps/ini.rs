@@ -1,10 +1,15 @@
 //! `ini`: one option of an oslo-style INI file, edited in place, losslessly.
+//!
+//! With `known: glance.container_formats` (or another name in [`openstack::KNOWN`]) the
+//! section, option, deprecated aliases and built-in default come from novadock's release
+//! table, for the release given or detected on the host.
 
 use super::{
     Mode, PlanCx, Scalar, StepError, StepKind, attrs, plan_file_content, require_absolute,
 };
 use crate::facts::{FileFact, Probe};
 use crate::ini::{IniDoc, IniEdit, IniOp};
+use crate::openstack::{self, Release};
 use crate::plan::Outcome;
 use serde::Deserialize;
 
@@ -19,8 +24,12 @@ pub struct Alias {
 #[serde(deny_unknown_fields)]
 pub struct Ini {
     pub path: String,
-    pub section: String,
-    pub option: String,
+    pub section: Option<String>,
+    pub option: Option<String>,
+    /// A release-aware option from novadock's table, instead of section/option/aliases.
+    pub known: Option<String>,
+    /// For `known`: an OpenStack release name, or `auto` (detected on the host).
+    pub release: Option<String>,
     pub value: Option<Scalar>,
     pub list_contains: Option<Vec<Scalar>>,
     #[serde(default)]
@@ -35,25 +44,76 @@ pub struct Ini {
 }
 
 impl Ini {
-    fn edit(&self) -> IniEdit {
-        let op = if let Some(v) = &self.value {
+    fn op(&self) -> IniOp {
+        if let Some(v) = &self.value {
             IniOp::Value(v.0.clone())
         } else if let Some(items) = &self.list_contains {
             IniOp::ListContains(items.iter().map(|s| s.0.clone()).collect())
         } else {
             IniOp::Absent
+        }
+    }
+
+    fn auto_release(&self) -> bool {
+        self.known.is_some() && self.release.as_deref().is_none_or(|r| r == "auto")
+    }
+
+    /// The edit, and for `known` options a note saying which release decided it.
+    fn edit(&self, cx: &PlanCx<'_>) -> Result<(IniEdit, Option<String>), StepError> {
+        let Some(known) = &self.known else {
+            let edit = IniEdit {
+                section: self.section.clone().unwrap_or_default(),
+                option: self.option.clone().unwrap_or_default(),
+                op: self.op(),
+                default: self.default.as_ref().map(|d| d.0.clone()),
+                aliases: self
+                    .aliases
+                    .iter()
+                    .map(|a| (a.section.clone(), a.option.clone()))
+                    .collect(),
+            };
+            return Ok((edit, None));
         };
-        IniEdit {
-            section: self.section.clone(),
-            option: self.option.clone(),
-            op,
-            default: self.default.as_ref().map(|d| d.0.clone()),
-            aliases: self
+        let (release, how) = if self.auto_release() {
+            let out = cx
+                .facts
+                .cmd(openstack::RELEASE_PROBE)
+                .map(|c| c.stdout.as_str())
+                .unwrap_or("");
+            let (r, from) = openstack::detect(out).ok_or_else(|| {
+                StepError::Invalid(format!(
+                    "{}: cannot detect the OpenStack release (no python3-nova or python3-glance installed); set `release:`",
+                    self.path
+                ))
+            })?;
+            (r, format!("release {r}, detected from {from}"))
+        } else {
+            let name = self.release.as_deref().unwrap_or_default();
+            let r = Release::named(name).ok_or_else(|| {
+                StepError::Invalid(format!(
+                    "unknown OpenStack release `{name}` (known: {})",
+                    openstack::RELEASES.join(", ")
+                ))
+            })?;
+            (r, format!("release {r}"))
+        };
+        let k = openstack::known(known, release).expect("validated in validate()");
+        let edit = IniEdit {
+            section: k.section.to_string(),
+            option: k.option.to_string(),
+            op: self.op(),
+            default: Some(
+                self.default
+                    .as_ref()
+                    .map_or(k.default.clone(), |d| d.0.clone()),
+            ),
+            aliases: k
                 .aliases
                 .iter()
-                .map(|a| (a.section.clone(), a.option.clone()))
+                .map(|(s, o)| (s.to_string(), o.to_string()))
                 .collect(),
-        }
+        };
+        Ok((edit, Some(how)))
     }
 }
 
@@ -66,11 +126,42 @@ impl StepKind for Ini {
                 "ini: give exactly one of `value`, `list_contains` or `absent: true`".into(),
             ));
         }
+        match &self.known {
+            Some(k) => {
+                if openstack::known(k, Release::named("zed").expect("zed")).is_none() {
+                    return Err(StepError::Invalid(format!(
+                        "ini: unknown `known: {k}` (known: {})",
+                        openstack::KNOWN.join(", ")
+                    )));
+                }
+                if self.section.is_some() || self.option.is_some() || !self.aliases.is_empty() {
+                    return Err(StepError::Invalid(
+                        "ini: `known` replaces `section`, `option` and `aliases`; give one or the other".into(),
+                    ));
+                }
+            }
+            None => {
+                if self.section.is_none() || self.option.is_none() {
+                    return Err(StepError::Invalid(
+                        "ini: give `section` and `option` (or `known`)".into(),
+                    ));
+                }
+                if self.release.is_some() {
+                    return Err(StepError::Invalid(
+                        "ini: `release` only goes with `known`".into(),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
     fn probes(&self) -> Vec<Probe> {
-        vec![Probe::File(self.path.clone())]
+        let mut p = vec![Probe::File(self.path.clone())];
+        if self.auto_release() {
+            p.push(Probe::Cmd(openstack::RELEASE_PROBE.into()));
+        }
+        p
     }
 
     fn plan(&self, cx: &PlanCx<'_>) -> Result<Outcome, StepError> {
@@ -78,19 +169,24 @@ impl StepKind for Ini {
         let text = match fact {
             FileFact::File { content, .. } => String::from_utf8(content.clone())
                 .map_err(|_| StepError::Invalid(format!("{} is not UTF-8 text", self.path)))?,
-            FileFact::Absent => String::new(),
-            _ => String::new(), // plan_file_content reports what is wrong with the path
+            // plan_file_content reports what is wrong with anything but a file or nothing
+            _ => String::new(),
         };
+        let (edit, release_note) = self.edit(cx)?;
         let mut doc = IniDoc::parse(&text);
-        let outcome = doc.apply(&self.edit()).map_err(|source| StepError::Ini {
+        let outcome = doc.apply(&edit).map_err(|source| StepError::Ini {
             path: self.path.clone(),
             source,
         })?;
-        let target = format!("[{}] {} in {}", self.section, self.option, self.path);
+        let note = match (outcome.note, release_note) {
+            (Some(n), Some(r)) => Some(format!("{n}; {r}")),
+            (n, r) => n.or(r),
+        };
+        let target = format!("[{}] {} in {}", edit.section, edit.option, self.path);
         if !outcome.changed && matches!(fact, FileFact::Absent) {
             // Nothing to set (e.g. satisfied by the default): do not create an empty file.
             return Ok(Outcome {
-                note: outcome.note,
+                note,
                 ..Outcome::unchanged(target)
             });
         }
@@ -102,11 +198,11 @@ impl StepKind for Ini {
             true,
         )?;
         if outcome.changed {
-            o.summary = format!("{} {target}", verb(&self.edit().op));
+            o.summary = format!("{} {target}", verb(&edit.op));
         } else if !o.changed() {
             o.summary = target;
         }
-        o.note = outcome.note;
+        o.note = note;
         Ok(o)
     }
 }

@@ -70,6 +70,9 @@ systemctl disable nova-conductor nova-scheduler >/dev/null 2>&1 || true
 uw() { # service port ini
   echo "DAEMON_ARGS=\"--http-socket $IP:$2 --ini $3\"" >"/etc/default/$1"
   sed -i -E 's/^processes = .*/processes = 2/; s/^threads = .*/threads = 8/' "$3"
+  # uwsgi closes the connection after each response without saying so; clients
+  # reusing it then get "Connection reset by peer" (seen on `server delete --wait`).
+  grep -q '^add-header = Connection: close' "$3" || echo 'add-header = Connection: close' >>"$3"
 }
 uw keystone 5000 /etc/keystone/keystone-uwsgi.ini
 uw nova-api 8774 /etc/nova/nova-api-uwsgi.ini

@@ -1,0 +1,284 @@
+//! What novadock knows about OpenStack releases: which option holds what, and its built-in
+//! default, per release (verified against the projects' sources; see issue 4).
+
+use std::fmt;
+
+/// OpenStack releases in order, Icehouse onwards.
+pub const RELEASES: &[&str] = &[
+    "icehouse",
+    "juno",
+    "kilo",
+    "liberty",
+    "mitaka",
+    "newton",
+    "ocata",
+    "pike",
+    "queens",
+    "rocky",
+    "stein",
+    "train",
+    "ussuri",
+    "victoria",
+    "wallaby",
+    "xena",
+    "yoga",
+    "zed",
+    "antelope",
+    "bobcat",
+    "caracal",
+    "dalmatian",
+    "epoxy",
+    "flamingo",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Release(usize);
+
+impl Release {
+    pub fn named(name: &str) -> Option<Release> {
+        let n = name.trim().to_ascii_lowercase();
+        // The year names of 2023 onwards are accepted too.
+        let n = match n.as_str() {
+            "2023.1" => "antelope",
+            "2023.2" => "bobcat",
+            "2024.1" => "caracal",
+            "2024.2" => "dalmatian",
+            "2025.1" => "epoxy",
+            "2025.2" => "flamingo",
+            other => other,
+        };
+        RELEASES.iter().position(|r| *r == n).map(Release)
+    }
+
+    fn r(name: &str) -> Release {
+        Release::named(name).expect("a release in RELEASES")
+    }
+
+    pub fn name(self) -> &'static str {
+        RELEASES[self.0]
+    }
+
+    /// From an installed nova version ("2:26.2.2-1~deb12u4", "26.2.2", "2014.1.3").
+    pub fn from_nova_version(v: &str) -> Option<Release> {
+        let (major, minor) = major_minor(v)?;
+        match major {
+            2014 => Some(Release::r(if minor == 1 { "icehouse" } else { "juno" })),
+            2015 => Some(Release::r("kilo")),
+            // nova 12 = Liberty ... nova 32 = Flamingo
+            12..=32 => Some(Release(Release::r("liberty").0 + (major as usize - 12))),
+            _ => None,
+        }
+    }
+
+    /// From an installed glance version: glance 11 = Liberty ... glance 31 = Flamingo.
+    pub fn from_glance_version(v: &str) -> Option<Release> {
+        let (major, minor) = major_minor(v)?;
+        match major {
+            2014 => Some(Release::r(if minor == 1 { "icehouse" } else { "juno" })),
+            2015 => Some(Release::r("kilo")),
+            11..=31 => Some(Release(Release::r("liberty").0 + (major as usize - 11))),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Release {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+fn major_minor(v: &str) -> Option<(u32, u32)> {
+    // Debian: an epoch before ':' and a revision after '-'.
+    let v = v.trim();
+    let v = v.split_once(':').map_or(v, |(_, rest)| rest);
+    let mut parts = v.split(['.', '-', '~', '+']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    Some((major, minor))
+}
+
+/// Where an option lives in a given release, and what it is when unset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownOption {
+    pub section: &'static str,
+    pub option: &'static str,
+    pub aliases: Vec<(&'static str, &'static str)>,
+    pub default: String,
+}
+
+/// Names usable as `known:` in an `ini` step.
+pub const KNOWN: &[&str] = &["glance.container_formats", "nova.scheduler_filters"];
+
+pub fn known(name: &str, r: Release) -> Option<KnownOption> {
+    match name {
+        "glance.container_formats" => {
+            let mut formats = vec!["ami", "ari", "aki", "bare", "ovf", "ova"];
+            if r >= Release::r("mitaka") {
+                formats.push("docker");
+            }
+            if r >= Release::r("train") {
+                formats.push("compressed");
+            }
+            Some(KnownOption {
+                section: "image_format",
+                option: "container_formats",
+                aliases: vec![("DEFAULT", "container_formats")],
+                default: formats.join(","),
+            })
+        }
+        "nova.scheduler_filters" => {
+            let mut filters = vec![
+                "RetryFilter",
+                "AvailabilityZoneFilter",
+                "RamFilter",
+                "DiskFilter",
+                "ComputeFilter",
+                "ComputeCapabilitiesFilter",
+                "ImagePropertiesFilter",
+                "ServerGroupAntiAffinityFilter",
+                "ServerGroupAffinityFilter",
+            ];
+            if r >= Release::r("pike") {
+                filters.retain(|f| !matches!(*f, "RamFilter" | "DiskFilter"));
+            }
+            if r >= Release::r("train") {
+                filters.retain(|f| *f != "RetryFilter");
+            }
+            if r >= Release::r("xena") {
+                filters.retain(|f| *f != "AvailabilityZoneFilter");
+            }
+            let (section, option, aliases) = if r <= Release::r("newton") {
+                ("DEFAULT", "scheduler_default_filters", vec![])
+            } else if r <= Release::r("wallaby") {
+                (
+                    "filter_scheduler",
+                    "enabled_filters",
+                    vec![("DEFAULT", "scheduler_default_filters")],
+                )
+            } else {
+                ("filter_scheduler", "enabled_filters", vec![])
+            };
+            Some(KnownOption {
+                section,
+                option,
+                aliases,
+                default: filters.join(","),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A read-only command that prints the installed nova and glance versions (Debian packages,
+/// else the Python packages).
+pub const RELEASE_PROBE: &str = "dpkg-query -W -f='${Package} ${Version}\\n' python3-nova python3-glance 2>/dev/null | grep -v ' $'; \
+for m in nova glance; do python3 -c \"import importlib.metadata as m; print('python3-$m', m.version('$m'))\" 2>/dev/null; done; true";
+
+/// The release from [`RELEASE_PROBE`]'s output, with what it was read from.
+pub fn detect(probe_output: &str) -> Option<(Release, String)> {
+    for line in probe_output.lines() {
+        let Some((pkg, version)) = line.split_once(' ') else {
+            continue;
+        };
+        let r = match pkg {
+            "python3-nova" => Release::from_nova_version(version),
+            "python3-glance" => Release::from_glance_version(version),
+            _ => None,
+        };
+        if let Some(r) = r {
+            return Some((r, format!("{pkg} {}", version.trim())));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_map_to_releases() {
+        assert_eq!(
+            Release::from_nova_version("2:26.2.2-1~deb12u4")
+                .unwrap()
+                .name(),
+            "zed"
+        );
+        assert_eq!(
+            Release::from_glance_version("2:25.1.0-2+deb12u3")
+                .unwrap()
+                .name(),
+            "zed"
+        );
+        assert_eq!(
+            Release::from_nova_version("13.1.4").unwrap().name(),
+            "mitaka"
+        );
+        assert_eq!(
+            Release::from_nova_version("2014.1.5").unwrap().name(),
+            "icehouse"
+        );
+        assert_eq!(
+            Release::from_glance_version("12.0.0").unwrap().name(),
+            "mitaka"
+        );
+        assert_eq!(
+            Release::from_nova_version("30.0.0").unwrap().name(),
+            "dalmatian"
+        );
+        assert_eq!(Release::named("2024.1").unwrap().name(), "caracal");
+        assert!(Release::named("grizzly").is_none());
+        assert_eq!(
+            detect("python3-nova 2:26.2.2-1~deb12u4\npython3-glance 2:25.1.0-2\n"),
+            Some((Release::r("zed"), "python3-nova 2:26.2.2-1~deb12u4".into()))
+        );
+    }
+
+    #[test]
+    fn glance_defaults_by_release() {
+        let d = |r| {
+            known("glance.container_formats", Release::r(r))
+                .unwrap()
+                .default
+        };
+        assert_eq!(d("liberty"), "ami,ari,aki,bare,ovf,ova");
+        assert_eq!(d("mitaka"), "ami,ari,aki,bare,ovf,ova,docker");
+        assert_eq!(d("zed"), "ami,ari,aki,bare,ovf,ova,docker,compressed");
+    }
+
+    #[test]
+    fn nova_filters_by_release() {
+        let k = |r| known("nova.scheduler_filters", Release::r(r)).unwrap();
+        let newton = k("newton");
+        assert_eq!(
+            (newton.section, newton.option),
+            ("DEFAULT", "scheduler_default_filters")
+        );
+        assert!(
+            newton
+                .default
+                .starts_with("RetryFilter,AvailabilityZoneFilter,RamFilter,DiskFilter,")
+        );
+        let ocata = k("ocata");
+        assert_eq!(
+            (ocata.section, ocata.option),
+            ("filter_scheduler", "enabled_filters")
+        );
+        assert_eq!(ocata.aliases, [("DEFAULT", "scheduler_default_filters")]);
+        assert!(ocata.default.contains("RamFilter"));
+        assert!(!k("pike").default.contains("RamFilter"));
+        assert!(k("stein").default.starts_with("RetryFilter,"));
+        assert_eq!(
+            k("train").default,
+            "AvailabilityZoneFilter,ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter"
+        );
+        let xena = k("xena");
+        assert!(xena.aliases.is_empty());
+        assert_eq!(
+            xena.default,
+            "ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter"
+        );
+        assert_eq!(k("zed").default, xena.default);
+    }
+}
