@@ -1,16 +1,17 @@
 //! The command line: `check`, `plan`, `apply`, `completions`.
 
 use crate::assets::{self, Templates};
-use crate::engine::{Engine, Mode, Options};
+use crate::engine::{Engine, Mode, Options, build_step};
 use crate::facts::Facts;
 use crate::inventory::{Host, Inventory};
 use crate::playbook::Playbook;
 use crate::printer::{self, hinted};
 use crate::render::Renderer;
 use crate::report;
-use crate::steps::{self, PlanCx};
+use crate::steps::{PlanCx, openstack_aggregate};
 use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
+use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -146,6 +147,7 @@ struct Loaded {
     playbook: Arc<Playbook>,
     renderer: Arc<Renderer>,
     targets: Vec<(Host, Vec<usize>)>,
+    limit: Option<Arc<BTreeSet<String>>>,
 }
 
 fn load(c: &Common) -> Result<Loaded> {
@@ -164,7 +166,7 @@ fn load(c: &Common) -> Result<Loaded> {
     let renderer = Renderer::new(Arc::new(Templates::for_playbook(
         playbook.disk_path.as_deref(),
     )));
-    let limit: Option<Vec<String>> = match &c.limit {
+    let limit: Option<BTreeSet<String>> = match &c.limit {
         Some(l) => Some(
             inventory
                 .select(l)
@@ -190,7 +192,18 @@ fn load(c: &Common) -> Result<Loaded> {
                 step.hosts
             )
         })?;
+        // Under --limit, a controller step that manages limited hosts (their aggregate
+        // membership) runs too, for those hosts only.
+        let related = step.kind == "openstack_aggregate"
+            && limit.as_ref().is_some_and(|l| {
+                openstack_aggregate::member_pattern(&step.args)
+                    .and_then(|p| inventory.select(p).ok())
+                    .is_some_and(|members| members.iter().any(|m| l.contains(&m.name)))
+            });
         for h in hosts {
+            if !(related || limit.as_ref().is_none_or(|l| l.contains(&h.name))) {
+                continue;
+            }
             if let Some(entry) = per_host.iter_mut().find(|(x, _)| x.name == h.name) {
                 entry.1.push(i);
             }
@@ -198,15 +211,14 @@ fn load(c: &Common) -> Result<Loaded> {
     }
     let targets = per_host
         .into_iter()
-        .filter(|(h, steps)| {
-            !steps.is_empty() && limit.as_ref().is_none_or(|l| l.contains(&h.name))
-        })
+        .filter(|(_, steps)| !steps.is_empty())
         .collect();
     Ok(Loaded {
         inventory: Arc::new(inventory),
         playbook: Arc::new(playbook),
         renderer: Arc::new(renderer),
         targets,
+        limit: limit.map(Arc::new),
     })
 }
 
@@ -225,16 +237,21 @@ fn check(c: &Common) -> Result<ExitCode> {
                 problems.push(format!("{what}: {e}"));
                 continue;
             }
-            let args = if step.kind == "command" {
-                l.renderer.render_shell_value(&step.args, &vars)
-            } else {
-                l.renderer.render_value(&step.args, &vars)
-            };
-            let built = args.map_err(|e| e.to_string()).and_then(|a| {
-                steps::build(step.kind, a, false).map_err(|e| format!("{}: {e}", step.kind))
-            });
-            // Planning against empty facts is offline and pure: it renders templates.
+            let built = build_step(
+                &l.renderer,
+                &l.inventory,
+                l.limit.as_deref(),
+                step.kind,
+                &step.args,
+                &vars,
+                false,
+            );
+            // Planning a template against empty facts is offline and pure: it renders the
+            // template. Other kinds need the host's facts to plan at all.
             let planned = built.and_then(|s| {
+                if step.kind != "template" {
+                    return Ok(());
+                }
                 s.plan(&PlanCx {
                     facts: &empty,
                     renderer: &l.renderer,
@@ -248,11 +265,15 @@ fn check(c: &Common) -> Result<ExitCode> {
             }
         }
         for h in &l.playbook.handlers {
-            let r = l
-                .renderer
-                .render_value(&h.args, &vars)
-                .map_err(|e| e.to_string())
-                .and_then(|a| steps::build(h.kind, a, true).map_err(|e| e.to_string()));
+            let r = build_step(
+                &l.renderer,
+                &l.inventory,
+                l.limit.as_deref(),
+                h.kind,
+                &h.args,
+                &vars,
+                true,
+            );
             if let Err(e) = r {
                 problems.push(format!("handler {} on {}: {e}", h.name, host.name));
             }
@@ -312,6 +333,7 @@ fn execute(r: &RunArgs, mode: Mode, yes: bool) -> Result<ExitCode> {
         connect_timeout_secs: r.connect_timeout,
         run_id: run_id(),
         planned_facts: None,
+        limit: l.limit.clone(),
     };
     let go = |opts: &Options| {
         let pb = printer::progress(engine.targets.len() as u64);

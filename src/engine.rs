@@ -39,6 +39,8 @@ pub struct Options {
     /// Facts from the plan the user confirmed: apply works from exactly what was shown, and
     /// every write then checks that its file still is what the plan saw.
     pub planned_facts: Option<Arc<BTreeMap<String, Facts>>>,
+    /// `--limit`, as host names.
+    pub limit: Option<Arc<BTreeSet<String>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,18 +260,18 @@ impl HostRun {
         vars: &minijinja::Value,
         handler: bool,
     ) -> Prepared {
-        let rendered = if kind == "command" {
-            self.renderer.render_shell_value(args, vars)
-        } else {
-            self.renderer.render_value(args, vars)
-        };
-        let rendered = match rendered {
-            Ok(r) => r,
-            Err(e) => return Prepared::Failed(e.to_string()),
-        };
-        match steps::build(kind, rendered, handler) {
+        let limit = self.opts.limit.as_deref();
+        match build_step(
+            &self.renderer,
+            &self.inventory,
+            limit,
+            kind,
+            args,
+            vars,
+            handler,
+        ) {
             Ok(s) => Prepared::Ready(s),
-            Err(e) => Prepared::Failed(format!("{kind}: {e}")),
+            Err(e) => Prepared::Failed(e),
         }
     }
 
@@ -562,6 +564,29 @@ impl HostRun {
             )),
         }
     }
+}
+
+/// Render a step's arguments for one host and build it; `check` and runs share this.
+pub fn build_step(
+    renderer: &Renderer,
+    inventory: &Inventory,
+    limit: Option<&BTreeSet<String>>,
+    kind: &str,
+    args: &serde_yaml::Value,
+    vars: &minijinja::Value,
+    handler: bool,
+) -> Result<Box<dyn StepKind + Send + Sync>, String> {
+    // A shell runs `command` text: values go in quoted.
+    let rendered = if kind == "command" {
+        renderer.render_shell_value(args, vars)
+    } else {
+        renderer.render_value(args, vars)
+    };
+    let mut rendered = rendered.map_err(|e| e.to_string())?;
+    if kind == "openstack_aggregate" {
+        steps::openstack_aggregate::resolve_hosts(&mut rendered, inventory, limit)?;
+    }
+    steps::build(kind, rendered, handler).map_err(|e| format!("{kind}: {e}"))
 }
 
 async fn gather(t: &dyn Transport, probes: &[Probe]) -> Result<Facts, String> {

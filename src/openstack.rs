@@ -282,3 +282,139 @@ mod tests {
         assert_eq!(k("zed").default, xena.default);
     }
 }
+
+/// How steps reach the cloud: credentials stay on the controller, as operators keep them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// A shell file exporting OS_* variables (default /root/admin-openrc).
+    pub openrc: Option<String>,
+    /// A clouds.yaml entry, instead of `openrc`.
+    pub cloud: Option<String>,
+}
+
+impl Auth {
+    /// Shell that sets up credentials and runs `python3 -` on the script after it.
+    fn python(&self, script: &str) -> String {
+        use crate::shell::quote;
+        let env = match (&self.cloud, &self.openrc) {
+            (Some(c), _) => format!("OS_CLOUD={} ", quote(c)),
+            (None, o) => format!(
+                ". {} >/dev/null && ",
+                quote(o.as_deref().unwrap_or("/root/admin-openrc"))
+            ),
+        };
+        format!("{env}python3 - <<'ND_PY'\n{PY_PRELUDE}{script}ND_PY")
+    }
+
+    /// The read-only probe every OpenStack step of this auth shares: one run for all.
+    pub fn facts_probe(&self) -> String {
+        self.python(FACTS_PY)
+    }
+
+    /// A change: `args` reaches Python as base64 JSON, so no value is ever parsed as code.
+    pub fn change(&self, label: &str, body: &str, args: &serde_json::Value) -> String {
+        let b64 = crate::plan::base64(args.to_string().as_bytes()).replace('\n', "");
+        format!(
+            "# {label}\n{}",
+            self.python(&format!(
+                "ARGS = json.loads(base64.b64decode('{b64}'))\n{body}"
+            ))
+        )
+    }
+}
+
+/// Errors come out as one line (`error: ...` on stderr, exit 1), never a traceback.
+const PY_PRELUDE: &str = r#"import base64, json, sys
+def fail(msg):
+    sys.stderr.write("error: %s\n" % msg)
+    sys.exit(1)
+def guard(fn):
+    try:
+        fn()
+    except SystemExit:
+        raise
+    except Exception as e:
+        fail("%s: %s" % (type(e).__name__, str(e).strip().splitlines()[0] if str(e).strip() else ""))
+try:
+    import openstack
+except ImportError:
+    fail("python3-openstacksdk is not installed on this host")
+"#;
+
+const FACTS_PY: &str = r#"def facts():
+    conn = openstack.connect()
+    out = {
+        "flavors": [
+            {"name": f.name, "id": f.id, "ram": f.ram, "disk": f.disk, "vcpus": f.vcpus,
+             "extra_specs": f.extra_specs or {}}
+            for f in conn.compute.flavors(details=True, get_extra_specs=True)
+        ],
+        "aggregates": [
+            {"name": a.name, "id": a.id, "hosts": a.hosts or [], "metadata": a.metadata or {},
+             "availability_zone": a.availability_zone}
+            for a in conn.compute.aggregates()
+        ],
+        "compute_hosts": sorted(
+            {s.host: s.state for s in conn.compute.services() if s.binary == "nova-compute"}.items()
+        ),
+    }
+    print(json.dumps(out))
+try:
+    facts()
+except Exception as e:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    print(json.dumps({"error": "%s: %s" % (type(e).__name__, msg)}))
+"#;
+
+/// What the facts probe found.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct CloudFacts {
+    #[serde(default)]
+    pub flavors: Vec<Flavor>,
+    #[serde(default)]
+    pub aggregates: Vec<Aggregate>,
+    /// (nova-compute service host, "up"/"down")
+    #[serde(default)]
+    pub compute_hosts: Vec<(String, String)>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Flavor {
+    pub name: String,
+    pub id: String,
+    pub ram: u64,
+    pub disk: u64,
+    pub vcpus: u64,
+    pub extra_specs: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Aggregate {
+    pub name: String,
+    pub id: serde_json::Value,
+    pub hosts: Vec<String>,
+    pub metadata: std::collections::BTreeMap<String, String>,
+    pub availability_zone: Option<String>,
+}
+
+/// Parse the probe's output; an OpenStack error becomes the step's error, verbatim.
+pub fn cloud_facts(out: Option<&crate::facts::CmdFact>) -> Result<CloudFacts, String> {
+    let Some(out) = out else {
+        return Err("no OpenStack facts were gathered".into());
+    };
+    let text = out.stdout.trim();
+    if text.is_empty() {
+        return Err(format!(
+            "the OpenStack facts probe printed nothing (exit {}); are the credentials file and python3-openstacksdk on this host?",
+            out.code
+        ));
+    }
+    let facts: CloudFacts = serde_json::from_str(text.lines().last().unwrap_or(""))
+        .map_err(|e| format!("unexpected output from the OpenStack facts probe: {e}"))?;
+    match facts.error {
+        Some(e) => Err(format!("OpenStack: {e}")),
+        None => Ok(facts),
+    }
+}

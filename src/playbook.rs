@@ -53,6 +53,8 @@ struct RawStep {
     service: Option<serde_yaml::Value>,
     user_groups: Option<serde_yaml::Value>,
     command: Option<serde_yaml::Value>,
+    openstack_flavor: Option<serde_yaml::Value>,
+    openstack_aggregate: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -131,6 +133,8 @@ impl Playbook {
                 ("service", s.service),
                 ("user_groups", s.user_groups),
                 ("command", s.command),
+                ("openstack_flavor", s.openstack_flavor),
+                ("openstack_aggregate", s.openstack_aggregate),
             ];
             let step_err = |message: String| PlaybookError::Step {
                 path: path.to_path_buf(),

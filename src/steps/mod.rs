@@ -3,6 +3,8 @@
 pub mod command;
 pub mod file;
 pub mod ini;
+pub mod openstack_aggregate;
+pub mod openstack_flavor;
 pub mod package;
 pub mod service;
 pub mod template;
@@ -55,6 +57,8 @@ pub const KINDS: &[&str] = &[
     "service",
     "user_groups",
     "command",
+    "openstack_flavor",
+    "openstack_aggregate",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +88,12 @@ pub fn build(
         }
         "user_groups" => Box::new(serde_yaml::from_value::<user_groups::UserGroups>(args)?),
         "command" => Box::new(serde_yaml::from_value::<command::Command>(args)?),
+        "openstack_flavor" => Box::new(
+            serde_yaml::from_value::<openstack_flavor::OpenstackFlavor>(args)?,
+        ),
+        "openstack_aggregate" => Box::new(serde_yaml::from_value::<
+            openstack_aggregate::OpenstackAggregate,
+        >(args)?),
         other => unreachable!("unknown step kind {other} passed validation"),
     };
     step.validate()?;

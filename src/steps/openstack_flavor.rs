@@ -1,0 +1,173 @@
+//! `openstack_flavor`: a Nova flavor with its size and extra specs (e.g. the docker flavors
+//! that AggregateInstanceExtraSpecsFilter matches against the docker aggregate).
+
+use super::{PlanCx, Scalar, StepError, StepKind};
+use crate::facts::Probe;
+use crate::openstack::{Auth, cloud_facts};
+use crate::plan::{Action, Outcome};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenstackFlavor {
+    pub name: String,
+    /// MB
+    pub ram: u64,
+    /// GB
+    pub disk: u64,
+    pub vcpus: u64,
+    #[serde(default)]
+    pub properties: BTreeMap<String, Scalar>,
+    /// Flavors are immutable: a flavor of this name with another size is only replaced
+    /// (deleted and created again) when this is true.
+    #[serde(default)]
+    pub replace: bool,
+    #[serde(flatten)]
+    pub auth: Auth,
+}
+
+const CREATE_PY: &str = r#"def main():
+    conn = openstack.connect()
+    if ARGS["replace_id"]:
+        conn.compute.delete_flavor(ARGS["replace_id"], ignore_missing=True)
+    f = conn.compute.create_flavor(name=ARGS["name"], ram=ARGS["ram"], disk=ARGS["disk"], vcpus=ARGS["vcpus"])
+    if ARGS["properties"]:
+        conn.compute.create_flavor_extra_specs(f, ARGS["properties"])
+    # `openstack flavor create --property` can log an error and still exit 0: read back.
+    got = conn.compute.fetch_flavor_extra_specs(conn.compute.get_flavor(f.id)).extra_specs or {}
+    missing = {k: v for k, v in ARGS["properties"].items() if got.get(k) != v}
+    if missing:
+        fail("flavor %s was created but these properties did not stick: %s" % (ARGS["name"], missing))
+guard(main)
+"#;
+
+const SET_PY: &str = r#"def main():
+    conn = openstack.connect()
+    f = conn.compute.get_flavor(ARGS["id"])
+    for k, v in ARGS["properties"].items():
+        conn.compute.update_flavor_extra_specs_property(f, k, v)
+    got = conn.compute.fetch_flavor_extra_specs(conn.compute.get_flavor(ARGS["id"])).extra_specs or {}
+    missing = {k: v for k, v in ARGS["properties"].items() if got.get(k) != v}
+    if missing:
+        fail("flavor %s: these properties did not stick: %s" % (ARGS["name"], missing))
+guard(main)
+"#;
+
+impl OpenstackFlavor {
+    fn props(&self) -> BTreeMap<String, String> {
+        self.properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect()
+    }
+
+    fn describe(&self) -> String {
+        let mut s = format!(
+            "ram {} MB, disk {} GB, {} vCPU{}",
+            self.ram,
+            self.disk,
+            self.vcpus,
+            if self.vcpus == 1 { "" } else { "s" }
+        );
+        for (k, v) in self.props() {
+            s.push_str(&format!(", {k}={v}"));
+        }
+        s
+    }
+
+    fn create(&self, replace_id: Option<&str>) -> Action {
+        let args = serde_json::json!({
+            "name": self.name, "ram": self.ram, "disk": self.disk, "vcpus": self.vcpus,
+            "properties": self.props(), "replace_id": replace_id,
+        });
+        Action::Run {
+            command: self.auth.change(
+                &format!("openstack flavor create {}", self.name),
+                CREATE_PY,
+                &args,
+            ),
+            systemd: false,
+        }
+    }
+}
+
+impl StepKind for OpenstackFlavor {
+    fn validate(&self) -> Result<(), StepError> {
+        if self.name.trim().is_empty() {
+            return Err(StepError::Invalid(
+                "openstack_flavor: `name` is empty".into(),
+            ));
+        }
+        if self.auth.openrc.is_some() && self.auth.cloud.is_some() {
+            return Err(StepError::Invalid(
+                "openstack_flavor: give `openrc` or `cloud`, not both".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::Cmd(self.auth.facts_probe())]
+    }
+
+    fn plan(&self, cx: &PlanCx<'_>) -> Result<Outcome, StepError> {
+        let facts =
+            cloud_facts(cx.facts.cmd(&self.auth.facts_probe())).map_err(StepError::Invalid)?;
+        let name = &self.name;
+        let Some(f) = facts.flavors.iter().find(|f| f.name == *name) else {
+            return Ok(Outcome {
+                actions: vec![self.create(None)],
+                summary: format!("create flavor {name} ({})", self.describe()),
+                ..Default::default()
+            });
+        };
+        let mut drift = Vec::new();
+        for (what, have, want) in [
+            ("ram", f.ram, self.ram),
+            ("disk", f.disk, self.disk),
+            ("vcpus", f.vcpus, self.vcpus),
+        ] {
+            if have != want {
+                drift.push(format!("{what} {have} → {want}"));
+            }
+        }
+        if !drift.is_empty() {
+            if !self.replace {
+                return Err(StepError::Invalid(format!(
+                    "flavor {name} exists with another size ({}); flavors cannot be changed in place: set `replace: true` to delete and re-create it (existing servers keep their size)",
+                    drift.join(", ")
+                )));
+            }
+            return Ok(Outcome {
+                actions: vec![self.create(Some(&f.id))],
+                summary: format!(
+                    "replace flavor {name} ({}) with {}",
+                    drift.join(", "),
+                    self.describe()
+                ),
+                ..Default::default()
+            });
+        }
+        let missing: BTreeMap<String, String> = self
+            .props()
+            .into_iter()
+            .filter(|(k, v)| f.extra_specs.get(k) != Some(v))
+            .collect();
+        if missing.is_empty() {
+            return Ok(Outcome::unchanged(format!("flavor {name}")));
+        }
+        let list: Vec<String> = missing.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let args = serde_json::json!({"id": f.id, "name": name, "properties": missing});
+        Ok(Outcome {
+            actions: vec![Action::Run {
+                command: self
+                    .auth
+                    .change(&format!("openstack flavor set {name}"), SET_PY, &args),
+                systemd: false,
+            }],
+            summary: format!("set properties of flavor {name}: {}", list.join(", ")),
+            ..Default::default()
+        })
+    }
+}
