@@ -243,6 +243,7 @@ fn check(c: &Common) -> Result<ExitCode> {
                 l.limit.as_deref(),
                 step.kind,
                 &step.args,
+                step.loop_over.as_ref(),
                 &vars,
                 false,
             );
@@ -271,6 +272,7 @@ fn check(c: &Common) -> Result<ExitCode> {
                 l.limit.as_deref(),
                 h.kind,
                 &h.args,
+                None,
                 &vars,
                 true,
             );

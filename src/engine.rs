@@ -250,13 +250,14 @@ impl HostRun {
                 Err(e) => return Prepared::Failed(e.to_string()),
             }
         }
-        self.build(step.kind, &step.args, vars, false)
+        self.build(step.kind, &step.args, step.loop_over.as_ref(), vars, false)
     }
 
     fn build(
         &self,
         kind: &str,
         args: &serde_yaml::Value,
+        loop_over: Option<&serde_yaml::Value>,
         vars: &minijinja::Value,
         handler: bool,
     ) -> Prepared {
@@ -267,6 +268,7 @@ impl HostRun {
             limit,
             kind,
             args,
+            loop_over,
             vars,
             handler,
         ) {
@@ -386,7 +388,7 @@ impl HostRun {
                 error: None,
                 index: hidx,
             };
-            match self.build(h.kind, &h.args, &vars, true) {
+            match self.build(h.kind, &h.args, None, &vars, true) {
                 Prepared::Ready(s) => match self.handler(live, s.as_ref(), &h.name).await {
                     Ok(o) => r.summary = o.summary,
                     Err(e) => {
@@ -566,16 +568,38 @@ impl HostRun {
     }
 }
 
-/// Render a step's arguments for one host and build it; `check` and runs share this.
+/// Render a step's arguments for one host and build it (once per item with `loop`);
+/// `check` and runs share this.
+#[allow(clippy::too_many_arguments)]
 pub fn build_step(
     renderer: &Renderer,
     inventory: &Inventory,
     limit: Option<&BTreeSet<String>>,
     kind: &str,
     args: &serde_yaml::Value,
+    loop_over: Option<&serde_yaml::Value>,
     vars: &minijinja::Value,
     handler: bool,
 ) -> Result<Box<dyn StepKind + Send + Sync>, String> {
+    if let Some(items) = loop_over {
+        let items = match renderer
+            .render_value(items, vars)
+            .map_err(|e| e.to_string())?
+        {
+            serde_yaml::Value::Sequence(items) => items,
+            other => {
+                return Err(format!("loop: expected a list, got {}", yaml_kind(&other)));
+            }
+        };
+        let mut built = Vec::new();
+        for item in items {
+            let vars = minijinja::context! { item => minijinja::Value::from_serialize(&item), ..vars.clone() };
+            built.push(build_step(
+                renderer, inventory, limit, kind, args, None, &vars, handler,
+            )?);
+        }
+        return Ok(Box::new(steps::Each { items: built }));
+    }
     // A shell runs `command` text: values go in quoted.
     let rendered = if kind == "command" {
         renderer.render_shell_value(args, vars)
@@ -587,6 +611,18 @@ pub fn build_step(
         steps::openstack_aggregate::resolve_hosts(&mut rendered, inventory, limit)?;
     }
     steps::build(kind, rendered, handler).map_err(|e| format!("{kind}: {e}"))
+}
+
+fn yaml_kind(v: &serde_yaml::Value) -> &'static str {
+    match v {
+        serde_yaml::Value::Null => "nothing",
+        serde_yaml::Value::Bool(_) => "a boolean",
+        serde_yaml::Value::Number(_) => "a number",
+        serde_yaml::Value::String(_) => "a string",
+        serde_yaml::Value::Sequence(_) => "a list",
+        serde_yaml::Value::Mapping(_) => "a mapping",
+        serde_yaml::Value::Tagged(_) => "a tagged value",
+    }
 }
 
 async fn gather(t: &dyn Transport, probes: &[Probe]) -> Result<Facts, String> {

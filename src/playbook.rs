@@ -42,6 +42,9 @@ struct RawStep {
     name: String,
     hosts: HostsSpec,
     when: Option<String>,
+    /// Run the step once per item (`item` in its strings): a list, or one `{{ expr }}`.
+    #[serde(rename = "loop")]
+    loop_over: Option<serde_yaml::Value>,
     #[serde(default)]
     notify: Vec<String>,
     // One of these; checked below (serde cannot say "exactly one").
@@ -77,6 +80,7 @@ pub struct Step {
     pub name: String,
     pub hosts: String,
     pub when: Option<String>,
+    pub loop_over: Option<serde_yaml::Value>,
     pub notify: Vec<String>,
     pub kind: &'static str,
     /// Unrendered arguments: rendered per host at plan time.
@@ -156,6 +160,7 @@ impl Playbook {
                 name: s.name,
                 hosts,
                 when: s.when,
+                loop_over: s.loop_over,
                 notify: s.notify,
                 kind,
                 args,

@@ -258,3 +258,52 @@ pub fn unified_diff(path: &str, existed: bool, old: &[u8], new: &[u8], mask_ini:
     }
     out
 }
+
+/// A step with `loop:`: one instance per item, planned in order, each seeing the effects of
+/// the ones before it, reported as one step.
+pub struct Each {
+    pub items: Vec<Box<dyn StepKind + Send + Sync>>,
+}
+
+impl StepKind for Each {
+    fn probes(&self) -> Vec<Probe> {
+        let mut p: Vec<Probe> = self.items.iter().flat_map(|s| s.probes()).collect();
+        p.sort();
+        p.dedup();
+        p
+    }
+
+    fn plan(&self, cx: &PlanCx<'_>) -> Result<Outcome, StepError> {
+        let mut facts = cx.facts.clone();
+        let mut all = Outcome::default();
+        let mut summaries = Vec::new();
+        let mut notes = Vec::new();
+        let mut diffs = String::new();
+        for s in &self.items {
+            let o = s.plan(&PlanCx {
+                facts: &facts,
+                renderer: cx.renderer,
+                vars: cx.vars,
+            })?;
+            crate::plan::overlay(&mut facts, &o.actions);
+            if o.changed() || summaries.is_empty() {
+                summaries.push(o.summary.clone());
+            }
+            notes.extend(o.note.clone());
+            if let Some(d) = &o.diff {
+                diffs.push_str(d);
+            }
+            all.actions.extend(o.actions);
+        }
+        // Say what changes; when nothing does, name every item.
+        all.summary = if all.actions.is_empty() {
+            self.items.len().to_string() + " items"
+        } else {
+            summaries.retain(|s| !s.is_empty());
+            summaries.join("; ")
+        };
+        all.diff = (!diffs.is_empty()).then_some(diffs);
+        all.note = (!notes.is_empty()).then(|| notes.join("; "));
+        Ok(all)
+    }
+}
