@@ -100,6 +100,8 @@ pub struct Host {
     pub port: u16,
     /// Variables after precedence: host > groups (later listed wins) > global.
     pub vars: serde_yaml::Mapping,
+    /// The inventory file's directory, absolute (`{{ inventory_dir }}` in templates).
+    pub inventory_dir: PathBuf,
 }
 
 impl Host {
@@ -170,6 +172,7 @@ impl Inventory {
                     .unwrap_or_else(|| "root".into()),
                 port: h.port.or(raw.ssh.port).unwrap_or(22),
                 vars,
+                inventory_dir: absolute(base),
             });
         }
         for h in &hosts {
@@ -224,6 +227,15 @@ impl Inventory {
             .filter(|h| wanted.contains(h.name.as_str()))
             .collect())
     }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    let p = if p.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        p
+    };
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// Later mappings override earlier ones key by key (no deep merge, as Ansible's default).

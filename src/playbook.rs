@@ -56,6 +56,7 @@ struct RawStep {
     service: Option<serde_yaml::Value>,
     user_groups: Option<serde_yaml::Value>,
     command: Option<serde_yaml::Value>,
+    copy: Option<serde_yaml::Value>,
     openstack_flavor: Option<serde_yaml::Value>,
     openstack_aggregate: Option<serde_yaml::Value>,
 }
@@ -137,6 +138,7 @@ impl Playbook {
                 ("service", s.service),
                 ("user_groups", s.user_groups),
                 ("command", s.command),
+                ("copy", s.copy),
                 ("openstack_flavor", s.openstack_flavor),
                 ("openstack_aggregate", s.openstack_aggregate),
             ];

@@ -91,6 +91,10 @@ impl Renderer {
                 "groups": host.groups,
             })),
         );
+        map.insert(
+            "inventory_dir".into(),
+            Value::from(host.inventory_dir.display().to_string()),
+        );
         Value::from(map)
     }
 

@@ -1,6 +1,7 @@
 //! Step kinds: one file each. A step turns facts into an [`Outcome`]; it never touches a host.
 
 pub mod command;
+pub mod copy;
 pub mod file;
 pub mod ini;
 pub mod openstack_aggregate;
@@ -57,6 +58,7 @@ pub const KINDS: &[&str] = &[
     "service",
     "user_groups",
     "command",
+    "copy",
     "openstack_flavor",
     "openstack_aggregate",
 ];
@@ -88,6 +90,7 @@ pub fn build(
         }
         "user_groups" => Box::new(serde_yaml::from_value::<user_groups::UserGroups>(args)?),
         "command" => Box::new(serde_yaml::from_value::<command::Command>(args)?),
+        "copy" => Box::new(copy::load(serde_yaml::from_value::<copy::Copy>(args)?)?),
         "openstack_flavor" => Box::new(
             serde_yaml::from_value::<openstack_flavor::OpenstackFlavor>(args)?,
         ),

@@ -1,0 +1,183 @@
+//! `copy`: a file or a directory tree from this machine to the host (e.g. a Nova driver's
+//! source, installed "from a path"). Only files whose content differs are written.
+
+use super::{
+    Mode, PlanCx, StepError, StepKind, attrs, describe_attrs, plan_file_content, require_absolute,
+};
+use crate::facts::{FileFact, Probe};
+use crate::plan::{Action, Attrs, Outcome};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Copy {
+    /// Absolute path on this machine (`{{ inventory_dir }}/...` for one beside the inventory).
+    pub src: String,
+    /// Absolute path on the host; for a directory `src`, the directory that mirrors it.
+    pub dest: String,
+    /// File and directory names to leave out (`*.ext` matches a suffix).
+    #[serde(default = "default_exclude")]
+    pub exclude: Vec<String>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    /// Mode of the files (directories get 0755 unless they exist).
+    pub mode: Option<Mode>,
+    /// Loaded in `validate`: (relative path, content), directories first.
+    #[serde(skip)]
+    tree: Vec<(String, Option<Vec<u8>>)>,
+}
+
+fn default_exclude() -> Vec<String> {
+    vec!["__pycache__".into(), "*.pyc".into()]
+}
+
+impl Copy {
+    fn excluded(&self, name: &str) -> bool {
+        self.exclude.iter().any(|e| match e.strip_prefix('*') {
+            Some(suffix) => name.ends_with(suffix),
+            None => name == e,
+        })
+    }
+
+    fn walk(
+        &self,
+        root: &Path,
+        rel: &Path,
+        out: &mut Vec<(String, Option<Vec<u8>>)>,
+    ) -> std::io::Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(root.join(rel))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        for p in entries {
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            if self.excluded(&name) {
+                continue;
+            }
+            let r = rel.join(&name);
+            if p.is_dir() {
+                out.push((r.display().to_string(), None));
+                self.walk(root, &r, out)?;
+            } else {
+                out.push((r.display().to_string(), Some(std::fs::read(&p)?)));
+            }
+        }
+        Ok(())
+    }
+
+    fn dest_of(&self, rel: &str) -> String {
+        if rel.is_empty() {
+            self.dest.clone()
+        } else {
+            format!("{}/{rel}", self.dest.trim_end_matches('/'))
+        }
+    }
+}
+
+impl StepKind for Copy {
+    fn validate(&self) -> Result<(), StepError> {
+        require_absolute(&self.dest)?;
+        if !self.src.starts_with('/') {
+            return Err(StepError::Invalid(format!(
+                "copy: src `{}` must be absolute (use {{{{ inventory_dir }}}}/... for a path beside the inventory)",
+                self.src
+            )));
+        }
+        Ok(())
+    }
+
+    fn probes(&self) -> Vec<Probe> {
+        self.tree
+            .iter()
+            .map(|(rel, _)| Probe::File(self.dest_of(rel)))
+            .collect()
+    }
+
+    fn plan(&self, cx: &PlanCx<'_>) -> Result<Outcome, StepError> {
+        let file_attrs = attrs(&self.owner, &self.group, &self.mode);
+        let dir_attrs = Attrs {
+            mode: None,
+            ..file_attrs.clone()
+        };
+        let mut all = Outcome::default();
+        let mut changed = Vec::new();
+        let mut diffs = String::new();
+        for (rel, content) in &self.tree {
+            let dest = self.dest_of(rel);
+            let fact = cx.facts.file(&dest);
+            match content {
+                None => match fact {
+                    FileFact::Dir { .. } => {}
+                    FileFact::Absent => {
+                        all.actions.push(Action::Mkdir {
+                            path: dest.clone(),
+                            attrs: dir_attrs.clone(),
+                        });
+                        changed.push(format!("{dest}/"));
+                    }
+                    _ => {
+                        return Err(StepError::Invalid(format!(
+                            "{dest} exists and is not a directory"
+                        )));
+                    }
+                },
+                Some(bytes) => {
+                    let o = plan_file_content(&dest, fact, bytes.clone(), &file_attrs, false)?;
+                    if o.changed() {
+                        changed.push(dest.clone());
+                        if let Some(d) = o.diff {
+                            diffs.push_str(&d);
+                        }
+                        all.actions.extend(o.actions);
+                    }
+                }
+            }
+        }
+        all.summary = if changed.is_empty() {
+            format!(
+                "{} ({} files)",
+                self.dest,
+                self.tree.iter().filter(|(_, c)| c.is_some()).count()
+            )
+        } else {
+            let extra = describe_attrs(&file_attrs);
+            format!(
+                "copy {} → {}{}",
+                self.src,
+                changed.join(", "),
+                if extra.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({extra})")
+                }
+            )
+        };
+        all.diff = (!diffs.is_empty()).then_some(diffs);
+        Ok(all)
+    }
+}
+
+/// Read the source tree; called once the arguments are rendered.
+pub fn load(mut c: Copy) -> Result<Copy, StepError> {
+    c.validate()?;
+    let src = PathBuf::from(&c.src);
+    let meta = std::fs::metadata(&src)
+        .map_err(|e| StepError::Invalid(format!("copy: cannot read {}: {e}", c.src)))?;
+    let mut tree = Vec::new();
+    if meta.is_dir() {
+        tree.push((String::new(), None));
+        c.walk(&src, Path::new(""), &mut tree)
+            .map_err(|e| StepError::Invalid(format!("copy: cannot read {}: {e}", c.src)))?;
+    } else {
+        let bytes = std::fs::read(&src)
+            .map_err(|e| StepError::Invalid(format!("copy: cannot read {}: {e}", c.src)))?;
+        tree.push((String::new(), Some(bytes)));
+    }
+    c.tree = tree;
+    Ok(c)
+}
