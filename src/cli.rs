@@ -163,9 +163,10 @@ fn load(c: &Common) -> Result<Loaded> {
         ),
         e => anyhow::Error::new(e).context("invalid playbook"),
     })?;
-    let renderer = Renderer::new(Arc::new(Templates::for_playbook(
-        playbook.disk_path.as_deref(),
-    )));
+    let renderer = Renderer::new(
+        Arc::new(Templates::for_playbook(playbook.disk_path.as_deref())),
+        playbook.vars.clone(),
+    );
     let limit: Option<BTreeSet<String>> = match &c.limit {
         Some(l) => Some(
             inventory
@@ -183,22 +184,17 @@ fn load(c: &Common) -> Result<Loaded> {
         .map(|h| (h.clone(), vec![]))
         .collect();
     for (i, step) in playbook.steps.iter().enumerate() {
-        let hosts = inventory.select(&step.hosts).with_context(|| {
-            format!(
-                "{}: step {} ({}): hosts: {}",
-                playbook.source,
-                i + 1,
-                step.name,
-                step.hosts
-            )
-        })?;
+        let hosts = inventory.select_steps(&step.hosts);
         // Under --limit, a controller step that manages limited hosts (their aggregate
         // membership) runs too, for those hosts only.
         let related = step.kind == "openstack_aggregate"
             && limit.as_ref().is_some_and(|l| {
-                openstack_aggregate::member_pattern(&step.args)
-                    .and_then(|p| inventory.select(p).ok())
-                    .is_some_and(|members| members.iter().any(|m| l.contains(&m.name)))
+                openstack_aggregate::member_pattern(&step.args).is_some_and(|p| {
+                    inventory
+                        .select_steps(p)
+                        .iter()
+                        .any(|m| l.contains(&m.name))
+                })
             });
         for h in hosts {
             if !(related || limit.as_ref().is_none_or(|l| l.contains(&h.name))) {
@@ -227,7 +223,7 @@ fn check(c: &Common) -> Result<ExitCode> {
     let mut problems = Vec::new();
     let empty = Facts::default();
     for (host, ids) in &l.targets {
-        let vars = Renderer::context(host);
+        let vars = l.renderer.context(host);
         for &i in ids {
             let step = &l.playbook.steps[i];
             let what = format!("step {} ({}) on {}", i + 1, step.name, host.name);
@@ -290,14 +286,25 @@ fn check(c: &Common) -> Result<ExitCode> {
             if n == 1 { "" } else { "s" }
         )));
     }
+    for (i, step) in l.playbook.steps.iter().enumerate() {
+        if l.inventory.select_steps(&step.hosts).is_empty() {
+            printer::say(&format!(
+                "{} step {} ({}): hosts `{}` matches no host in this inventory",
+                printer::yellow("warning:"),
+                i + 1,
+                step.name,
+                step.hosts
+            ));
+        }
+    }
     printer::say(&format!(
-        "{} {} and {} are valid: {} hosts, {} steps, {} handlers",
+        "{} {} and {} are valid: {}, {}, {}",
         printer::green("ok:"),
         c.inventory.display(),
         l.playbook.source,
-        l.targets.len(),
-        l.playbook.steps.len(),
-        l.playbook.handlers.len()
+        plural(l.targets.len(), "host"),
+        plural(l.playbook.steps.len(), "step"),
+        plural(l.playbook.handlers.len(), "handler")
     ));
     Ok(ExitCode::SUCCESS)
 }
@@ -393,6 +400,10 @@ fn execute(r: &RunArgs, mode: Mode, yes: bool) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 fn confirm(question: &str) -> Result<bool> {

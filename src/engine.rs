@@ -278,7 +278,7 @@ impl HostRun {
     }
 
     async fn converge(&self, live: &mut Live, report: &mut HostReport) -> Result<(), String> {
-        let vars = Renderer::context(&self.host);
+        let vars = self.renderer.context(&self.host);
         let prepared: Vec<(usize, Prepared)> = self
             .step_ids
             .iter()
@@ -429,7 +429,7 @@ impl HostRun {
             .plan(&PlanCx {
                 facts: &live.facts,
                 renderer: &self.renderer,
-                vars: &Renderer::context(&self.host),
+                vars: &self.renderer.context(&self.host),
             })
             .map_err(|e| e.to_string())?;
         if outcome.changed() {
@@ -454,7 +454,7 @@ impl HostRun {
             .plan(&PlanCx {
                 facts: &live.facts,
                 renderer: &self.renderer,
-                vars: &Renderer::context(&self.host),
+                vars: &self.renderer.context(&self.host),
             })
             .map_err(|e| e.to_string())?;
         // Cleared only after the handler's own actions succeeded (`set -e`).

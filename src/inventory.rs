@@ -201,8 +201,19 @@ impl Inventory {
         self.hosts.iter().find(|h| h.name == name)
     }
 
-    /// Hosts matched by a pattern: "all", host or group names, comma separated.
+    /// Hosts matched by a pattern: "all", host or group names, comma separated. A name that
+    /// is neither a host nor a group is an error.
     pub fn select(&self, pattern: &str) -> Result<Vec<&Host>, InventoryError> {
+        self.select_inner(pattern, true)
+    }
+
+    /// As [`Inventory::select`], but a group no host is in matches nothing: a shipped playbook
+    /// names groups (docker_computes) that a given inventory may not have yet.
+    pub fn select_steps(&self, pattern: &str) -> Vec<&Host> {
+        self.select_inner(pattern, false).unwrap_or_default()
+    }
+
+    fn select_inner(&self, pattern: &str, strict: bool) -> Result<Vec<&Host>, InventoryError> {
         let mut wanted: BTreeSet<&str> = BTreeSet::new();
         for part in pattern.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             if part == "all" {
@@ -216,7 +227,7 @@ impl Inventory {
                         .filter(|h| h.groups.iter().any(|g| g == part))
                         .map(|h| h.name.as_str()),
                 );
-            } else {
+            } else if strict {
                 return Err(InventoryError::UnknownTarget(part.to_string()));
             }
         }

@@ -71,6 +71,9 @@ struct RawHandler {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPlaybook {
+    /// Defaults for variables; every inventory variable overrides them.
+    #[serde(default)]
+    vars: serde_yaml::Mapping,
     steps: Vec<RawStep>,
     #[serde(default)]
     handlers: IndexMap<String, RawHandler>,
@@ -101,6 +104,7 @@ pub struct Playbook {
     pub source: String,
     /// The file on disk, when it came from disk (templates are looked up beside it).
     pub disk_path: Option<PathBuf>,
+    pub vars: serde_yaml::Mapping,
     pub steps: Vec<Step>,
     pub handlers: Vec<Handler>,
 }
@@ -181,6 +185,7 @@ impl Playbook {
         Ok(Playbook {
             source: path.display().to_string(),
             disk_path,
+            vars: raw.vars,
             steps,
             handlers,
         })

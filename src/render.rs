@@ -14,6 +14,8 @@ pub enum RenderError {
 }
 
 pub struct Renderer {
+    /// The playbook's `vars:`: defaults below every inventory variable.
+    defaults: serde_yaml::Mapping,
     env: Environment<'static>,
     /// Same, but every `{{ value }}` comes out shell-quoted: for text that a shell runs.
     shell_env: Environment<'static>,
@@ -30,7 +32,7 @@ fn describe(e: &minijinja::Error) -> String {
 }
 
 impl Renderer {
-    pub fn new(templates: Arc<Templates>) -> Renderer {
+    pub fn new(templates: Arc<Templates>, defaults: serde_yaml::Mapping) -> Renderer {
         let mut env = Environment::new();
         // An undefined variable is an error, not an empty string in a config file.
         env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -46,7 +48,11 @@ impl Renderer {
                 minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed")
             })
         });
-        Renderer { env, shell_env }
+        Renderer {
+            defaults,
+            env,
+            shell_env,
+        }
     }
 
     /// Render a tree of strings that a shell will run: values are inserted quoted.
@@ -77,10 +83,11 @@ impl Renderer {
     }
 
     /// The variables a host's strings and templates see.
-    pub fn context(host: &Host) -> Value {
-        let mut map: std::collections::BTreeMap<String, Value> = host
-            .vars
+    pub fn context(&self, host: &Host) -> Value {
+        let mut map: std::collections::BTreeMap<String, Value> = self
+            .defaults
             .iter()
+            .chain(host.vars.iter())
             .filter_map(|(k, v)| Some((k.as_str()?.to_string(), Value::from_serialize(v))))
             .collect();
         map.insert(
@@ -95,6 +102,24 @@ impl Renderer {
             "inventory_dir".into(),
             Value::from(host.inventory_dir.display().to_string()),
         );
+        // Variables may use other variables (`"{{ inventory_dir }}/drivers"`): render string
+        // values against the others a few times, as Ansible resolves them lazily.
+        for _ in 0..3 {
+            let ctx = Value::from(map.clone());
+            let mut changed = false;
+            for v in map.values_mut() {
+                if let Some(s) = v.as_str().filter(|s| s.contains("{{"))
+                    && let Ok(r) = self.env.render_str(s, &ctx)
+                    && r != s
+                {
+                    *v = Value::from(r);
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
         Value::from(map)
     }
 
@@ -218,8 +243,11 @@ mod tests {
             "hosts: { h: { address: 10.0.0.1, vars: { prefetch: false, filters: [A, B], n: 3 } } }\nvars: { conf: /etc/x.conf }\n",
         )
         .unwrap();
-        let r = Renderer::new(Arc::new(Templates::embedded_only()));
-        let ctx = Renderer::context(&inv.hosts[0]);
+        let r = Renderer::new(
+            Arc::new(Templates::embedded_only()),
+            serde_yaml::from_str("{ n: 1, from_playbook: 7 }").unwrap(),
+        );
+        let ctx = r.context(&inv.hosts[0]);
         (r, ctx)
     }
 
@@ -239,7 +267,12 @@ mod tests {
             out["a"],
             serde_yaml::from_str::<serde_yaml::Value>("[A, B]").unwrap()
         );
-        assert_eq!(out["b"].as_str(), Some("x3"));
+        assert_eq!(
+            out["b"].as_str(),
+            Some("x3"),
+            "inventory vars beat playbook vars"
+        );
+        assert_eq!(r.render_str("{{ from_playbook }}", &ctx).unwrap(), "7");
     }
 
     #[test]
@@ -251,7 +284,7 @@ mod tests {
         let inv = Inventory::parse(Path::new("i.yml"), "hosts: { h: { address: local } }").unwrap();
         let mut host = inv.hosts[0].clone();
         host.vars = vars;
-        let ctx = Renderer::context(&host);
+        let ctx = r.context(&host);
         let v: serde_yaml::Value = serde_yaml::from_str("{ cmd: 'printf %s {{ evil }}' }").unwrap();
         let out = r.render_shell_value(&v, &ctx).unwrap();
         let cmd = out["cmd"].as_str().unwrap();

@@ -104,7 +104,7 @@ fn check_renders_every_step_for_every_host() {
     assert_eq!(code, 1);
     assert_eq!(
         err,
-        "error: pb.yml has 3 problems\n  Caused by: step 1 (uses an undefined variable) on ctl: cannot render `{{ nope }}`: undefined value (in <string>:1)\nstep 2 (relative path) on ctl: file: path `etc/x` must be absolute\nstep 3 (restart outside a handler) on ctl: service: service nova-api: `state: restarted`/`reloaded` belongs in a handler, notified by the steps that change its config\n"
+        "error: pb.yml has 3 problems\n  Caused by: step 1 (uses an undefined variable) on ctl: cannot render `{{ nope }}`: undefined value (in <string>:1)\nstep 2 (relative path) on ctl: file: path `etc/x` must be absolute\nstep 3 (restart outside a handler) on ctl: service: nova-api: `state: restarted`/`reloaded` belongs in a handler, notified by the steps that change its config\n"
     );
     let (code, _, err) = novadock(&["check", "-i", "inv.yml", "-p", "nope.yml"], d.path());
     assert_eq!(code, 1);
@@ -117,9 +117,25 @@ fn the_embedded_playbook_works_from_any_directory() {
     write(d.path(), "inv.yml", INV);
     let (code, _, err) = novadock(&["check", "-i", "inv.yml"], d.path());
     assert_eq!(code, 0, "{err}");
+    // The inventory has no docker_computes: those steps match nothing, and check says so.
     assert!(
-        err.starts_with("ok: inv.yml and embedded:playbooks/bootstrap.yml are valid: 1 host"),
+        err.starts_with("warning: step 5 (The Docker engine is installed): hosts `docker_computes` matches no host in this inventory\n"),
         "{err}"
+    );
+    assert!(
+        err.ends_with("ok: inv.yml and embedded:playbooks/bootstrap.yml are valid: 1 host, 10 steps, 4 handlers\n"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_example_inventory_is_valid() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, _, err) = novadock(&["check", "-i", "inventories/example.yml"], repo);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        err,
+        "ok: inventories/example.yml and playbooks/bootstrap.yml are valid: 3 hosts, 10 steps, 4 handlers\n"
     );
 }
 

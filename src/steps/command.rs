@@ -20,7 +20,7 @@ pub struct Command {
 impl StepKind for Command {
     fn validate(&self) -> Result<(), StepError> {
         if self.cmd.trim().is_empty() {
-            return Err(StepError::Invalid("command: `cmd` is empty".into()));
+            return Err(StepError::Invalid("`cmd` is empty".into()));
         }
         Ok(())
     }

@@ -84,7 +84,7 @@ impl StepKind for Copy {
         require_absolute(&self.dest)?;
         if !self.src.starts_with('/') {
             return Err(StepError::Invalid(format!(
-                "copy: src `{}` must be absolute (use {{{{ inventory_dir }}}}/... for a path beside the inventory)",
+                "src `{}` must be absolute (use {{{{ inventory_dir }}}}/... for a path beside the inventory)",
                 self.src
             )));
         }
@@ -167,15 +167,15 @@ pub fn load(mut c: Copy) -> Result<Copy, StepError> {
     c.validate()?;
     let src = PathBuf::from(&c.src);
     let meta = std::fs::metadata(&src)
-        .map_err(|e| StepError::Invalid(format!("copy: cannot read {}: {e}", c.src)))?;
+        .map_err(|e| StepError::Invalid(format!("cannot read {}: {e}", c.src)))?;
     let mut tree = Vec::new();
     if meta.is_dir() {
         tree.push((String::new(), None));
         c.walk(&src, Path::new(""), &mut tree)
-            .map_err(|e| StepError::Invalid(format!("copy: cannot read {}: {e}", c.src)))?;
+            .map_err(|e| StepError::Invalid(format!("cannot read {}: {e}", c.src)))?;
     } else {
         let bytes = std::fs::read(&src)
-            .map_err(|e| StepError::Invalid(format!("copy: cannot read {}: {e}", c.src)))?;
+            .map_err(|e| StepError::Invalid(format!("cannot read {}: {e}", c.src)))?;
         tree.push((String::new(), Some(bytes)));
     }
     c.tree = tree;

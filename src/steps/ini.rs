@@ -123,32 +123,33 @@ impl StepKind for Ini {
         let n = self.value.is_some() as u8 + self.list_contains.is_some() as u8 + self.absent as u8;
         if n != 1 {
             return Err(StepError::Invalid(
-                "ini: give exactly one of `value`, `list_contains` or `absent: true`".into(),
+                "give exactly one of `value`, `list_contains` or `absent: true`".into(),
             ));
         }
         match &self.known {
             Some(k) => {
                 if openstack::known(k, Release::named("zed").expect("zed")).is_none() {
                     return Err(StepError::Invalid(format!(
-                        "ini: unknown `known: {k}` (known: {})",
+                        "unknown `known: {k}` (known: {})",
                         openstack::KNOWN.join(", ")
                     )));
                 }
                 if self.section.is_some() || self.option.is_some() || !self.aliases.is_empty() {
                     return Err(StepError::Invalid(
-                        "ini: `known` replaces `section`, `option` and `aliases`; give one or the other".into(),
+                        "`known` replaces `section`, `option` and `aliases`; give one or the other"
+                            .into(),
                     ));
                 }
             }
             None => {
                 if self.section.is_none() || self.option.is_none() {
                     return Err(StepError::Invalid(
-                        "ini: give `section` and `option` (or `known`)".into(),
+                        "give `section` and `option` (or `known`)".into(),
                     ));
                 }
                 if self.release.is_some() {
                     return Err(StepError::Invalid(
-                        "ini: `release` only goes with `known`".into(),
+                        "`release` only goes with `known`".into(),
                     ));
                 }
             }

@@ -47,13 +47,11 @@ guard(main)
 impl StepKind for OpenstackAggregate {
     fn validate(&self) -> Result<(), StepError> {
         if self.name.trim().is_empty() {
-            return Err(StepError::Invalid(
-                "openstack_aggregate: `name` is empty".into(),
-            ));
+            return Err(StepError::Invalid("`name` is empty".into()));
         }
         if self.auth.openrc.is_some() && self.auth.cloud.is_some() {
             return Err(StepError::Invalid(
-                "openstack_aggregate: give `openrc` or `cloud`, not both".into(),
+                "give `openrc` or `cloud`, not both".into(),
             ));
         }
         Ok(())
@@ -167,9 +165,7 @@ pub fn resolve_hosts(
     else {
         return Ok(());
     };
-    let hosts = inventory
-        .select(&pattern)
-        .map_err(|e| format!("openstack_aggregate: hosts: {e}"))?;
+    let hosts = inventory.select_steps(&pattern);
     let names: Vec<serde_yaml::Value> = hosts
         .iter()
         .filter(|h| limit.is_none_or(|l| l.contains(&h.name)))

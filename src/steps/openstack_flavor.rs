@@ -95,13 +95,11 @@ impl OpenstackFlavor {
 impl StepKind for OpenstackFlavor {
     fn validate(&self) -> Result<(), StepError> {
         if self.name.trim().is_empty() {
-            return Err(StepError::Invalid(
-                "openstack_flavor: `name` is empty".into(),
-            ));
+            return Err(StepError::Invalid("`name` is empty".into()));
         }
         if self.auth.openrc.is_some() && self.auth.cloud.is_some() {
             return Err(StepError::Invalid(
-                "openstack_flavor: give `openrc` or `cloud`, not both".into(),
+                "give `openrc` or `cloud`, not both".into(),
             ));
         }
         Ok(())

@@ -27,7 +27,7 @@ impl Package {
 impl StepKind for Package {
     fn validate(&self) -> Result<(), StepError> {
         if self.names.is_empty() {
-            return Err(StepError::Invalid("package: `names` is empty".into()));
+            return Err(StepError::Invalid("`names` is empty".into()));
         }
         for n in &self.names {
             // Debian package names (with an optional =version or :arch).
@@ -36,7 +36,7 @@ impl StepKind for Package {
                 .all(|b| b.is_ascii_alphanumeric() || b"+-.:=~_".contains(&b))
             {
                 return Err(StepError::Invalid(format!(
-                    "package: `{n}` is not a Debian package name"
+                    "`{n}` is not a Debian package name"
                 )));
             }
         }

@@ -36,20 +36,17 @@ impl Service {
 impl StepKind for Service {
     fn validate(&self) -> Result<(), StepError> {
         if self.name.is_empty() || self.name.starts_with('-') {
-            return Err(StepError::Invalid(format!(
-                "service: bad unit name `{}`",
-                self.name
-            )));
+            return Err(StepError::Invalid(format!("bad unit name `{}`", self.name)));
         }
         match self.state {
             Some(State::Restarted | State::Reloaded) if !self.as_handler => {
                 Err(StepError::Invalid(format!(
-                    "service {}: `state: restarted`/`reloaded` belongs in a handler, notified by the steps that change its config",
+                    "{}: `state: restarted`/`reloaded` belongs in a handler, notified by the steps that change its config",
                     self.name
                 )))
             }
             None if self.enabled.is_none() => Err(StepError::Invalid(format!(
-                "service {}: give `enabled` and/or `state`",
+                "{}: give `enabled` and/or `state`",
                 self.name
             ))),
             _ => Ok(()),

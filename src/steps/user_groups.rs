@@ -23,7 +23,7 @@ impl UserGroups {
 impl StepKind for UserGroups {
     fn validate(&self) -> Result<(), StepError> {
         if self.groups.iter().any(|g| g.is_empty() || g.contains(',')) {
-            return Err(StepError::Invalid("user_groups: bad group name".into()));
+            return Err(StepError::Invalid("bad group name".into()));
         }
         Ok(())
     }
