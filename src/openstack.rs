@@ -304,7 +304,11 @@ impl Auth {
                 quote(o.as_deref().unwrap_or("/root/admin-openrc"))
             ),
         };
-        format!("{env}python3 - <<'ND_PY'\n{PY_PRELUDE}{script}ND_PY")
+        // A cloud that accepts connections but never answers (say, Keystone still starting)
+        // must not hang the run: every request and the whole run are bounded.
+        format!(
+            "{env}OS_API_TIMEOUT=60 timeout {PY_TIMEOUT_SECS} python3 - <<'ND_PY'\n{PY_PRELUDE}{script}ND_PY"
+        )
     }
 
     /// The read-only probe every OpenStack step of this auth shares: one run for all.
@@ -323,6 +327,9 @@ impl Auth {
         )
     }
 }
+
+/// Upper bound for one OpenStack probe or change (Python start-up, auth, a few API calls).
+pub const PY_TIMEOUT_SECS: u32 = 300;
 
 /// Errors come out as one line (`error: ...` on stderr, exit 1), never a traceback.
 const PY_PRELUDE: &str = r#"import base64, json, sys
@@ -362,6 +369,8 @@ const FACTS_PY: &str = r#"def facts():
     print(json.dumps(out))
 try:
     facts()
+except SystemExit:
+    raise
 except Exception as e:
     msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
     print(json.dumps({"error": "%s: %s" % (type(e).__name__, msg)}))
@@ -406,10 +415,14 @@ pub fn cloud_facts(out: Option<&crate::facts::CmdFact>) -> Result<CloudFacts, St
     };
     let text = out.stdout.trim();
     if text.is_empty() {
-        return Err(format!(
-            "the OpenStack facts probe printed nothing (exit {}); are the credentials file and python3-openstacksdk on this host?",
-            out.code
-        ));
+        return Err(if out.code == 124 {
+            format!("the OpenStack API did not answer within {PY_TIMEOUT_SECS} s")
+        } else {
+            format!(
+                "the OpenStack facts probe printed nothing (exit {}); are the credentials file and python3-openstacksdk on this host?",
+                out.code
+            )
+        });
     }
     let facts: CloudFacts = serde_json::from_str(text.lines().last().unwrap_or(""))
         .map_err(|e| format!("unexpected output from the OpenStack facts probe: {e}"))?;

@@ -28,6 +28,10 @@ pub struct Copy {
     tree: Vec<(String, Option<Vec<u8>>)>,
 }
 
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
 fn default_exclude() -> Vec<String> {
     vec!["__pycache__".into(), "*.pyc".into()]
 }
@@ -138,22 +142,21 @@ impl StepKind for Copy {
                 }
             }
         }
+        let files = self.tree.iter().filter(|(_, c)| c.is_some()).count();
         all.summary = if changed.is_empty() {
-            format!(
-                "{} ({} files)",
-                self.dest,
-                self.tree.iter().filter(|(_, c)| c.is_some()).count()
-            )
+            format!("{} ({})", self.dest, plural(files, "file"))
         } else {
             let extra = describe_attrs(&file_attrs);
             format!(
-                "copy {} → {}{}",
+                "copy {} → {} ({} of {} changed{})",
                 self.src,
-                changed.join(", "),
+                self.dest,
+                changed.len(),
+                plural(self.tree.len(), "path"),
                 if extra.is_empty() {
                     String::new()
                 } else {
-                    format!(" ({extra})")
+                    format!("; {extra}")
                 }
             )
         };

@@ -440,3 +440,16 @@ vars:
 EOF
   mv "$INVENTORY.tmp" "$INVENTORY"
 }
+
+# make_tiny_image HOST: builds docker image lab/tiny:latest on HOST offline
+# (dash, sleep and their libraries; CMD sleep infinity), no registry needed.
+make_tiny_image() {
+  # shellcheck disable=SC2016  # runs on the host
+  host_ssh "$1" 'set -e
+rm -rf /root/tiny && mkdir -p /root/tiny
+for f in /bin/dash /bin/sleep $(ldd /bin/dash /bin/sleep | grep -o "/[^ :]*\.so[^ :]*"); do cp --parents -L "$f" /root/tiny/; done
+ln -s dash /root/tiny/bin/sh
+tar -C /root/tiny -cf /root/tiny-rootfs.tar .
+docker rmi -f lab/tiny:latest >/dev/null 2>&1 || true
+docker import --change "CMD [\"/bin/sleep\", \"infinity\"]" /root/tiny-rootfs.tar lab/tiny:latest >/dev/null'
+}
