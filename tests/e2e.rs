@@ -560,7 +560,7 @@ fn an_apply_killed_mid_run_leaves_old_or_new_and_the_pending_restart_runs() {
     pb.push_str(
         r#"  - name: slow step after the writes
     hosts: all
-    command: { cmd: "sleep 5; touch /etc/big/slept-{{ version }}", creates: "/etc/big/slept-{{ version }}" }
+    command: { cmd: "sleep 8; touch /etc/big/slept-{{ version }}", creates: "/etc/big/slept-{{ version }}" }
 handlers:
   restart: { command: { cmd: "echo {{ version }} >> /var/log/restarts.log" } }
 "#,
@@ -580,7 +580,10 @@ handlers:
         }
     }
     let mut version = 0;
-    for delay_ms in [150u64, 300, 600, 1000, 2500] {
+    // Kills at fixed delays land anywhere (connecting, writing, between steps); the last one
+    // waits until every host has written all files, i.e. lands in the slow step, before the
+    // handler: the case the pending-handler record exists for.
+    for delay_ms in [150u64, 300, 600, 1000, 0] {
         version += 1;
         let inv = hosts.inventory("inventory.yml", &format!("vars:\n  version: {version}\n"));
         let mut child = hosts
@@ -588,7 +591,24 @@ handlers:
             .stderr(std::fs::File::create(hosts.path(&format!("killed-{version}.log"))).unwrap())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        if delay_ms > 0 {
+            std::thread::sleep(Duration::from_millis(delay_ms));
+        } else {
+            let t = Instant::now();
+            // Writes are atomic renames: a file that starts new is new.
+            let want = format!("v{version}-d.");
+            while !hosts
+                .names
+                .iter()
+                .all(|h| hosts.sh(h, "head -c 5 /etc/big/d 2>/dev/null").stdout == want)
+            {
+                assert!(
+                    t.elapsed() < Duration::from_secs(60),
+                    "the files were never written"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         // Let remote scripts that were already fully sent finish.
@@ -620,7 +640,7 @@ handlers:
         })
         .collect();
     assert!(
-        pending.iter().any(|p| p == "restart\n"),
+        pending.iter().all(|p| p == "restart\n"),
         "no host was left with a pending restart: {pending:?}\nlast killed run said:\n{}",
         std::fs::read_to_string(hosts.path(&format!("killed-{version}.log"))).unwrap()
     );
