@@ -166,6 +166,30 @@ struct Live {
     dirty: bool,
     /// A systemd unit file changed: `daemon-reload` before the next systemctl.
     units_changed: bool,
+    /// Changes planned but not yet sent: they go to the host in one script.
+    batch: Vec<Batched>,
+}
+
+/// Where a batched change reports to.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Step(usize),
+    Handler(usize),
+}
+
+struct Batched {
+    target: Target,
+    script: String,
+    /// What the change does, for the error message when it fails.
+    what: Vec<String>,
+    runs_commands: bool,
+}
+
+enum StepFailure {
+    /// This step failed (planning it, or asking the host again).
+    Failed(String),
+    /// Sending earlier changes failed; this step did not run.
+    Stopped,
 }
 
 enum Prepared {
@@ -199,6 +223,7 @@ impl HostRun {
             facts: Facts::default(),
             dirty: false,
             units_changed: false,
+            batch: Vec::new(),
         };
         let result = self.converge(&mut live, &mut report).await;
         if let Err(e) = result {
@@ -319,6 +344,8 @@ impl HostRun {
 
         let mut notified: BTreeSet<String> = BTreeSet::new();
         let mut stop: Option<&str> = None;
+        // A batch of changes failed on the host: what followed it did not run.
+        let mut sent_failed = false;
         for (idx, prep) in prepared {
             let step = &self.playbook.steps[idx];
             let mut r = StepReport {
@@ -350,7 +377,10 @@ impl HostRun {
                     stop = Some("not run: an earlier step failed on this host");
                 }
                 Prepared::Ready(step_impl) => {
-                    match self.step(live, step_impl.as_ref(), &step.notify).await {
+                    match self
+                        .step(live, report, step_impl.as_ref(), &step.notify)
+                        .await
+                    {
                         Ok(o) => {
                             if o.changed() {
                                 r.status = Status::Changed;
@@ -359,11 +389,39 @@ impl HostRun {
                             r.summary = o.summary;
                             r.diff = o.diff;
                             r.note = o.note;
+                            // --fail-fast trades batching for a stop between any two steps.
+                            if self.opts.fail_fast && !live.batch.is_empty() {
+                                report.steps.push(r);
+                                if self.abort.load(Ordering::SeqCst) {
+                                    let last = report.steps.len() - 1;
+                                    live.batch.clear();
+                                    report.steps[last].status = Status::Skipped;
+                                    report.steps[last].note = Some(
+                                        "stopped by --fail-fast after a failure on another host"
+                                            .into(),
+                                    );
+                                    stop = Some(
+                                        "stopped by --fail-fast after a failure on another host",
+                                    );
+                                    sent_failed = true;
+                                } else if self.flush(live, report).await.is_err() {
+                                    stop = Some("not run: an earlier change failed on this host");
+                                    sent_failed = true;
+                                    self.note_failure();
+                                }
+                                continue;
+                            }
                         }
-                        Err(e) => {
+                        Err(StepFailure::Failed(e)) => {
                             r.status = Status::Failed;
                             r.error = Some(e);
                             stop = Some("not run: an earlier step failed on this host");
+                        }
+                        Err(StepFailure::Stopped) => {
+                            r.status = Status::Skipped;
+                            r.note = Some("not run: an earlier change failed on this host".into());
+                            stop = Some("not run: an earlier change failed on this host");
+                            sent_failed = true;
                         }
                     }
                 }
@@ -372,7 +430,8 @@ impl HostRun {
         }
 
         // Handlers: in their declared order, once, if notified now or left pending by an
-        // interrupted run. After a failed step they still run for what did change.
+        // interrupted run. After a failed step they still run for what did change; after a
+        // change failed on the host they stay pending for the next apply.
         for (hidx, h) in self.playbook.handlers.iter().enumerate() {
             let from_pending = pending.contains(&h.name);
             if !notified.contains(&h.name) && !from_pending {
@@ -388,8 +447,15 @@ impl HostRun {
                 error: None,
                 index: hidx,
             };
+            if sent_failed {
+                r.status = Status::Skipped;
+                r.note =
+                    Some("not run after a failed change; still pending for the next apply".into());
+                report.handlers.push(r);
+                continue;
+            }
             match self.build(h.kind, &h.args, None, &vars, true) {
-                Prepared::Ready(s) => match self.handler(live, s.as_ref(), &h.name).await {
+                Prepared::Ready(s) => match self.handler(live, report, s.as_ref(), &h.name) {
                     Ok(o) => r.summary = o.summary,
                     Err(e) => {
                         r.status = Status::Failed;
@@ -403,26 +469,39 @@ impl HostRun {
             }
             report.handlers.push(r);
         }
+        // Everything not sent yet goes in one round trip; failures are marked in the report.
+        let _ = self.flush(live, report).await;
         Ok(())
     }
 
-    /// Plan one step against the current facts and, in apply mode, carry it out.
+    /// Plan one step against the current facts; in apply mode its changes join the batch.
     async fn step(
         &self,
         live: &mut Live,
+        report: &mut HostReport,
         s: &dyn StepKind,
         notify: &[String],
-    ) -> Result<Outcome, String> {
-        if live.dirty && self.opts.mode == Mode::Apply {
-            // An earlier command may have changed what this step's probes see: ask again.
+    ) -> Result<Outcome, StepFailure> {
+        if self.opts.mode == Mode::Apply {
             let cmds: Vec<Probe> = s
                 .probes()
                 .into_iter()
                 .filter(|p| matches!(p, Probe::Cmd(_)))
                 .collect();
             if !cmds.is_empty() {
-                let fresh = gather(live.transport.as_ref(), &cmds).await?;
-                live.facts.cmds.extend(fresh.cmds);
+                // A batched command may change what this step's probes see: send the batch
+                // first, then ask again.
+                if live.batch.iter().any(|b| b.runs_commands) {
+                    self.flush(live, report)
+                        .await
+                        .map_err(|()| StepFailure::Stopped)?;
+                }
+                if live.dirty {
+                    let fresh = gather(live.transport.as_ref(), &cmds)
+                        .await
+                        .map_err(StepFailure::Failed)?;
+                    live.facts.cmds.extend(fresh.cmds);
+                }
             }
         }
         let outcome = s
@@ -431,7 +510,7 @@ impl HostRun {
                 renderer: &self.renderer,
                 vars: &self.renderer.context(&self.host),
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| StepFailure::Failed(e.to_string()))?;
         if outcome.changed() {
             let mut pre = String::new();
             for n in notify {
@@ -439,14 +518,20 @@ impl HostRun {
                 // restarts the service next time.
                 pre.push_str(&format!("nd_pending {}\n", quote(n)));
             }
-            self.execute(live, &outcome.actions, &pre).await?;
+            self.execute(
+                live,
+                &outcome.actions,
+                &pre,
+                Target::Step(report.steps.len()),
+            );
         }
         Ok(outcome)
     }
 
-    async fn handler(
+    fn handler(
         &self,
         live: &mut Live,
+        report: &HostReport,
         s: &dyn StepKind,
         name: &str,
     ) -> Result<Outcome, String> {
@@ -468,12 +553,13 @@ impl HostRun {
             command: post,
             systemd: false,
         });
-        self.execute(live, &actions, "").await?;
+        self.execute(live, &actions, "", Target::Handler(report.handlers.len()));
         Ok(outcome)
     }
 
-    /// The one place where plan and apply differ.
-    async fn execute(&self, live: &mut Live, actions: &[Action], pre: &str) -> Result<(), String> {
+    /// The one place where plan and apply differ: in apply mode, the actions join the batch
+    /// that [`HostRun::flush`] sends; in plan mode they only update the facts.
+    fn execute(&self, live: &mut Live, actions: &[Action], pre: &str, target: Target) {
         let needs_reload = live.units_changed
             && actions
                 .iter()
@@ -485,32 +571,97 @@ impl HostRun {
             | Action::Symlink { path, .. } => plan::is_unit_path(path),
             _ => false,
         });
-        if self.opts.mode == Mode::Plan {
-            live.units_changed |= writes_units;
-            return Ok(());
+        if needs_reload {
+            live.units_changed = false;
         }
-        self.lock(live).await?;
-        let mut script = format!("ND_RUN={}\n{PRELUDE}{pre}", quote(&self.opts.run_id));
+        live.units_changed |= writes_units;
+        if self.opts.mode == Mode::Plan {
+            return;
+        }
+        let mut script = pre.to_string();
         if needs_reload {
             script.push_str("systemctl daemon-reload\n");
-            live.units_changed = false;
         }
         for a in actions {
             script.push_str(&plan::action_script(a));
         }
-        let out = live
-            .transport
-            .exec(&script)
-            .await
-            .map_err(|e| e.to_string())?;
-        live.units_changed |= writes_units;
-        if actions.iter().any(|a| matches!(a, Action::Run { .. })) {
+        live.batch.push(Batched {
+            target,
+            script,
+            what: actions.iter().map(describe).collect(),
+            runs_commands: actions.iter().any(|a| matches!(a, Action::Run { .. })),
+        });
+    }
+
+    /// Send every batched change in one script. On failure, the change that failed and the
+    /// ones after it (which did not run) are marked in the report.
+    async fn flush(&self, live: &mut Live, report: &mut HostReport) -> Result<(), ()> {
+        if live.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut live.batch);
+        let fail_all = |report: &mut HostReport, e: &str| {
+            for b in &batch {
+                let r = slot(report, b.target);
+                r.status = Status::Failed;
+                r.error = Some(e.to_string());
+            }
+        };
+        if let Err(e) = self.lock(live).await {
+            fail_all(report, &e);
+            return Err(());
+        }
+        let marker = facts::new_marker();
+        let mut script = format!("ND_RUN={}\n{PRELUDE}", quote(&self.opts.run_id));
+        for (i, b) in batch.iter().enumerate() {
+            script.push_str(&format!("printf '\\n%s {i}\\n' {}\n", quote(&marker)));
+            script.push_str(&b.script);
+        }
+        let out = match live.transport.exec(&script).await {
+            Ok(out) => out,
+            Err(e) => {
+                fail_all(report, &e.to_string());
+                return Err(());
+            }
+        };
+        if batch.iter().any(|b| b.runs_commands) {
             live.dirty = true;
         }
-        if !out.success() {
-            return Err(command_failure(&self.host.name, actions, &out));
+        if out.success() {
+            return Ok(());
         }
-        Ok(())
+        // The output of each change follows its marker; the last marker seen is the failure.
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut segments: Vec<(usize, String)> = Vec::new();
+        for part in stdout.split(&format!("\n{marker} ")).skip(1) {
+            let (n, rest) = part.split_once('\n').unwrap_or((part, ""));
+            if let Ok(n) = n.trim().parse() {
+                segments.push((n, rest.to_string()));
+            }
+        }
+        let (failed, failed_out) = segments.pop().unwrap_or((0, String::new()));
+        for (i, b) in batch.iter().enumerate() {
+            let r = slot(report, b.target);
+            if i == failed {
+                let seen = ExecOutput {
+                    code: out.code,
+                    stdout: failed_out.clone().into_bytes(),
+                    stderr: out.stderr.clone(),
+                };
+                r.status = Status::Failed;
+                r.error = Some(command_failure(&self.host.name, &b.what, &seen));
+            } else if i > failed {
+                r.status = Status::Skipped;
+                r.diff = None;
+                r.note = Some(match b.target {
+                    Target::Step(_) => "not run: an earlier change failed on this host".into(),
+                    Target::Handler(_) => {
+                        "not run after a failed change; still pending for the next apply".into()
+                    }
+                });
+            }
+        }
+        Err(())
     }
 
     /// sudo's own words ("a password is required") do not say what to do about it.
@@ -639,18 +790,29 @@ async fn gather(t: &dyn Transport, probes: &[Probe]) -> Result<Facts, String> {
     facts::parse(probes, &marker, &out.stdout).map_err(|e| e.to_string())
 }
 
-fn command_failure(host: &str, actions: &[Action], out: &ExecOutput) -> String {
-    let what: Vec<String> = actions
-        .iter()
-        .map(|a| match a {
-            Action::Write { path, .. } => format!("write {path}"),
-            Action::Remove { path, .. } => format!("remove {path}"),
-            Action::Mkdir { path, .. } => format!("mkdir {path}"),
-            Action::Symlink { path, target } => format!("ln -s {target} {path}"),
-            Action::SetAttrs { path, .. } => format!("chown/chmod {path}"),
-            Action::Run { command, .. } => command.trim().to_string(),
-        })
-        .collect();
+fn describe(a: &Action) -> String {
+    match a {
+        Action::Write { path, .. } => format!("write {path}"),
+        Action::Remove { path, .. } => format!("remove {path}"),
+        Action::Mkdir { path, .. } => format!("mkdir {path}"),
+        Action::Symlink { path, target } => format!("ln -s {target} {path}"),
+        Action::SetAttrs { path, .. } => format!("chown/chmod {path}"),
+        // Generated commands say what they are on their first line (`# openstack ...`).
+        Action::Run { command, .. } => match command.trim().strip_prefix("# ") {
+            Some(label) => label.lines().next().unwrap_or(label).to_string(),
+            None => command.trim().to_string(),
+        },
+    }
+}
+
+fn slot(report: &mut HostReport, t: Target) -> &mut StepReport {
+    match t {
+        Target::Step(i) => &mut report.steps[i],
+        Target::Handler(i) => &mut report.handlers[i],
+    }
+}
+
+fn command_failure(host: &str, what: &[String], out: &ExecOutput) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let mut msg = format!(
         "on {host}: `{}` exited with {}",

@@ -210,9 +210,14 @@ fn json_output_is_one_document_on_stdout() {
     );
     assert_eq!(v["hosts"]["h3"]["steps"].as_array().unwrap().len(), 1);
     assert_eq!(v["hosts"]["h1"]["handlers"][0]["status"], "changed");
-    // No-op run: at most 2 round trips per host (facts; nothing else), masters reused.
+    // First converge: facts, the lock, then every change and handler in one script.
     let apply = hosts.novadock(&["apply", "-i", &inv, "-p", &pb, "--yes", "--json"]);
     assert_eq!(apply.code, 0, "{apply:?}");
+    let v: serde_json::Value = serde_json::from_str(&apply.stdout).unwrap();
+    for h in &hosts.names {
+        assert_eq!(v["hosts"][h]["round_trips"], 3, "{h}: {apply:?}");
+    }
+    // No-op run: one round trip per host (the facts), masters reused.
     let noop = hosts.novadock(&["apply", "-i", &inv, "-p", &pb, "--yes", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&noop.stdout).unwrap();
     for h in &hosts.names {
@@ -946,5 +951,61 @@ fn backups_keep_the_last_five_runs() {
     assert_eq!(
         hosts.sh_ok("h1", "stat -c %a /var/backups/novadock"),
         "700\n"
+    );
+}
+
+/// Changes go to a host in one script; when one fails, the report says which, the changes
+/// after it did not run, and the handlers stay pending for the next apply.
+#[test]
+fn a_failure_inside_a_batch_is_attributed_to_its_step() {
+    let hosts = Hosts::up(1);
+    let inv = hosts.inventory("inventory.yml", "");
+    let pb = hosts.write_file(
+        "pb.yml",
+        r#"steps:
+  - name: first file
+    hosts: all
+    file: { path: /etc/batch-1, content: "1\n" }
+    notify: [h]
+  - name: a command that fails
+    hosts: all
+    command: { cmd: "echo partial output; echo broken >&2; exit 3" }
+  - name: second file
+    hosts: all
+    file: { path: /etc/batch-2, content: "2\n" }
+handlers:
+  h: { command: { cmd: "echo ran >> /etc/batch-handler" } }
+"#,
+    );
+    let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
+    let r = hosts.novadock(&["apply", "-i", i, "-p", p, "--yes"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(
+        r.stderr,
+        "[1/3] first file
+  ~ h1: changed: create /etc/batch-1
+      --- /dev/null
+      +++ /etc/batch-1
+      @@ -0,0 +1 @@
+      +1
+[2/3] a command that fails
+  ✗ h1: failed
+      on h1: `echo partial output; echo broken >&2; exit 3` exited with 3
+      stdout:
+      partial output
+      stderr:
+      broken
+[3/3] second file
+  - h1: skipped (not run: an earlier change failed on this host)
+[handler] h
+  - h1: skipped (not run after a failed change; still pending for the next apply)
+Apply: 1 changed, 0 unchanged, 1 failed, 2 skipped on 1 host (hosts failed: h1)
+"
+    );
+    assert_eq!(hosts.read_str("h1", "/etc/batch-1"), "1\n");
+    assert_eq!(hosts.sh("h1", "test -e /etc/batch-2").code, 1);
+    assert_eq!(
+        hosts.read_str("h1", "/var/lib/novadock/pending-handlers"),
+        "h\n"
     );
 }
