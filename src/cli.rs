@@ -343,6 +343,7 @@ fn execute(r: &RunArgs, mode: Mode, yes: bool) -> Result<ExitCode> {
         run_id: run_id(),
         planned_facts: None,
         limit: l.limit.clone(),
+        keep_facts: false,
     };
     let go = |opts: &Options| {
         let pb = printer::progress(engine.targets.len() as u64);
@@ -355,6 +356,7 @@ fn execute(r: &RunArgs, mode: Mode, yes: bool) -> Result<ExitCode> {
         // that its file is still what the plan saw.
         let planned = go(&Options {
             mode: Mode::Plan,
+            keep_facts: true,
             ..opts.clone()
         });
         report::human(Mode::Plan, &l.playbook, &planned);

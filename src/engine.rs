@@ -41,6 +41,9 @@ pub struct Options {
     pub planned_facts: Option<Arc<BTreeMap<String, Facts>>>,
     /// `--limit`, as host names.
     pub limit: Option<Arc<BTreeSet<String>>>,
+    /// Keep each host's facts in its report (for an apply confirmed after this plan); they
+    /// hold whole config files, so only when needed.
+    pub keep_facts: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,7 +335,9 @@ impl HostRun {
             .await
             .map_err(|e| self.explain_sudo(e))?,
         };
-        report.facts = Some(live.facts.clone());
+        if self.opts.keep_facts {
+            report.facts = Some(live.facts.clone());
+        }
         let pending: Vec<String> = match live.facts.file(PENDING_FILE) {
             facts::FileFact::File { content, .. } => String::from_utf8_lossy(content)
                 .lines()
