@@ -311,6 +311,22 @@ impl Auth {
         )
     }
 
+    /// Checks shared by the OpenStack steps: a resource `name`, one credential source.
+    pub fn validate(&self, name: &str) -> Result<(), String> {
+        if name.trim().is_empty() {
+            return Err("`name` is empty".into());
+        }
+        if self.openrc.is_some() && self.cloud.is_some() {
+            return Err("give `openrc` or `cloud`, not both".into());
+        }
+        Ok(())
+    }
+
+    /// What the shared probe found on this host.
+    pub fn facts(&self, facts: &crate::facts::Facts) -> Result<CloudFacts, String> {
+        cloud_facts(facts.cmd(&self.facts_probe()))
+    }
+
     /// The read-only probe every OpenStack step of this auth shares: one run for all.
     pub fn facts_probe(&self) -> String {
         self.python(FACTS_PY)

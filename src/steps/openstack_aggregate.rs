@@ -3,7 +3,7 @@
 
 use super::{PlanCx, Scalar, StepError, StepKind};
 use crate::facts::Probe;
-use crate::openstack::{Auth, cloud_facts};
+use crate::openstack::Auth;
 use crate::plan::{Action, Outcome};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -46,15 +46,7 @@ guard(main)
 
 impl StepKind for OpenstackAggregate {
     fn validate(&self) -> Result<(), StepError> {
-        if self.name.trim().is_empty() {
-            return Err(StepError::Invalid("`name` is empty".into()));
-        }
-        if self.auth.openrc.is_some() && self.auth.cloud.is_some() {
-            return Err(StepError::Invalid(
-                "give `openrc` or `cloud`, not both".into(),
-            ));
-        }
-        Ok(())
+        self.auth.validate(&self.name).map_err(StepError::Invalid)
     }
 
     fn probes(&self) -> Vec<Probe> {
@@ -62,8 +54,7 @@ impl StepKind for OpenstackAggregate {
     }
 
     fn plan(&self, cx: &PlanCx<'_>) -> Result<Outcome, StepError> {
-        let facts =
-            cloud_facts(cx.facts.cmd(&self.auth.facts_probe())).map_err(StepError::Invalid)?;
+        let facts = self.auth.facts(cx.facts).map_err(StepError::Invalid)?;
         let known: Vec<&str> = facts
             .compute_hosts
             .iter()

@@ -3,7 +3,7 @@
 
 use super::{PlanCx, Scalar, StepError, StepKind};
 use crate::facts::Probe;
-use crate::openstack::{Auth, cloud_facts};
+use crate::openstack::Auth;
 use crate::plan::{Action, Outcome};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -94,15 +94,7 @@ impl OpenstackFlavor {
 
 impl StepKind for OpenstackFlavor {
     fn validate(&self) -> Result<(), StepError> {
-        if self.name.trim().is_empty() {
-            return Err(StepError::Invalid("`name` is empty".into()));
-        }
-        if self.auth.openrc.is_some() && self.auth.cloud.is_some() {
-            return Err(StepError::Invalid(
-                "give `openrc` or `cloud`, not both".into(),
-            ));
-        }
-        Ok(())
+        self.auth.validate(&self.name).map_err(StepError::Invalid)
     }
 
     fn probes(&self) -> Vec<Probe> {
@@ -110,8 +102,7 @@ impl StepKind for OpenstackFlavor {
     }
 
     fn plan(&self, cx: &PlanCx<'_>) -> Result<Outcome, StepError> {
-        let facts =
-            cloud_facts(cx.facts.cmd(&self.auth.facts_probe())).map_err(StepError::Invalid)?;
+        let facts = self.auth.facts(cx.facts).map_err(StepError::Invalid)?;
         let name = &self.name;
         let Some(f) = facts.flavors.iter().find(|f| f.name == *name) else {
             return Ok(Outcome {
