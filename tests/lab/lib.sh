@@ -72,9 +72,23 @@ ensure_base() {
     rm -rf "$dir"
     mv "$dir.tmp" "$dir"
     touch "$dir/.complete"
+    prune_cache base- "$dir"
     log "base image built in $((SECONDS - t0)) s"
   fi
   exec 8>&-
+}
+
+# prune_cache PREFIX KEEP: removes cached images PREFIX* other than KEEP that no
+# lab host (running or kept) is built on; they are left over from older recipes.
+prune_cache() {
+  local d
+  for d in "$CACHE/$1"*; do
+    if [ ! -d "$d" ] || [ "$d" = "$2" ]; then continue; fi
+    case $d in *.tmp) continue ;; esac
+    if cat "$LABDIR"/hosts/*/lower 2>/dev/null | grep -qF "$d/"; then continue; fi
+    log "removing outdated image $d"
+    rm -rf "$d"
+  done
 }
 
 role_files() { find "$LAB_SRC/recipe/$1" -type f | sort; }
@@ -346,6 +360,7 @@ ensure_role() {
     mv "$up" "$dir/layer"
     rm -rf "$(hdir "$name")"
     touch "$dir/.complete"
+    prune_cache "role-$role-" "$dir"
     log "role $role image built in $((SECONDS - t0)) s ($(du -sh "$dir/layer" | cut -f1))"
   fi
   exec 7>&-
@@ -364,8 +379,9 @@ compute_prep() { # ROOT NAME ADDR: this compute's own nova identity
 }
 
 # ctl_os ARGS...: the openstack CLI on ctl as admin.
+# A hung API request must not hang the caller: 120 s timeout per call.
 ctl_os() {
-  host_exec ctl bash -c '. /root/admin-openrc && exec openstack "$@"' _ "$@"
+  host_exec ctl timeout 120 bash -c '. /root/admin-openrc && exec openstack "$@"' _ "$@"
 }
 
 # Names of running lab hosts.
@@ -379,28 +395,28 @@ lab_hosts() {
 }
 
 # PIDs (on the VM) of every process of the running lab: nspawn + all inside.
+# One find over /proc (a readlink per process is slow on a loaded machine).
 lab_pids() {
-  local n pid leader nss="" p
+  local n pid leader ns expr=()
   for n in $(lab_hosts); do
     pid=$(host_pid "$n") || continue
     echo "$pid"
     leader=$(host_leader "$n") || continue
-    nss+=" $(readlink "/proc/$leader/ns/pid")"
+    ns=$(readlink "/proc/$leader/ns/pid") || continue
+    [ ${#expr[@]} = 0 ] || expr+=(-o)
+    expr+=(-lname "pid:\\[${ns//[^0-9]/}\\]")
   done
-  [ -n "$nss" ] || return 0
-  for p in /proc/[0-9]*; do
-    case " $nss " in *" $(readlink "$p/ns/pid" 2>/dev/null) "*) echo "${p#/proc/}" ;; esac
-  done
+  [ ${#expr[@]} -gt 0 ] || return 0
+  # (find exits 1 when processes vanish during the walk, or on unreadable entries)
+  { find /proc -mindepth 3 -maxdepth 3 -path '/proc/[0-9]*/ns/pid' \( "${expr[@]}" \) -printf '%h\n' 2>/dev/null || true; } |
+    cut -d/ -f3
 }
 
 # Lab memory in MiB: sum of the proportional set size (Pss) of its processes.
 lab_mem_mib() {
-  local p kb=0 v
-  for p in $(lab_pids); do
-    v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null) || continue
-    kb=$((kb + ${v:-0}))
-  done
-  echo $((kb / 1024))
+  # (cat, not awk, reads the files: a process may exit meanwhile)
+  lab_pids | sed 's|.*|/proc/&/smaps_rollup|' | { xargs -r cat 2>/dev/null || true; } |
+    awk '/^Pss:/ {s += $2} END {print int(s / 1024)}'
 }
 
 # Lab disk in MiB: image cache + hosts' layers (-x: not through the overlay mounts).

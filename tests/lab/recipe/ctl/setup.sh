@@ -67,16 +67,18 @@ done
 systemctl disable nova-conductor nova-scheduler >/dev/null 2>&1 || true
 
 # uwsgi services bind through /etc/default/<service>; few workers to save memory.
-uw() { # service port ini
+uw() { # service port ini processes threads
   echo "DAEMON_ARGS=\"--http-socket $IP:$2 --ini $3\"" >"/etc/default/$1"
-  sed -i -E 's/^processes = .*/processes = 2/; s/^threads = .*/threads = 8/' "$3"
+  sed -i -E "s/^processes = .*/processes = $4/; s/^threads = .*/threads = $5/" "$3"
   # uwsgi closes the connection after each response without saying so; clients
   # reusing it then get "Connection reset by peer" (seen on `server delete --wait`).
   grep -q '^add-header = Connection: close' "$3" || echo 'add-header = Connection: close' >>"$3"
 }
-uw keystone 5000 /etc/keystone/keystone-uwsgi.ini
-uw nova-api 8774 /etc/nova/nova-api-uwsgi.ini
-uw placement-api 8778 /etc/placement/placement-api-uwsgi.ini
+uw keystone 5000 /etc/keystone/keystone-uwsgi.ini 2 8
+uw placement-api 8778 /etc/placement/placement-api-uwsgi.ini 2 8
+# nova-api is eventlet-patched: with several uwsgi threads per process a request
+# can hang forever ("greenlet.error: cannot switch to a different thread").
+uw nova-api 8774 /etc/nova/nova-api-uwsgi.ini 4 1
 
 auth() { # user
   cat <<EOF
