@@ -453,6 +453,11 @@ hosts:
   kvm1: { address: 127.0.0.15, groups: [kvm_computes] }
 vars:
   openstack_release: zed
+  # The lab's Docker driver (a test fixture), installed from its source like a real one.
+  docker_driver_path: "{{ inventory_dir }}/../tests/lab/nova-docker-lab/nova/virt/dockerlab"
+  docker_driver_module: dockerlab
+  # Several dockerds share the VM's network: no bridge, no iptables.
+  docker_daemon: { bridge: none, iptables: false, ip6tables: false, ip-forward: false, ip-masq: false }
 EOF
   mv "$INVENTORY.tmp" "$INVENTORY"
 }

@@ -1,0 +1,244 @@
+//! The shipped bootstrap playbook against the lab's real OpenStack Zed (tests/lab): Glance and
+//! Nova config, flavors, the docker aggregate, the Docker driver on cmp1/cmp2, then adding
+//! cmp3. Slow (it resets the lab first); run by the README's test command.
+
+mod common;
+
+use common::{Run, repo};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn lab(script: &str, args: &[&str]) -> Run {
+    let out = Command::new(repo().join("tests/lab").join(script))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Run::from(out)
+}
+
+fn on(host: &str, cmd: &str) -> String {
+    let r = lab("host", &["exec", host, "bash", "-c", cmd]);
+    assert_eq!(r.code, 0, "on {host}: {cmd}\n{r:?}");
+    r.stdout
+}
+
+fn os(cmd: &str) -> String {
+    on(
+        "ctl",
+        &format!(". /root/admin-openrc && timeout 120 openstack {cmd}"),
+    )
+}
+
+struct Lab {
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Lab {
+    /// The lab goes down after the test (NOVADOCK_KEEP_LAB=1 keeps it, for debugging).
+    fn drop(&mut self) {
+        if std::env::var_os("NOVADOCK_KEEP_LAB").is_none() {
+            let _ = lab("down", &[]);
+        }
+    }
+}
+
+impl Lab {
+    /// A pristine lab, and an inventory for it with the driver's source path.
+    fn fresh() -> Lab {
+        common::require_root();
+        let down = lab("down", &[]);
+        assert_eq!(down.code, 0, "{down:?}");
+        let up = lab("up", &[]);
+        assert_eq!(up.code, 0, "tests/lab/up failed: {up:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let l = Lab { dir };
+        l.inventory("lab.yml", "", "");
+        l
+    }
+
+    /// inventories/lab.yml plus `hosts` lines and `vars` lines.
+    fn inventory(&self, name: &str, hosts: &str, vars: &str) -> String {
+        let base = std::fs::read_to_string(repo().join("inventories/lab.yml")).unwrap();
+        // The copy lives elsewhere: paths beside the real inventory become absolute.
+        let base = base
+            .replace("hosts:\n", &format!("hosts:\n{hosts}"))
+            .replace("{{ inventory_dir }}/..", &repo().display().to_string());
+        let text = format!("{base}{vars}");
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+
+    fn novadock(&self, args: &[&str]) -> Run {
+        Run::from(
+            Command::new(env!("CARGO_BIN_EXE_novadock"))
+                .args(args)
+                .env("NO_COLOR", "1")
+                .env("XDG_RUNTIME_DIR", self.dir.path())
+                .stdin(Stdio::null())
+                .output()
+                .unwrap(),
+        )
+    }
+}
+
+fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.contains(needle)).collect()
+}
+
+#[test]
+fn bootstrap_then_add_a_compute_host_on_the_lab() {
+    let lab = Lab::fresh();
+    let inv = lab.inventory("lab.yml", "", "");
+    let kvm1_before = on(
+        "kvm1",
+        "find /etc -xdev -type f -print0 | sort -z | xargs -0 sha256sum",
+    );
+    let scheduler_before = on(
+        "ctl",
+        "systemctl show -p InvocationID --value nova-scheduler",
+    );
+
+    // 1. The plan shows every change and changes nothing.
+    let plan = lab.novadock(&["plan", "-i", &inv]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    let e = &plan.stderr;
+    for expected in [
+        "  = ctl: unchanged — [image_format] container_formats in /etc/glance/glance-api.conf ([image_format] container_formats is not set; already effective through the default (ami,ari,aki,bare,ovf,ova,docker,compressed); release zed)\n",
+        "  ~ ctl: would change: extend [filter_scheduler] enabled_filters in /etc/nova/nova.conf (release zed)\n",
+        "      +enabled_filters = ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter,AggregateInstanceExtraSpecsFilter\n",
+        "  ~ ctl: would change: create flavor d1.small (ram 2048 MB, disk 20 GB, 1 vCPU, aggregate_instance_extra_specs:hypervisor_type=docker); create flavor d1.medium (ram 4096 MB, disk 40 GB, 2 vCPUs, aggregate_instance_extra_specs:hypervisor_type=docker); create flavor d1.large (ram 8192 MB, disk 80 GB, 4 vCPUs, aggregate_instance_extra_specs:hypervisor_type=docker)\n",
+        "  ~ ctl: would change: aggregate docker: create, set metadata hypervisor_type=docker, add host cmp1, add host cmp2\n",
+        "  ~ cmp1, cmp2: would change: add nova to docker\n",
+        "  ~ cmp1, cmp2: would change: set [DEFAULT] compute_driver in /etc/nova/nova-compute.conf\n",
+        "  ~ ctl: would run: restart nova-scheduler\n",
+        "  ~ cmp1, cmp2: would run: restart nova-compute\n",
+    ] {
+        assert!(e.contains(expected), "missing {expected:?} in\n{e}");
+    }
+    assert!(!e.contains("kvm1"), "kvm1 is in the plan:\n{e}");
+    assert!(
+        os("flavor list -f value -c Name")
+            .lines()
+            .all(|f| !f.starts_with("d1."))
+    );
+
+    // 2. Apply, then check the cloud.
+    let apply = lab.novadock(&["apply", "-i", &inv, "--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(
+        os("flavor show d1.large -f value -c properties"),
+        "{'aggregate_instance_extra_specs:hypervisor_type': 'docker'}\n"
+    );
+    assert_eq!(
+        os("aggregate show docker -f json -c hosts -c properties -c availability_zone")
+            .split_whitespace()
+            .collect::<String>(),
+        r#"{"availability_zone":null,"hosts":["cmp1","cmp2"],"properties":{"hypervisor_type":"docker"}}"#
+    );
+    let scheduler_after = on(
+        "ctl",
+        "systemctl show -p InvocationID --value nova-scheduler",
+    );
+    assert_ne!(
+        scheduler_before, scheduler_after,
+        "nova-scheduler was not restarted"
+    );
+    assert!(
+        on("ctl", "cat /etc/nova/nova.conf").contains("\nenabled_filters = ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter,AggregateInstanceExtraSpecsFilter\n")
+    );
+    // The driver reports hypervisor type docker once nova-compute is back.
+    let t = Instant::now();
+    loop {
+        let hv = os("hypervisor list -f value -c 'Hypervisor Hostname' -c 'Hypervisor Type'");
+        let docker: Vec<&str> = lines_with(&hv, " docker");
+        if docker.len() == 2 && hv.contains("cmp1 docker") && hv.contains("cmp2 docker") {
+            assert!(hv.contains("kvm1 fake"), "{hv}");
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(180),
+            "hypervisors never became docker:\n{hv}"
+        );
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    assert_eq!(
+        on(
+            "kvm1",
+            "find /etc -xdev -type f -print0 | sort -z | xargs -0 sha256sum"
+        ),
+        kvm1_before,
+        "kvm1 was touched"
+    );
+
+    // 3. Converged: a second plan changes nothing, and nothing restarts.
+    let again = lab.novadock(&["plan", "-i", &inv]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(
+        on(
+            "ctl",
+            "systemctl show -p InvocationID --value nova-scheduler"
+        ),
+        scheduler_after
+    );
+
+    // 4. Add cmp3: --limit shows only cmp3's changes and its aggregate membership.
+    let inv3 = lab.inventory(
+        "lab3.yml",
+        "  cmp3: { address: 127.0.0.14, groups: [docker_computes] }\n",
+        "",
+    );
+    let plan3 = lab.novadock(&["plan", "-i", &inv3, "--limit", "cmp3"]);
+    assert_eq!(plan3.code, 2, "{plan3:?}");
+    assert!(
+        plan3
+            .stderr
+            .contains("  ~ ctl: would change: aggregate docker: add host cmp3\n"),
+        "{plan3:?}"
+    );
+    for line in plan3
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("  ~ ") || l.starts_with("  = "))
+    {
+        assert!(
+            line.starts_with("  ~ cmp3: ")
+                || line.starts_with("  = cmp3: ")
+                || line == "  ~ ctl: would change: aggregate docker: add host cmp3",
+            "a change for another host under --limit cmp3: {line}\n{}",
+            plan3.stderr
+        );
+    }
+    let apply3 = lab.novadock(&["apply", "-i", &inv3, "--limit", "cmp3", "--yes"]);
+    assert_eq!(apply3.code, 0, "{apply3:?}");
+    let again = lab.novadock(&["plan", "-i", &inv3]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(os("aggregate show docker -f value -c hosts").contains("cmp3"));
+
+    // 5. Clear errors: an unknown compute host is named; bad credentials give OpenStack's words.
+    let bad_host = lab.inventory(
+        "bad-host.yml",
+        "  cmp3: { address: 127.0.0.14, groups: [docker_computes], vars: { nova_host: cmp9 } }\n",
+        "",
+    );
+    let r = lab.novadock(&["plan", "-i", &bad_host]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("aggregate docker: unknown compute host `cmp9`: not a nova-compute service host (`openstack compute service list` has: cmp1, cmp2, cmp3, kvm1)"),
+        "{r:?}"
+    );
+    on(
+        "ctl",
+        "sed 's/OS_PASSWORD=.*/OS_PASSWORD=wrong/' /root/admin-openrc > /root/bad-openrc",
+    );
+    let bad_creds = lab.inventory(
+        "bad-creds.yml",
+        "",
+        "  openstack_openrc: /root/bad-openrc\n",
+    );
+    let r = lab.novadock(&["plan", "-i", &bad_creds, "--limit", "ctl"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("OpenStack: Unauthorized: "), "{r:?}");
+    assert!(!r.all().contains("Traceback"), "{r:?}");
+}
