@@ -183,7 +183,57 @@ fn bootstrap_then_add_a_compute_host_on_the_lab() {
         scheduler_after
     );
 
-    // 4. Add cmp3: --limit shows only cmp3's changes and its aggregate membership.
+    // 4. A server of a docker flavor lands on a docker host, as a container: the filter
+    //    matches the flavor's extra spec against the aggregate.
+    on(
+        "cmp1",
+        r#"set -e
+rm -rf /root/tiny && mkdir -p /root/tiny
+for f in /bin/dash /bin/sleep $(ldd /bin/dash /bin/sleep | grep -o "/[^ :]*\.so[^ :]*"); do cp --parents -L "$f" /root/tiny/; done
+ln -s dash /root/tiny/bin/sh
+tar -C /root/tiny -cf /root/tiny-rootfs.tar .
+docker rmi -f lab/tiny:latest >/dev/null 2>&1 || true
+docker import --change 'CMD ["/bin/sleep", "infinity"]' /root/tiny-rootfs.tar lab/tiny:latest >/dev/null"#,
+    );
+    let host = repo().join("tests/lab/host").display().to_string();
+    let copy = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{host} exec cmp1 docker save lab/tiny:latest | {host} exec ctl sh -c 'cat > /root/tiny.tar'"
+        ))
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let img = os(
+        "image create --container-format docker --disk-format raw --file /root/tiny.tar --public lab/tiny:latest -f value -c id",
+    );
+    let img = img.trim();
+    let server = os(&format!(
+        "--os-compute-api-version 2.37 server create --flavor d1.small --image {img} --nic none --wait nd-docker -f value -c id -c status"
+    ));
+    assert!(server.contains("ACTIVE"), "{server}");
+    let uuid = server
+        .lines()
+        .find(|l| l.len() == 36)
+        .unwrap_or_default()
+        .to_string();
+    let on_host = os("server show nd-docker -f value -c OS-EXT-SRV-ATTR:host");
+    let on_host = on_host.trim();
+    assert!(
+        on_host == "cmp1" || on_host == "cmp2",
+        "a docker flavor landed on {on_host}"
+    );
+    assert_eq!(
+        on(
+            on_host,
+            &format!("docker inspect -f '{{{{.State.Running}}}}' nova-{uuid}")
+        ),
+        "true\n"
+    );
+    os("server delete --wait nd-docker");
+    os(&format!("image delete {img}"));
+
+    // 5. Add cmp3: --limit shows only cmp3's changes and its aggregate membership.
     let inv3 = lab.inventory(
         "lab3.yml",
         "  cmp3: { address: 127.0.0.14, groups: [docker_computes] }\n",
@@ -216,7 +266,7 @@ fn bootstrap_then_add_a_compute_host_on_the_lab() {
     assert_eq!(again.code, 0, "{again:?}");
     assert!(os("aggregate show docker -f value -c hosts").contains("cmp3"));
 
-    // 5. Clear errors: an unknown compute host is named; bad credentials give OpenStack's words.
+    // 6. Clear errors: an unknown compute host is named; bad credentials give OpenStack's words.
     let bad_host = lab.inventory(
         "bad-host.yml",
         "  cmp3: { address: 127.0.0.14, groups: [docker_computes], vars: { nova_host: cmp9 } }\n",
