@@ -119,11 +119,11 @@ fn the_embedded_playbook_works_from_any_directory() {
     assert_eq!(code, 0, "{err}");
     // The inventory has no docker_computes: those steps match nothing, and check says so.
     assert!(
-        err.starts_with("warning: step 5 (The Docker engine is installed): hosts `docker_computes` matches no host in this inventory\n"),
+        err.starts_with("warning: step 6 (The Docker engine is installed): hosts `docker_computes` matches no host in this inventory\n"),
         "{err}"
     );
     assert!(
-        err.ends_with("ok: inv.yml and embedded:playbooks/bootstrap.yml are valid: 1 host, 10 steps, 4 handlers\n"),
+        err.ends_with("ok: inv.yml and embedded:playbooks/bootstrap.yml are valid: 1 host, 11 steps, 4 handlers\n"),
         "{err}"
     );
 }
@@ -135,7 +135,7 @@ fn the_example_inventory_is_valid() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         err,
-        "ok: inventories/example.yml and playbooks/bootstrap.yml are valid: 3 hosts, 10 steps, 4 handlers\n"
+        "ok: inventories/example.yml and playbooks/bootstrap.yml are valid: 3 hosts, 11 steps, 4 handlers\n"
     );
 }
 

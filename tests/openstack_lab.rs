@@ -231,9 +231,33 @@ docker import --change 'CMD ["/bin/sleep", "infinity"]' /root/tiny-rootfs.tar la
         "true\n"
     );
     os("server delete --wait nd-docker");
+
+    // 5. A KVM aggregate and a flavor scoped to it: its servers stay off the Docker hosts.
+    let inv_kvm = lab.inventory(
+        "lab-kvm.yml",
+        "",
+        "  other_aggregates: [{ name: kvm, metadata: { hypervisor_type: kvm }, hosts: kvm_computes }]\n  docker_flavors:\n    - { name: d1.small, ram: 2048, disk: 20, vcpus: 1 }\n    - { name: d1.medium, ram: 4096, disk: 40, vcpus: 2 }\n    - { name: d1.large, ram: 8192, disk: 80, vcpus: 4 }\n    - { name: k1.small, ram: 2048, disk: 20, vcpus: 1, properties: { \"aggregate_instance_extra_specs:hypervisor_type\": kvm } }\n",
+    );
+    let plan = lab.novadock(&["plan", "-i", &inv_kvm]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stderr.contains("  ~ ctl: would change: aggregate kvm: create, set metadata hypervisor_type=kvm, add host kvm1\n"),
+        "{plan:?}"
+    );
+    let apply = lab.novadock(&["apply", "-i", &inv_kvm, "--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let kvm = os(&format!(
+        "--os-compute-api-version 2.37 server create --flavor k1.small --image {img} --nic none --wait nd-kvm -f value -c status"
+    ));
+    assert!(kvm.contains("ACTIVE"), "{kvm}");
+    assert_eq!(
+        os("server show nd-kvm -f value -c OS-EXT-SRV-ATTR:host"),
+        "kvm1\n"
+    );
+    os("server delete --wait nd-kvm");
     os(&format!("image delete {img}"));
 
-    // 5. Add cmp3: --limit shows only cmp3's changes and its aggregate membership.
+    // 6. Add cmp3: --limit shows only cmp3's changes and its aggregate membership.
     let inv3 = lab.inventory(
         "lab3.yml",
         "  cmp3: { address: 127.0.0.14, groups: [docker_computes] }\n",
@@ -266,7 +290,7 @@ docker import --change 'CMD ["/bin/sleep", "infinity"]' /root/tiny-rootfs.tar la
     assert_eq!(again.code, 0, "{again:?}");
     assert!(os("aggregate show docker -f value -c hosts").contains("cmp3"));
 
-    // 6. Clear errors: an unknown compute host is named; bad credentials give OpenStack's words.
+    // 7. Clear errors: an unknown compute host is named; bad credentials give OpenStack's words.
     let bad_host = lab.inventory(
         "bad-host.yml",
         "  cmp3: { address: 127.0.0.14, groups: [docker_computes], vars: { nova_host: cmp9 } }\n",
