@@ -148,13 +148,13 @@ pub fn resolve_hosts(
     args: &mut serde_yaml::Value,
     inventory: &crate::inventory::Inventory,
     limit: Option<&std::collections::BTreeSet<String>>,
-) -> Result<(), String> {
+) {
     let Some(pattern) = args
         .get("hosts")
         .and_then(|h| h.as_str())
         .map(str::to_string)
     else {
-        return Ok(());
+        return;
     };
     let hosts = inventory.select_steps(&pattern);
     let names: Vec<serde_yaml::Value> = hosts
@@ -172,7 +172,6 @@ pub fn resolve_hosts(
     if limit.is_some() {
         args["exclusive"] = false.into();
     }
-    Ok(())
 }
 
 /// Inventory hosts named by a step's `hosts:` pattern, for `--limit` to pull in the
