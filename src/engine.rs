@@ -383,7 +383,7 @@ impl HostRun {
                 }
                 Prepared::Ready(step_impl) => {
                     match self
-                        .step(live, report, step_impl.as_ref(), &step.notify)
+                        .step(live, report, step_impl.as_ref(), &step.notify, &vars)
                         .await
                     {
                         Ok(o) => {
@@ -460,13 +460,15 @@ impl HostRun {
                 continue;
             }
             match self.build(h.kind, &h.args, None, &vars, true) {
-                Prepared::Ready(s) => match self.handler(live, report, s.as_ref(), &h.name) {
-                    Ok(o) => r.summary = o.summary,
-                    Err(e) => {
-                        r.status = Status::Failed;
-                        r.error = Some(e);
+                Prepared::Ready(s) => {
+                    match self.handler(live, report, s.as_ref(), &h.name, &vars) {
+                        Ok(o) => r.summary = o.summary,
+                        Err(e) => {
+                            r.status = Status::Failed;
+                            r.error = Some(e);
+                        }
                     }
-                },
+                }
                 Prepared::Failed(e) | Prepared::Skipped(e) => {
                     r.status = Status::Failed;
                     r.error = Some(e);
@@ -486,6 +488,7 @@ impl HostRun {
         report: &mut HostReport,
         s: &dyn StepKind,
         notify: &[String],
+        vars: &minijinja::Value,
     ) -> Result<Outcome, StepFailure> {
         if self.opts.mode == Mode::Apply {
             let cmds: Vec<Probe> = s
@@ -513,7 +516,7 @@ impl HostRun {
             .plan(&PlanCx {
                 facts: &live.facts,
                 renderer: &self.renderer,
-                vars: &self.renderer.context(&self.host),
+                vars,
             })
             .map_err(|e| StepFailure::Failed(e.to_string()))?;
         if outcome.changed() {
@@ -539,12 +542,13 @@ impl HostRun {
         report: &HostReport,
         s: &dyn StepKind,
         name: &str,
+        vars: &minijinja::Value,
     ) -> Result<Outcome, String> {
         let outcome = s
             .plan(&PlanCx {
                 facts: &live.facts,
                 renderer: &self.renderer,
-                vars: &self.renderer.context(&self.host),
+                vars,
             })
             .map_err(|e| e.to_string())?;
         // Cleared only after the handler's own actions succeeded (`set -e`).
@@ -764,7 +768,7 @@ pub fn build_step(
     };
     let mut rendered = rendered.map_err(|e| e.to_string())?;
     if kind == "openstack_aggregate" {
-        steps::openstack_aggregate::resolve_hosts(&mut rendered, inventory, limit)?;
+        steps::openstack_aggregate::resolve_hosts(&mut rendered, inventory, limit);
     }
     steps::build(kind, rendered, handler).map_err(|e| format!("{kind}: {e}"))
 }
