@@ -5,6 +5,7 @@ use crate::engine::{Engine, Mode, Options, build_step};
 use crate::facts::Facts;
 use crate::inventory::{Host, Inventory};
 use crate::playbook::Playbook;
+use crate::prefetch;
 use crate::printer::{self, hinted};
 use crate::render::Renderer;
 use crate::report;
@@ -50,6 +51,11 @@ enum Command {
         after_help = "Example:\n  novadock apply -i inventories/lab.yml --yes\n\nExit codes: 0 applied (or nothing to do), 1 error or refused."
     )]
     Apply(ApplyArgs),
+    /// Load every Glance image of container format docker onto every live Docker compute host.
+    #[command(
+        after_help = "Example:\n  novadock prefetch -i inventories/lab.yml --dry-run\n\nHosts: members of the aggregate `docker_aggregate` (default docker) whose nova-compute is up;\nthe controller is the first host of group `controllers`.\n\nExit codes: 0 every host done (or, with --dry-run, planned), 1 a host failed or an error."
+    )]
+    Prefetch(PrefetchArgs),
     /// Print shell completions.
     #[command(
         after_help = "Example:\n  novadock completions bash > /etc/bash_completion.d/novadock"
@@ -91,6 +97,15 @@ struct RunArgs {
     /// Stop every host at the first failure.
     #[arg(long)]
     fail_fast: bool,
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Print SSH round trips per host.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[derive(Debug, Args)]
+struct ConnArgs {
     /// Keep SSH connections open this many seconds after the run, for the next run (0: close).
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     persist: u64,
@@ -100,9 +115,36 @@ struct RunArgs {
     /// SSH connect timeout.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     connect_timeout: u64,
-    /// Print SSH round trips per host.
-    #[arg(short, long)]
-    verbose: bool,
+}
+
+#[derive(Debug, Args)]
+struct PrefetchArgs {
+    /// Inventory file (YAML).
+    #[arg(short, long, value_name = "INVENTORY")]
+    inventory: PathBuf,
+    /// Only these hosts (inventory or nova-compute names, comma separated).
+    #[arg(short, long, value_name = "HOSTS")]
+    limit: Option<String>,
+    /// Print the (host, image) pairs that would be loaded, and why; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Remove images prefetched earlier that are gone from Glance (never one a container uses).
+    #[arg(long)]
+    prune: bool,
+    /// Hosts worked on at once [default: inventory var prefetch_parallel, else 4].
+    #[arg(long, value_name = "N")]
+    parallel: Option<usize>,
+    /// Where hosts get image data [default: inventory var prefetch_source, else glance].
+    #[arg(long, value_enum)]
+    source: Option<prefetch::Source>,
+    /// Which hosts [default: inventory var prefetch_hosts, else aggregate].
+    #[arg(long, value_enum)]
+    hosts: Option<prefetch::HostsFrom>,
+    /// Write one JSON document on stdout (human output stays on stderr).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    conn: ConnArgs,
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +181,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(c) => check(&c),
         Command::Plan(r) => execute(&r, Mode::Plan, false),
         Command::Apply(a) => execute(&a.run, Mode::Apply, a.yes),
+        Command::Prefetch(p) => run_prefetch(&p),
     }
 }
 
@@ -337,9 +380,9 @@ fn execute(r: &RunArgs, mode: Mode, yes: bool) -> Result<ExitCode> {
         mode,
         forks: r.forks,
         fail_fast: r.fail_fast,
-        persist_secs: r.persist,
-        accept_new_host_keys: r.accept_new_host_keys,
-        connect_timeout_secs: r.connect_timeout,
+        persist_secs: r.conn.persist,
+        accept_new_host_keys: r.conn.accept_new_host_keys,
+        connect_timeout_secs: r.conn.connect_timeout,
         run_id: run_id(),
         planned_facts: None,
         limit: l.limit.clone(),
@@ -399,6 +442,129 @@ fn execute(r: &RunArgs, mode: Mode, yes: bool) -> Result<ExitCode> {
         ExitCode::from(1)
     } else if mode == Mode::Plan && s.changed > 0 {
         ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn run_prefetch(a: &PrefetchArgs) -> Result<ExitCode> {
+    let inventory = Inventory::load(&a.inventory).context("invalid inventory")?;
+    printer::add_secrets(&inventory.secrets);
+    let controller = inventory
+        .hosts
+        .iter()
+        .find(|h| h.groups.iter().any(|g| g == "controllers"))
+        .cloned()
+        .ok_or_else(|| {
+            hinted(
+                format!("{}: no host in group `controllers`", a.inventory.display()),
+                "the controller (where Glance and the credentials are) must be in group `controllers`",
+            )
+        })?;
+    let var = |k: &str| -> Result<Option<String>> {
+        match controller.vars.get(k) {
+            None | Some(serde_yaml::Value::Null) => Ok(None),
+            Some(serde_yaml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(serde_yaml::Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(_) => Err(anyhow::anyhow!(
+                "{}: variable `{k}` must be a string",
+                a.inventory.display()
+            )),
+        }
+    };
+    let source = match (a.source, var("prefetch_source")?.as_deref()) {
+        (Some(s), _) => s,
+        (None, None | Some("glance")) => prefetch::Source::Glance,
+        (None, Some("registry")) => prefetch::Source::Registry,
+        (None, Some(other)) => {
+            return Err(anyhow::anyhow!(
+                "{}: prefetch_source `{other}`: expected glance or registry",
+                a.inventory.display()
+            ));
+        }
+    };
+    let hosts_from = match (a.hosts, var("prefetch_hosts")?.as_deref()) {
+        (Some(h), _) => h,
+        (None, None | Some("aggregate")) => prefetch::HostsFrom::Aggregate,
+        (None, Some("inventory")) => prefetch::HostsFrom::Inventory,
+        (None, Some(other)) => {
+            return Err(anyhow::anyhow!(
+                "{}: prefetch_hosts `{other}`: expected aggregate or inventory",
+                a.inventory.display()
+            ));
+        }
+    };
+    let parallel = match (a.parallel, var("prefetch_parallel")?) {
+        (Some(n), _) => n,
+        (None, Some(v)) => v.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "{}: prefetch_parallel `{v}` is not a number",
+                a.inventory.display()
+            )
+        })?,
+        (None, None) => 4,
+    };
+    if parallel == 0 {
+        return Err(anyhow::anyhow!("--parallel must be at least 1"));
+    }
+    let auth = crate::openstack::Auth {
+        openrc: var("openstack_openrc")?,
+        cloud: var("openstack_cloud")?,
+    };
+    auth.validate("prefetch").map_err(anyhow::Error::msg)?;
+    let limit = a.limit.as_ref().map(|l| {
+        l.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    let computes = inventory
+        .hosts
+        .iter()
+        .filter(|h| h.groups.iter().any(|g| g == "docker_computes"))
+        .cloned()
+        .collect();
+    let spool_base = std::env::var_os("TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    let cfg = prefetch::Config {
+        aggregate: var("docker_aggregate")?.unwrap_or_else(|| "docker".into()),
+        connect: crate::transport::ConnectOptions {
+            ssh: inventory.ssh.clone(),
+            accept_new_host_keys: a.conn.accept_new_host_keys,
+            persist_secs: a.conn.persist,
+            connect_timeout_secs: a.conn.connect_timeout,
+        },
+        inventory: Arc::new(inventory),
+        controller,
+        computes,
+        auth,
+        source,
+        hosts_from,
+        limit,
+        parallel,
+        dry_run: a.dry_run,
+        prune: a.prune,
+        spool_dir: spool_base.join(format!("novadock-prefetch-{}", run_id())),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let multi = printer::multi();
+    let summary = rt.block_on(prefetch::run(&cfg, &multi)).map_err(|e| match e {
+        prefetch::PrefetchError::NoAggregate(_) => hinted(
+            e.to_string(),
+            "apply the bootstrap playbook first (it creates the aggregate), or use --hosts inventory",
+        ),
+        e => anyhow::Error::new(e),
+    })?;
+    report::prefetch_human(&summary);
+    if a.json {
+        printer::json(&serde_json::to_value(&summary).context("cannot encode the summary")?);
+    }
+    Ok(if summary.failed() {
+        ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })

@@ -4,14 +4,12 @@
 //! actions are executed, and that is decided in exactly one place ([`HostRun::execute`]).
 
 use crate::facts::{self, Facts, Probe};
-use crate::inventory::{Address, Host, Inventory};
+use crate::inventory::{Host, Inventory};
 use crate::plan::{self, Action, Outcome, PRELUDE};
 use crate::playbook::Playbook;
 use crate::render::Renderer;
 use crate::shell::quote;
 use crate::steps::{self, PlanCx, StepKind};
-use crate::transport::local::Local;
-use crate::transport::ssh::{Ssh, SshOptions};
 use crate::transport::{ExecOutput, Held, Transport};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -248,25 +246,13 @@ impl HostRun {
     }
 
     async fn connect(&self) -> Result<Box<dyn Transport>, String> {
-        match &self.host.address {
-            Address::Local => Ok(Box::new(Local::default())),
-            Address::Ssh(addr) => {
-                let o = SshOptions {
-                    user: self.host.user.clone(),
-                    port: self.host.port,
-                    identity_file: self.inventory.ssh.identity_file.clone(),
-                    known_hosts: self.inventory.ssh.known_hosts.clone(),
-                    accept_new_host_keys: self.opts.accept_new_host_keys
-                        || self.inventory.ssh.strict_host_key_checking == Some(false),
-                    persist_secs: self.opts.persist_secs,
-                    connect_timeout_secs: self.opts.connect_timeout_secs,
-                };
-                Ssh::connect(addr, &o)
-                    .await
-                    .map(|s| Box::new(s) as Box<dyn Transport>)
-                    .map_err(|e| e.to_string())
-            }
-        }
+        let o = crate::transport::ConnectOptions {
+            ssh: self.inventory.ssh.clone(),
+            accept_new_host_keys: self.opts.accept_new_host_keys,
+            persist_secs: self.opts.persist_secs,
+            connect_timeout_secs: self.opts.connect_timeout_secs,
+        };
+        crate::transport::connect(&self.host, &o).await
     }
 
     fn prepare(&self, idx: usize, vars: &minijinja::Value) -> Prepared {

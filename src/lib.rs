@@ -11,6 +11,7 @@ pub mod inventory;
 pub mod openstack;
 pub mod plan;
 pub mod playbook;
+pub mod prefetch;
 pub mod printer;
 pub mod render;
 pub mod report;

@@ -129,6 +129,35 @@ pub fn progress(len: u64) -> indicatif::ProgressBar {
     pb
 }
 
+/// Bars for several concurrent transfers; drawn only on a terminal.
+pub fn multi() -> indicatif::MultiProgress {
+    if stderr_is_tty() {
+        indicatif::MultiProgress::new()
+    } else {
+        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
+    }
+}
+
+/// A byte progress bar for one transfer, under `multi`.
+pub fn bytes_bar(
+    multi: &indicatif::MultiProgress,
+    len: u64,
+    label: &str,
+) -> indicatif::ProgressBar {
+    if multi.is_hidden() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = multi.add(indicatif::ProgressBar::new(len));
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:30!} {bytes:>10}/{total_bytes:10} {bytes_per_sec:>12} {wide_bar}",
+        )
+        .expect("valid template"),
+    );
+    pb.set_message(label.to_string());
+    pb
+}
+
 /// `error: …` / `Caused by: …` / `hint: …`.
 pub fn error(err: &anyhow::Error) {
     let mut lines = vec![format!("{} {}", red("error:"), err)];

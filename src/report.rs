@@ -250,3 +250,170 @@ pub fn json(mode: Mode, reports: &[HostReport]) -> serde_json::Value {
         }
     })
 }
+
+/// `novadock prefetch`: the (host, image) lines, grouped across hosts, then a per-host table.
+/// A dry run and a real run print the same lines; only the verb changes.
+pub fn prefetch_human(s: &crate::prefetch::Summary) {
+    let hosts_from = match s.hosts_from {
+        crate::prefetch::HostsFrom::Aggregate => {
+            format!(
+                "members of aggregate `{}` with nova-compute up",
+                s.aggregate
+            )
+        }
+        crate::prefetch::HostsFrom::Inventory => "the inventory's docker_computes".to_string(),
+    };
+    printer::say(&format!(
+        "{} {} of container format docker in Glance; hosts: {hosts_from}; source: {}",
+        bold("prefetch:"),
+        count(s.images.len(), "image"),
+        serde_json::to_value(s.source)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    ));
+    // (color, mark, text) per host; identical lines are printed once with their hosts.
+    type Line = (fn(&str) -> String, char, String);
+    let mut lines: Vec<(Line, Vec<&str>)> = Vec::new();
+    for h in &s.hosts {
+        let mut own: Vec<Line> = Vec::new();
+        if h.status == "skipped" {
+            own.push((
+                yellow,
+                '!',
+                format!("skipped: {}", h.error.as_deref().unwrap_or("")),
+            ));
+        }
+        for i in &h.items {
+            let why = i.reason.as_str();
+            let size = if i.bytes > 0 {
+                format!(", {}", bytes(i.bytes))
+            } else {
+                String::new()
+            };
+            own.push(match (i.action, i.ok, s.dry_run) {
+                (_, false, _) => (
+                    red,
+                    'x',
+                    format!(
+                        "failed to {} {}: {}",
+                        i.action,
+                        i.name,
+                        i.detail.as_deref().unwrap_or("")
+                    ),
+                ),
+                ("none", _, _) => (dim, '=', format!("{}: current", i.name)),
+                ("load", _, true) => (yellow, '~', format!("would load {} ({why})", i.name)),
+                ("load", _, false) => (green, '~', format!("loaded {} ({why}{size})", i.name)),
+                ("prune", _, true) => (
+                    yellow,
+                    '-',
+                    format!("would prune {} (gone from Glance)", i.name),
+                ),
+                ("prune", _, false) => {
+                    (green, '-', format!("pruned {} (gone from Glance)", i.name))
+                }
+                _ => (
+                    dim,
+                    '=',
+                    format!("kept {}: gone from Glance, but a container uses it", i.name),
+                ),
+            });
+            if i.ok
+                && i.action == "load"
+                && let Some(w) = &i.detail
+            {
+                own.push((yellow, '!', format!("warning: {}: {w}", i.name)));
+            }
+        }
+        if h.status == "failed" && !h.items.iter().any(|i| !i.ok) {
+            own.push((
+                red,
+                'x',
+                format!("failed: {}", h.error.as_deref().unwrap_or("")),
+            ));
+        }
+        for l in own {
+            match lines.iter_mut().find(|(x, _)| x.1 == l.1 && x.2 == l.2) {
+                Some((_, hs)) => hs.push(&h.name),
+                None => lines.push((l, vec![&h.name])),
+            }
+        }
+    }
+    for ((color, mark, text), hs) in &lines {
+        printer::say(&color(&format!("  {mark} {}: {text}", hs.join(", "))));
+    }
+    if !s.hosts.is_empty() {
+        printer::say("");
+        printer::say(&format!(
+            "{:<16} {:<8} {:>6} {:>7} {:>6} {:>10} {:>8}",
+            "HOST", "STATUS", "LOADED", "CURRENT", "PRUNED", "BYTES", "SECONDS"
+        ));
+        for h in &s.hosts {
+            let n = |a: &str| h.items.iter().filter(|i| i.action == a && i.ok).count();
+            let b: u64 = h.items.iter().map(|i| i.bytes).sum();
+            let status = match h.status {
+                "ok" => green("ok"),
+                "failed" => red("failed"),
+                other => yellow(other),
+            };
+            printer::say(&format!(
+                "{:<16} {:<8} {:>6} {:>7} {:>6} {:>10} {:>8.1}",
+                h.name,
+                status,
+                if s.dry_run { 0 } else { n("load") },
+                n("none"),
+                if s.dry_run { 0 } else { n("prune") },
+                bytes(b),
+                h.seconds
+            ));
+        }
+    }
+    let loads: usize = s
+        .hosts
+        .iter()
+        .flat_map(|h| &h.items)
+        .filter(|i| i.action == "load" && i.ok)
+        .count();
+    let current: usize = s
+        .hosts
+        .iter()
+        .flat_map(|h| &h.items)
+        .filter(|i| i.action == "none")
+        .count();
+    let failed = s.hosts.iter().filter(|h| h.status == "failed").count();
+    let skipped = s.hosts.iter().filter(|h| h.status == "skipped").count();
+    let read: u64 = s.read_from_glance.values().sum();
+    printer::say(&format!(
+        "{} {} {}, {} current; {} failed, {} skipped of {}{}",
+        bold("Prefetch:"),
+        loads,
+        if s.dry_run { "to load" } else { "loaded" },
+        current,
+        failed,
+        skipped,
+        count(s.hosts.len(), "host"),
+        if read > 0 {
+            format!(
+                "; read from Glance: {} ({})",
+                bytes(read),
+                count(s.read_from_glance.len(), "image")
+            )
+        } else {
+            String::new()
+        }
+    ));
+}
+
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+pub fn bytes(n: u64) -> String {
+    match n {
+        0 => "-".into(),
+        n if n < 1024 * 1024 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n if n < 1024 * 1024 * 1024 => format!("{:.1} MiB", n as f64 / 1048576.0),
+        n => format!("{:.2} GiB", n as f64 / 1073741824.0),
+    }
+}

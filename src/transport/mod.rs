@@ -7,6 +7,8 @@ pub mod local;
 pub mod ssh;
 
 use async_trait::async_trait;
+use std::future::Future;
+use std::pin::Pin;
 
 #[derive(Debug, Clone)]
 pub struct ExecOutput {
@@ -32,6 +34,25 @@ pub enum TransportError {
     Local(String),
 }
 
+/// A remote process whose stdin and stdout carry bytes (say, an image into `docker load`), not
+/// a script: the script is given on the command line, so the data can follow on stdin.
+pub struct Stream {
+    pub stdin: Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    pub stdout: Pin<Box<dyn tokio::io::AsyncRead + Send>>,
+    /// Resolves when the process ends: its exit code and stderr (stdout stays with the caller).
+    pub done: Pin<Box<dyn Future<Output = Result<ExecOutput, TransportError>> + Send>>,
+}
+
+/// The command line that runs `script` with `sh -c`, as the configured user.
+pub fn sh_c(user: &str, local: bool, script: &str) -> String {
+    let sh = format!("sh -c {}", crate::shell::quote(script));
+    if local || user == "root" {
+        sh
+    } else {
+        format!("sudo -n {sh}")
+    }
+}
+
 /// A long-running remote process (e.g. the holder of the apply lock); it ends when dropped.
 pub trait Held: Send {}
 
@@ -45,11 +66,50 @@ pub trait Transport: Send + Sync {
     /// exactly as long as the guard (and dies with this process, whatever kills it).
     async fn hold(&self, script: &str) -> Result<(String, Box<dyn Held>), TransportError>;
 
+    /// Start `script` with its stdin and stdout as byte streams (see [`Stream`]).
+    async fn stream(&self, script: &str) -> Result<Stream, TransportError>;
+
     /// Number of remote commands started so far (round trips), for `-v` and benchmarks.
     fn round_trips(&self) -> u64;
 
     /// Release the connection; `keep` leaves an SSH master running for the next run.
     async fn close(&self, keep: bool);
+}
+
+/// How to reach hosts, from the inventory's `ssh:` section and the command line.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub ssh: crate::inventory::SshConfig,
+    pub accept_new_host_keys: bool,
+    /// ControlPersist in seconds; 0 closes the master when the run ends.
+    pub persist_secs: u64,
+    pub connect_timeout_secs: u64,
+}
+
+/// A transport to `host`: `local`, or SSH through a (possibly kept) master.
+pub async fn connect(
+    host: &crate::inventory::Host,
+    o: &ConnectOptions,
+) -> Result<Box<dyn Transport>, String> {
+    match &host.address {
+        crate::inventory::Address::Local => Ok(Box::new(local::Local::default())),
+        crate::inventory::Address::Ssh(addr) => {
+            let so = ssh::SshOptions {
+                user: host.user.clone(),
+                port: host.port,
+                identity_file: o.ssh.identity_file.clone(),
+                known_hosts: o.ssh.known_hosts.clone(),
+                accept_new_host_keys: o.accept_new_host_keys
+                    || o.ssh.strict_host_key_checking == Some(false),
+                persist_secs: o.persist_secs,
+                connect_timeout_secs: o.connect_timeout_secs,
+            };
+            ssh::Ssh::connect(addr, &so)
+                .await
+                .map(|s| Box::new(s) as Box<dyn Transport>)
+                .map_err(|e| e.to_string())
+        }
+    }
 }
 
 /// The script as sent: one brace group, which sh parses whole before running any of it. If
