@@ -209,7 +209,8 @@ fn load(c: &Common) -> Result<Loaded> {
     let renderer = Renderer::new(
         Arc::new(Templates::for_playbook(playbook.disk_path.as_deref())),
         playbook.vars.clone(),
-    );
+    )
+    .with_inventory(&inventory);
     let limit: Option<BTreeSet<String>> = match &c.limit {
         Some(l) => Some(
             inventory
@@ -230,15 +231,19 @@ fn load(c: &Common) -> Result<Loaded> {
         let hosts = inventory.select_steps(&step.hosts);
         // Under --limit, a controller step that manages limited hosts (their aggregate
         // membership) runs too, for those hosts only.
-        let related = step.kind == "openstack_aggregate"
-            && limit.as_ref().is_some_and(|l| {
-                openstack_aggregate::member_pattern(&step.args).is_some_and(|p| {
-                    inventory
-                        .select_steps(p)
-                        .iter()
-                        .any(|m| l.contains(&m.name))
-                })
-            });
+        // (`for_hosts:`, or the members of an aggregate or a known_hosts file).
+        let managed = step.for_hosts.as_deref().or(match step.kind {
+            "openstack_aggregate" | "known_hosts" => openstack_aggregate::member_pattern(&step.args),
+            _ => None,
+        });
+        let related = limit.as_ref().is_some_and(|l| {
+            managed.is_some_and(|p| {
+                inventory
+                    .select_steps(p)
+                    .iter()
+                    .any(|m| l.contains(&m.name))
+            })
+        });
         for h in hosts {
             if !(related || limit.as_ref().is_none_or(|l| l.contains(&h.name))) {
                 continue;

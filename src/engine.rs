@@ -118,24 +118,45 @@ impl Engine {
     pub async fn run(&self, opts: &Options, progress: &indicatif::ProgressBar) -> Vec<HostReport> {
         let forks = Arc::new(Semaphore::new(opts.forks.max(1)));
         let abort = Arc::new(AtomicBool::new(false));
+        let peers = Arc::new(Peers::new(
+            self.inventory.clone(),
+            opts,
+            self.targets.iter().map(|(h, _)| h.name.clone()),
+        ));
         let mut tasks = Vec::new();
         for (host, steps) in &self.targets {
             let forks = forks.clone();
             let abort = abort.clone();
-            let run = HostRun {
-                host: host.clone(),
-                step_ids: steps.clone(),
-                playbook: self.playbook.clone(),
-                renderer: self.renderer.clone(),
-                inventory: self.inventory.clone(),
-                opts: opts.clone(),
-                abort,
-            };
+            let peers = peers.clone();
             let progress = progress.clone();
+            let host = host.clone();
+            let steps = steps.clone();
+            let playbook = self.playbook.clone();
+            let renderer = self.renderer.clone();
+            let inventory = self.inventory.clone();
+            let opts = opts.clone();
             tasks.push(tokio::spawn(async move {
-                let _permit = forks.acquire().await.expect("semaphore never closed");
-                progress.set_message(run.host.name.clone());
+                let permit = forks
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore never closed");
+                let name = host.name.clone();
+                let run = HostRun {
+                    host,
+                    step_ids: steps,
+                    playbook,
+                    renderer,
+                    inventory,
+                    opts,
+                    abort,
+                    peers: peers.clone(),
+                    forks,
+                    permit: tokio::sync::Mutex::new(Some(permit)),
+                };
+                progress.set_message(name.clone());
                 let report = run.run().await;
+                peers.finished(&name);
                 progress.inc(1);
                 report
             }));
@@ -148,6 +169,74 @@ impl Engine {
     }
 }
 
+/// Other hosts' files a step needs (a key the controller generates, host keys to pin), read
+/// over those hosts' own connections; a read `after_run` waits until this run is done there.
+pub struct Peers {
+    inventory: Arc<Inventory>,
+    connect: crate::transport::ConnectOptions,
+    done: BTreeMap<String, (tokio::sync::watch::Sender<bool>, tokio::sync::watch::Receiver<bool>)>,
+}
+
+impl Peers {
+    fn new(inventory: Arc<Inventory>, opts: &Options, targets: impl Iterator<Item = String>) -> Peers {
+        Peers {
+            inventory,
+            connect: crate::transport::ConnectOptions {
+                ssh: Default::default(),
+                accept_new_host_keys: opts.accept_new_host_keys,
+                persist_secs: opts.persist_secs,
+                connect_timeout_secs: opts.connect_timeout_secs,
+            },
+            done: targets
+                .map(|t| (t, tokio::sync::watch::channel(false)))
+                .collect(),
+        }
+    }
+
+    fn finished(&self, host: &str) {
+        if let Some((tx, _)) = self.done.get(host) {
+            tx.send_replace(true);
+        }
+    }
+
+    /// Whether reading `host` after its run has to wait.
+    fn pending(&self, host: &str) -> bool {
+        self.done.get(host).is_some_and(|(_, rx)| !*rx.borrow())
+    }
+
+    async fn wait(&self, host: &str) {
+        if let Some((_, rx)) = self.done.get(host) {
+            let mut rx = rx.clone();
+            let _ = rx.wait_for(|d| *d).await;
+        }
+    }
+
+    async fn read(&self, host: &str, paths: &[String]) -> Result<Option<String>, String> {
+        let h = self
+            .inventory
+            .host(host)
+            .ok_or_else(|| format!("`{host}` is not a host of this inventory"))?;
+        let connect = crate::transport::ConnectOptions {
+            ssh: self.inventory.ssh.clone(),
+            ..self.connect.clone()
+        };
+        let t = crate::transport::connect(h, &connect)
+            .await
+            .map_err(|e| format!("reading {host}: {e}"))?;
+        let out = t.exec(&facts::peer_script(paths)).await;
+        t.close(connect.persist_secs > 0).await;
+        let out = out.map_err(|e| format!("reading {host}: {e}"))?;
+        if !out.success() {
+            return Err(format!(
+                "reading {} on {host} failed: {}",
+                paths.join(", "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(facts::parse_peer(&String::from_utf8_lossy(&out.stdout)))
+    }
+}
+
 struct HostRun {
     host: Host,
     step_ids: Vec<usize>,
@@ -156,6 +245,10 @@ struct HostRun {
     inventory: Arc<Inventory>,
     opts: Options,
     abort: Arc<AtomicBool>,
+    peers: Arc<Peers>,
+    forks: Arc<Semaphore>,
+    /// This host's fork slot; given back while it waits for another host's run.
+    permit: tokio::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
 }
 
 /// What the host-side state of one run is.
@@ -239,6 +332,33 @@ impl HostRun {
         report
     }
 
+    async fn read_peers(&self, probes: &[Probe], facts: &mut Facts) {
+        for p in probes {
+            let Probe::Peer {
+                host,
+                paths,
+                after_run,
+            } = p
+            else {
+                continue;
+            };
+            if *after_run && *host != self.host.name && self.peers.pending(host) {
+                // Give the fork slot back while waiting, or a small --forks could deadlock.
+                drop(self.permit.lock().await.take());
+                self.peers.wait(host).await;
+                let permit = self
+                    .forks
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore never closed");
+                *self.permit.lock().await = Some(permit);
+            }
+            let r = self.peers.read(host, paths).await;
+            facts.peers.insert((host.clone(), paths.join("\n")), r);
+        }
+    }
+
     fn note_failure(&self) {
         if self.opts.fail_fast {
             self.abort.store(true, Ordering::SeqCst);
@@ -312,15 +432,18 @@ impl HostRun {
             .planned_facts
             .as_ref()
             .and_then(|f| f.get(&self.host.name));
+        let (peer_probes, probes): (Vec<Probe>, Vec<Probe>) = probes
+            .into_iter()
+            .partition(|p| matches!(p, Probe::Peer { .. }));
         live.facts = match planned {
             Some(f) => f.clone(),
-            None => gather(
-                live.transport.as_ref(),
-                &probes.into_iter().collect::<Vec<_>>(),
-            )
-            .await
-            .map_err(|e| self.explain_sudo(e))?,
+            None => gather(live.transport.as_ref(), &probes)
+                .await
+                .map_err(|e| self.explain_sudo(e))?,
         };
+        // Other hosts' files are read afresh even for a confirmed plan: a key the plan said
+        // would be generated exists now.
+        self.read_peers(&peer_probes, &mut live.facts).await;
         if self.opts.keep_facts {
             report.facts = Some(live.facts.clone());
         }
@@ -755,6 +878,9 @@ pub fn build_step(
     let mut rendered = rendered.map_err(|e| e.to_string())?;
     if kind == "openstack_aggregate" {
         steps::openstack_aggregate::resolve_hosts(&mut rendered, inventory, limit);
+    }
+    if kind == "known_hosts" {
+        steps::known_hosts::resolve_hosts(&mut rendered, inventory);
     }
     steps::build(kind, rendered, handler).map_err(|e| format!("{kind}: {e}"))
 }

@@ -12,6 +12,14 @@ pub enum Probe {
     File(String),
     /// A read-only command: its exit code and stdout.
     Cmd(String),
+    /// Files on another inventory host (say, a key the controller generates), read over that
+    /// host's own connection; `after_run` waits until this run is done with that host.
+    /// Answered by the engine, not by the facts script.
+    Peer {
+        host: String,
+        paths: Vec<String>,
+        after_run: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +49,9 @@ pub struct CmdFact {
 pub struct Facts {
     pub files: BTreeMap<String, FileFact>,
     pub cmds: BTreeMap<String, CmdFact>,
+    /// (host, paths joined by newlines) → the existing files' contents concatenated, `None`
+    /// when none exists; `Err` when the host could not be read.
+    pub peers: BTreeMap<(String, String), Result<Option<String>, String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +70,39 @@ impl Facts {
     pub fn cmd(&self, cmd: &str) -> Option<&CmdFact> {
         self.cmds.get(cmd)
     }
+
+    pub fn peer(&self, host: &str, paths: &[String]) -> Result<Option<&str>, String> {
+        match self.peers.get(&(host.to_string(), paths.join("\n"))) {
+            Some(Ok(c)) => Ok(c.as_deref()),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(format!("{host} was not read")),
+        }
+    }
+}
+
+/// The script reading `paths` on a peer: a header line per path, then its content.
+pub fn peer_script(paths: &[String]) -> String {
+    let mut s = String::new();
+    for p in paths {
+        s.push_str(&format!(
+            "if [ -f {q} ]; then echo ND_PEER_FILE; cat {q}; echo; fi\n",
+            q = quote(p)
+        ));
+    }
+    s
+}
+
+/// What [`peer_script`] printed: the files found, concatenated; `None` when none exists.
+pub fn parse_peer(out: &str) -> Option<String> {
+    if !out.contains("ND_PEER_FILE") {
+        return None;
+    }
+    let text: String = out
+        .lines()
+        .filter(|l| *l != "ND_PEER_FILE" && !l.trim().is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    Some(text)
 }
 
 /// The script that answers `probes`; every answer ends with "\n<marker> <index> <rc>\n".
@@ -80,6 +124,7 @@ pub fn script(probes: &[Probe], marker: &str) -> String {
             Probe::Cmd(cmd) => {
                 s.push_str(&format!("(sh -c {}) </dev/null 2>/dev/null", quote(cmd)))
             }
+            Probe::Peer { .. } => s.push_str("true"),
         }
         s.push_str(&format!(
             "\nprintf '\\n%s {i} %s\\n' {} \"$?\"\n",
@@ -115,6 +160,7 @@ pub fn parse(probes: &[Probe], marker: &str, out: &[u8]) -> Result<Facts, FactsE
                 })?;
                 facts.files.insert(path.clone(), fact);
             }
+            Probe::Peer { .. } => {}
             Probe::Cmd(cmd) => {
                 facts.cmds.insert(
                     cmd.clone(),

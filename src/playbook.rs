@@ -47,6 +47,9 @@ struct RawStep {
     loop_over: Option<serde_yaml::Value>,
     #[serde(default)]
     notify: Vec<String>,
+    /// The hosts this step manages from where it runs (say, the controller's list of compute
+    /// hosts): under `--limit`, it runs when any of them is limited.
+    for_hosts: Option<HostsSpec>,
     // One of these; checked below (serde cannot say "exactly one").
     ini: Option<serde_yaml::Value>,
     template: Option<serde_yaml::Value>,
@@ -59,6 +62,8 @@ struct RawStep {
     copy: Option<serde_yaml::Value>,
     openstack_flavor: Option<serde_yaml::Value>,
     openstack_aggregate: Option<serde_yaml::Value>,
+    authorized_key: Option<serde_yaml::Value>,
+    known_hosts: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -86,6 +91,8 @@ pub struct Step {
     pub when: Option<String>,
     pub loop_over: Option<serde_yaml::Value>,
     pub notify: Vec<String>,
+    /// Hosts managed from where the step runs (see `for_hosts` in the playbook reference).
+    pub for_hosts: Option<String>,
     pub kind: &'static str,
     /// Unrendered arguments: rendered per host at plan time.
     pub args: serde_yaml::Value,
@@ -145,6 +152,8 @@ impl Playbook {
                 ("copy", s.copy),
                 ("openstack_flavor", s.openstack_flavor),
                 ("openstack_aggregate", s.openstack_aggregate),
+                ("authorized_key", s.authorized_key),
+                ("known_hosts", s.known_hosts),
             ];
             let step_err = |message: String| PlaybookError::Step {
                 path: path.to_path_buf(),
@@ -158,16 +167,19 @@ impl Playbook {
                     return Err(step_err(format!("notifies `{n}`, which is not a handler")));
                 }
             }
-            let hosts = match s.hosts {
+            let join = |h: HostsSpec| match h {
                 HostsSpec::One(h) => h,
                 HostsSpec::Many(v) => v.join(","),
             };
+            let hosts = join(s.hosts);
+            let for_hosts = s.for_hosts.map(join);
             steps.push(Step {
                 name: s.name,
                 hosts,
                 when: s.when,
                 loop_over: s.loop_over,
                 notify: s.notify,
+                for_hosts,
                 kind,
                 args,
             });

@@ -19,6 +19,9 @@ pub struct Renderer {
     env: Environment<'static>,
     /// Same, but every `{{ value }}` comes out shell-quoted: for text that a shell runs.
     shell_env: Environment<'static>,
+    /// `groups`: every group of the inventory → its hosts (name, address, port, user,
+    /// nova_host), for files on one host that list others (the prefetch job's inventory).
+    groups: Value,
 }
 
 fn describe(e: &minijinja::Error) -> String {
@@ -52,6 +55,7 @@ impl Renderer {
             defaults,
             env,
             shell_env,
+            groups: Value::from(std::collections::BTreeMap::<String, Value>::new()),
         }
     }
 
@@ -82,6 +86,30 @@ impl Renderer {
         })
     }
 
+    /// Make the inventory's groups visible to templates as `groups`.
+    pub fn with_inventory(mut self, inventory: &crate::inventory::Inventory) -> Renderer {
+        let mut groups: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
+            Default::default();
+        for h in &inventory.hosts {
+            let entry = serde_json::json!({
+                "name": h.name,
+                "address": h.address_str(),
+                "port": h.port,
+                "user": h.user,
+                "nova_host": h.vars.get("nova_host").and_then(|v| v.as_str()).unwrap_or(&h.name),
+            });
+            groups.entry("all".into()).or_default().push(entry.clone());
+            for g in &h.groups {
+                groups.entry(g.clone()).or_default().push(entry.clone());
+            }
+        }
+        for g in &inventory.groups {
+            groups.entry(g.clone()).or_default();
+        }
+        self.groups = Value::from_serialize(&groups);
+        self
+    }
+
     /// The variables a host's strings and templates see.
     pub fn context(&self, host: &Host) -> Value {
         let mut map: std::collections::BTreeMap<String, Value> = self
@@ -97,6 +125,16 @@ impl Renderer {
                 "address": host.address_str(),
                 "groups": host.groups,
             })),
+        );
+        map.insert("groups".into(), self.groups.clone());
+        // The running binary, for a step that installs novadock itself (the prefetch timer).
+        map.insert(
+            "novadock_exe".into(),
+            Value::from(
+                std::env::current_exe()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
         );
         map.insert(
             "inventory_dir".into(),

@@ -1,9 +1,11 @@
 //! Step kinds: one file each. A step turns facts into an [`Outcome`]; it never touches a host.
 
+pub mod authorized_key;
 pub mod command;
 pub mod copy;
 pub mod file;
 pub mod ini;
+pub mod known_hosts;
 pub mod openstack_aggregate;
 pub mod openstack_flavor;
 pub mod package;
@@ -91,6 +93,10 @@ pub fn build(
         "user_groups" => Box::new(serde_yaml::from_value::<user_groups::UserGroups>(args)?),
         "command" => Box::new(serde_yaml::from_value::<command::Command>(args)?),
         "copy" => Box::new(copy::load(serde_yaml::from_value::<copy::Copy>(args)?)?),
+        "authorized_key" => Box::new(serde_yaml::from_value::<authorized_key::AuthorizedKey>(
+            args,
+        )?),
+        "known_hosts" => Box::new(serde_yaml::from_value::<known_hosts::KnownHosts>(args)?),
         "openstack_flavor" => Box::new(
             serde_yaml::from_value::<openstack_flavor::OpenstackFlavor>(args)?,
         ),
