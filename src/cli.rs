@@ -233,7 +233,9 @@ fn load(c: &Common) -> Result<Loaded> {
         // membership) runs too, for those hosts only.
         // (`for_hosts:`, or the members of an aggregate or a known_hosts file).
         let managed = step.for_hosts.as_deref().or(match step.kind {
-            "openstack_aggregate" | "known_hosts" => openstack_aggregate::member_pattern(&step.args),
+            "openstack_aggregate" | "known_hosts" => {
+                openstack_aggregate::member_pattern(&step.args)
+            }
             _ => None,
         });
         let related = limit.as_ref().is_some_and(|l| {

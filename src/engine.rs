@@ -174,11 +174,21 @@ impl Engine {
 pub struct Peers {
     inventory: Arc<Inventory>,
     connect: crate::transport::ConnectOptions,
-    done: BTreeMap<String, (tokio::sync::watch::Sender<bool>, tokio::sync::watch::Receiver<bool>)>,
+    done: BTreeMap<
+        String,
+        (
+            tokio::sync::watch::Sender<bool>,
+            tokio::sync::watch::Receiver<bool>,
+        ),
+    >,
 }
 
 impl Peers {
-    fn new(inventory: Arc<Inventory>, opts: &Options, targets: impl Iterator<Item = String>) -> Peers {
+    fn new(
+        inventory: Arc<Inventory>,
+        opts: &Options,
+        targets: impl Iterator<Item = String>,
+    ) -> Peers {
         Peers {
             inventory,
             connect: crate::transport::ConnectOptions {

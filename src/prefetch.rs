@@ -18,6 +18,9 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 
+/// Upper bound for one image's download on the controller.
+const DOWNLOAD_TIMEOUT_SECS: u32 = 3600;
+
 /// Where a host's prefetch records live: one JSON file per Glance image.
 pub const STATE_DIR: &str = "/var/lib/novadock/prefetch";
 
@@ -77,6 +80,18 @@ struct Discovered {
     aggregate: Option<Vec<String>>,
     /// nova-compute host → "up"/"down"
     services: BTreeMap<String, String>,
+    #[serde(flatten)]
+    access: GlanceAccess,
+}
+
+/// How the controller reaches Glance's image data in this run.
+#[derive(Debug, Clone, Deserialize)]
+struct GlanceAccess {
+    /// Image API root, ending in /v2.
+    glance: String,
+    token: String,
+    /// requests' `verify`: true, false or a CA bundle path.
+    verify: serde_json::Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,22 +121,33 @@ const DISCOVER_PY: &str = r#"def main():
             url = url[3:]
     agg = [a for a in conn.compute.aggregates() if a.name == ARGS["aggregate"]]
     services = {s.host: s.state for s in conn.compute.services() if s.binary == "nova-compute"}
+    glance = conn.image.get_endpoint().rstrip("/")
+    if not glance.endswith("/v2"):
+        glance += "/v2"
     print(json.dumps({"images": images, "aggregate": (agg[0].hosts or []) if agg else None,
-                      "services": services}))
+                      "services": services, "glance": glance, "token": conn.auth_token,
+                      "verify": conn.session.verify}))
 guard(main)
 "#;
 
-/// Streams one image's data from Glance to stdout.
-const DOWNLOAD_PY: &str = r#"def main():
-    conn = openstack.connect()
-    r = conn.image.get("/images/%s/file" % ARGS["id"], stream=True)
-    if r.status_code != 200:
-        fail("Glance: download of %s: HTTP %d" % (ARGS["id"], r.status_code))
-    out = sys.stdout.buffer
-    for chunk in r.iter_content(1 << 20):
-        out.write(chunk)
-    out.flush()
-guard(main)
+/// Streams one image's data from Glance to stdout. Plain urllib with the token discovery got
+/// (read from stdin, never on a command line): no openstacksdk import and no new
+/// authentication per image, which would cost more than a small image's transfer.
+const DOWNLOAD_PY: &str = r#"import json, shutil, ssl, sys, urllib.request
+a = json.loads(sys.stdin.readline())
+ctx = None
+if a["verify"] is False:
+    ctx = ssl._create_unverified_context()
+elif isinstance(a["verify"], str):
+    ctx = ssl.create_default_context(cafile=a["verify"])
+req = urllib.request.Request(a["url"], headers={"X-Auth-Token": a["token"]})
+try:
+    r = urllib.request.urlopen(req, timeout=60, context=ctx)
+except Exception as e:
+    sys.stderr.write("GET %s: %s\n" % (a["url"], e))
+    sys.exit(1)
+shutil.copyfileobj(r, sys.stdout.buffer, 1 << 20)
+sys.stdout.buffer.flush()
 "#;
 
 fn image_of(raw: RawImage) -> Result<GlanceImage, String> {
@@ -395,12 +421,14 @@ struct Spool {
 
 struct Downloads {
     ctl: Arc<dyn Transport>,
-    auth: Auth,
+    access: GlanceAccess,
     dir: PathBuf,
     started: Mutex<HashMap<String, Arc<Spool>>>,
     /// Hosts still to read each image; the spool file goes when the last one is done.
     readers: Mutex<HashMap<String, usize>>,
     read_from_glance: Mutex<BTreeMap<String, u64>>,
+    /// Downloads at once: the next image streams in while hosts load this one.
+    slots: Arc<Semaphore>,
 }
 
 impl Downloads {
@@ -419,6 +447,7 @@ impl Downloads {
         let me = self.clone();
         let image = image.clone();
         tokio::spawn(async move {
+            let _slot = me.slots.clone().acquire_owned().await;
             let r = me.download(&image, &path, &tx).await;
             tx.send_modify(|p| p.done = Some(r));
         });
@@ -431,36 +460,51 @@ impl Downloads {
         path: &std::path::Path,
         tx: &watch::Sender<Progress>,
     ) -> Result<(), String> {
-        let script = self.auth.change(
-            &format!("download {}", image.id),
-            DOWNLOAD_PY,
-            &serde_json::json!({ "id": image.id }),
+        let script = format!(
+            "exec timeout {} python3 -c {}",
+            DOWNLOAD_TIMEOUT_SECS,
+            crate::shell::quote(DOWNLOAD_PY)
         );
         let mut file = tokio::fs::File::create(path)
             .await
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        trace(&format!("download {} start", image.id));
         let mut s = self.ctl.stream(&script).await.map_err(|e| e.to_string())?;
+        let request = serde_json::json!({
+            "url": format!("{}/images/{}/file", self.access.glance, image.id),
+            "token": self.access.token,
+            "verify": self.access.verify,
+        });
+        s.stdin
+            .write_all(format!("{request}\n").as_bytes())
+            .await
+            .map_err(|e| format!("sending the request to the controller: {e}"))?;
+        s.stdin.shutdown().await.map_err(|e| e.to_string())?;
         drop(s.stdin);
         let mut hasher = Hasher::new(&image.algo);
         let mut buf = vec![0u8; 1 << 20];
         let mut n = 0u64;
         loop {
-            let k = s
-                .stdout
-                .read(&mut buf)
+            // Whole buffers: the SSH channel hands out small reads, and each file write and
+            // wake-up of the hosts following the spool has a cost.
+            let k = read_full(&mut s.stdout, &mut buf)
                 .await
                 .map_err(|e| format!("reading from the controller: {e}"))?;
             if k == 0 {
                 break;
             }
+            // Flushed before followers hear of it: tokio's File buffers writes.
             file.write_all(&buf[..k])
+                .await
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            file.flush()
                 .await
                 .map_err(|e| format!("writing {}: {e}", path.display()))?;
             hasher.update(&buf[..k]);
             n += k as u64;
             tx.send_modify(|p| p.written = n);
         }
-        file.flush().await.map_err(|e| e.to_string())?;
+        trace(&format!("download {} done: {n} bytes", image.id));
         let out = s.done.await.map_err(|e| e.to_string())?;
         *self
             .read_from_glance
@@ -504,6 +548,30 @@ impl Downloads {
             }
         }
     }
+}
+
+fn trace(what: &str) {
+    if std::env::var_os("NOVADOCK_TRACE").is_some() {
+        static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let t0 = T0.get_or_init(Instant::now);
+        eprintln!("[{:8.3}] {what}", t0.elapsed().as_secs_f64());
+    }
+}
+
+/// Read until `buf` is full or the stream ends.
+async fn read_full(
+    r: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        let k = r.read(&mut buf[n..]).await?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    Ok(n)
 }
 
 /// The hash Glance recorded, where this side can compute it (the host checks every algorithm).
@@ -667,7 +735,9 @@ pub async fn run(cfg: &Config, multi: &indicatif::MultiProgress) -> Result<Summa
     );
     let found = discover(cfg, ctl.as_ref()).await;
     let result = match found {
-        Ok((images, targets)) => Ok(converge(cfg, ctl.clone(), images, targets, multi).await),
+        Ok((images, targets, access)) => {
+            Ok(converge(cfg, ctl.clone(), access, images, targets, multi).await)
+        }
         Err(e) => Err(e),
     };
     ctl.close(cfg.connect.persist_secs > 0).await;
@@ -687,7 +757,7 @@ pub async fn run(cfg: &Config, multi: &indicatif::MultiProgress) -> Result<Summa
 async fn discover(
     cfg: &Config,
     ctl: &dyn Transport,
-) -> Result<(Vec<GlanceImage>, Vec<Target>), PrefetchError> {
+) -> Result<(Vec<GlanceImage>, Vec<Target>, GlanceAccess), PrefetchError> {
     let err = |message: String| PrefetchError::Discovery {
         host: cfg.controller.name.clone(),
         message,
@@ -715,6 +785,7 @@ async fn discover(
     }
     let d: Discovered = serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
         .map_err(|e| err(format!("unexpected output: {e}")))?;
+    crate::printer::add_secrets(std::slice::from_ref(&d.access.token));
     let mut images = d
         .images
         .into_iter()
@@ -782,7 +853,7 @@ async fn discover(
         targets.retain(|t| l.contains(&t.host.name) || l.contains(&t.nova_host));
     }
     targets.sort_by(|a, b| a.host.name.cmp(&b.host.name));
-    Ok((images, targets))
+    Ok((images, targets, d.access))
 }
 
 struct Checked {
@@ -799,6 +870,7 @@ type Converged = (Vec<GlanceImage>, Vec<HostResult>, BTreeMap<String, u64>);
 async fn converge(
     cfg: &Config,
     ctl: Arc<dyn Transport>,
+    access: GlanceAccess,
     images: Vec<GlanceImage>,
     targets: Vec<Target>,
     multi: &indicatif::MultiProgress,
@@ -847,11 +919,12 @@ async fn converge(
     let spool_dir = cfg.spool_dir.clone();
     let downloads = Arc::new(Downloads {
         ctl,
-        auth: cfg.auth.clone(),
+        access,
         dir: spool_dir.clone(),
         started: Mutex::new(HashMap::new()),
         readers: Mutex::new(HashMap::new()),
         read_from_glance: Mutex::new(BTreeMap::new()),
+        slots: Arc::new(Semaphore::new(2)),
     });
     for c in &checked {
         if c.error.is_none() && c.target.skip.is_none() {
@@ -877,6 +950,19 @@ async fn converge(
             .map(|c| finish(c, vec![], Some(msg.clone())))
             .collect();
         return (Arc::unwrap_or_clone(images), hosts, BTreeMap::new());
+    }
+    if need_spool {
+        // In the order hosts will ask for them.
+        for i in images.iter() {
+            if downloads
+                .readers
+                .lock()
+                .expect("not poisoned")
+                .contains_key(&i.id)
+            {
+                downloads.get(i);
+            }
+        }
     }
     let runs = checked.into_iter().map(|c| {
         let sem = sem.clone();
@@ -1053,8 +1139,10 @@ async fn load(
         drop(s.stdin);
         Ok(0)
     };
+    trace(&format!("{host}: fed {}", image.id));
     let mut stdout = Vec::new();
     let _ = s.stdout.read_to_end(&mut stdout).await;
+    trace(&format!("{host}: loaded {}", image.id));
     let out = s.done.await.map_err(|e| e.to_string());
     bar.finish_and_clear();
     fed?;

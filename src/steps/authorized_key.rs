@@ -45,7 +45,9 @@ impl AuthorizedKey {
 
     fn dir(&self) -> String {
         let p = self.path();
-        p.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default()
+        p.rsplit_once('/')
+            .map(|(d, _)| d.to_string())
+            .unwrap_or_default()
     }
 
     fn peer_paths(&self) -> Vec<String> {
@@ -93,7 +95,9 @@ impl StepKind for AuthorizedKey {
     fn validate(&self) -> Result<(), StepError> {
         require_absolute(&self.path())?;
         match (&self.key, &self.key_from) {
-            (Some(_), Some(_)) => Err(StepError::Invalid("give `key` or `key_from`, not both".into())),
+            (Some(_), Some(_)) => Err(StepError::Invalid(
+                "give `key` or `key_from`, not both".into(),
+            )),
             (None, None) => Err(StepError::Invalid("`key` or `key_from` is required".into())),
             (Some(k), None) if key_of(k).is_none() => Err(StepError::Invalid(format!(
                 "`key` is not an OpenSSH public key: {k}"
@@ -209,6 +213,9 @@ mod tests {
             "ssh-rsa BBB me\nrestrict ssh-ed25519 AAA novadock\n"
         );
         assert_eq!(with_key("", "ssh-ed25519 CCC x"), "ssh-ed25519 CCC x\n");
-        assert_eq!(with_key(cur, "ssh-ed25519 CCC x"), format!("{cur}ssh-ed25519 CCC x\n"));
+        assert_eq!(
+            with_key(cur, "ssh-ed25519 CCC x"),
+            format!("{cur}ssh-ed25519 CCC x\n")
+        );
     }
 }

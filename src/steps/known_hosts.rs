@@ -102,7 +102,11 @@ impl StepKind for KnownHosts {
 
 /// `hosts: PATTERN` → the inventory's hosts, with the addresses the job will dial.
 pub fn resolve_hosts(args: &mut serde_yaml::Value, inventory: &crate::inventory::Inventory) {
-    let Some(pattern) = args.get("hosts").and_then(|h| h.as_str()).map(str::to_string) else {
+    let Some(pattern) = args
+        .get("hosts")
+        .and_then(|h| h.as_str())
+        .map(str::to_string)
+    else {
         return;
     };
     let hosts: Vec<serde_yaml::Value> = inventory
