@@ -56,6 +56,9 @@ enum Command {
         after_help = "Example:\n  novadock prefetch -i inventories/lab.yml --dry-run\n\nHosts: members of the aggregate `docker_aggregate` (default docker) whose nova-compute is up;\nthe controller is the first host of group `controllers`.\n\nExit codes: 0 every host done (or, with --dry-run, planned), 1 a host failed or an error."
     )]
     Prefetch(PrefetchArgs),
+    /// Glance images of container format docker.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Print shell completions.
     #[command(
         after_help = "Example:\n  novadock completions bash > /etc/bash_completion.d/novadock"
@@ -115,6 +118,42 @@ struct ConnArgs {
     /// SSH connect timeout.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     connect_timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Upload a docker image to Glance (container format docker, disk format raw), named as
+    /// inside the tarball; an active image with that name and content is left alone.
+    #[command(
+        after_help = "Examples:\n  novadock image add -i inventories/lab.yml nginx:1.27 --from-host cmp1\n  novadock image add -i inventories/lab.yml app:2 --file app-2.tar --replace\n\nExit codes: 0 uploaded or already there, 1 error."
+    )]
+    Add(ImageAddArgs),
+}
+
+#[derive(Debug, Args)]
+struct ImageAddArgs {
+    /// Inventory file (YAML); the controller is the first host of group `controllers`.
+    #[arg(short, long, value_name = "INVENTORY")]
+    inventory: PathBuf,
+    /// The image, REPO[:TAG]: its Glance name, and the name inside the tarball.
+    name: String,
+    /// `docker save NAME` on this inventory host.
+    #[arg(long, value_name = "HOST", conflicts_with = "file")]
+    from_host: Option<String>,
+    /// A `docker save` tarball on this machine.
+    #[arg(long, value_name = "TAR")]
+    file: Option<PathBuf>,
+    /// An image of that name with other content exists: upload this one as its new version.
+    #[arg(long)]
+    replace: bool,
+    /// Visible to every project (default: shared, the owner's).
+    #[arg(long)]
+    public: bool,
+    /// Write one JSON document on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    conn: ConnArgs,
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +221,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(r) => execute(&r, Mode::Plan, false),
         Command::Apply(a) => execute(&a.run, Mode::Apply, a.yes),
         Command::Prefetch(p) => run_prefetch(&p),
+        Command::Image(ImageCommand::Add(a)) => run_image_add(&a),
     }
 }
 
@@ -211,6 +251,12 @@ fn load(c: &Common) -> Result<Loaded> {
         playbook.vars.clone(),
     )
     .with_inventory(&inventory);
+    if playbook.require_limit && c.limit.is_none() {
+        return Err(hinted(
+            format!("{} runs only on the hosts being added", playbook.source),
+            "name them with --limit, e.g. --limit cmp3 (the controller's steps for them are included)",
+        ));
+    }
     let limit: Option<BTreeSet<String>> = match &c.limit {
         Some(l) => Some(
             inventory
@@ -454,31 +500,142 @@ fn execute(r: &RunArgs, mode: Mode, yes: bool) -> Result<ExitCode> {
     })
 }
 
-fn run_prefetch(a: &PrefetchArgs) -> Result<ExitCode> {
-    let inventory = Inventory::load(&a.inventory).context("invalid inventory")?;
-    printer::add_secrets(&inventory.secrets);
-    let controller = inventory
-        .hosts
-        .iter()
-        .find(|h| h.groups.iter().any(|g| g == "controllers"))
-        .cloned()
-        .ok_or_else(|| {
-            hinted(
-                format!("{}: no host in group `controllers`", a.inventory.display()),
-                "the controller (where Glance and the credentials are) must be in group `controllers`",
-            )
-        })?;
-    let var = |k: &str| -> Result<Option<String>> {
-        match controller.vars.get(k) {
+/// The controller of an inventory (first host of group `controllers`) and its variables, for
+/// the commands that work through it.
+struct Cloud {
+    inventory: Inventory,
+    controller: Host,
+}
+
+impl Cloud {
+    fn load(path: &std::path::Path) -> Result<Cloud> {
+        let inventory = Inventory::load(path).context("invalid inventory")?;
+        printer::add_secrets(&inventory.secrets);
+        let controller = inventory
+            .hosts
+            .iter()
+            .find(|h| h.groups.iter().any(|g| g == "controllers"))
+            .cloned()
+            .ok_or_else(|| {
+                hinted(
+                    format!("{}: no host in group `controllers`", path.display()),
+                    "the controller (where Glance and the credentials are) must be in group `controllers`",
+                )
+            })?;
+        Ok(Cloud {
+            inventory,
+            controller,
+        })
+    }
+
+    /// A string variable as the controller sees it (no templating: these are plain values).
+    fn var(&self, k: &str) -> Result<Option<String>> {
+        match self.controller.vars.get(k) {
             None | Some(serde_yaml::Value::Null) => Ok(None),
             Some(serde_yaml::Value::String(s)) => Ok(Some(s.clone())),
             Some(serde_yaml::Value::Number(n)) => Ok(Some(n.to_string())),
             Some(_) => Err(anyhow::anyhow!(
                 "{}: variable `{k}` must be a string",
-                a.inventory.display()
+                self.inventory.path.display()
             )),
         }
+    }
+
+    fn auth(&self) -> Result<crate::openstack::Auth> {
+        let auth = crate::openstack::Auth {
+            openrc: self.var("openstack_openrc")?,
+            cloud: self.var("openstack_cloud")?,
+        };
+        auth.validate("-").map_err(anyhow::Error::msg)?;
+        Ok(auth)
+    }
+
+    fn connect(&self, c: &ConnArgs) -> crate::transport::ConnectOptions {
+        crate::transport::ConnectOptions {
+            ssh: self.inventory.ssh.clone(),
+            accept_new_host_keys: c.accept_new_host_keys,
+            persist_secs: c.persist,
+            connect_timeout_secs: c.connect_timeout,
+        }
+    }
+}
+
+fn spool_dir(what: &str) -> PathBuf {
+    std::env::var_os("TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"))
+        .join(format!("novadock-{what}-{}", run_id()))
+}
+
+fn run_image_add(a: &ImageAddArgs) -> Result<ExitCode> {
+    let cloud = Cloud::load(&a.inventory)?;
+    let source = match (&a.from_host, &a.file) {
+        (Some(h), None) => {
+            crate::image::Source::Host(cloud.inventory.host(h).cloned().ok_or_else(|| {
+                anyhow::anyhow!("--from-host {h}: not a host of {}", a.inventory.display())
+            })?)
+        }
+        (None, Some(f)) => crate::image::Source::File(f.clone()),
+        _ => {
+            return Err(hinted(
+                "say where the image comes from",
+                "--from-host HOST (docker save there) or --file TAR (a docker save tarball)",
+            ));
+        }
     };
+    let cfg = crate::image::AddConfig {
+        controller: cloud.controller.clone(),
+        auth: cloud.auth()?,
+        connect: cloud.connect(&a.conn),
+        name: a.name.clone(),
+        source,
+        replace: a.replace,
+        public: a.public,
+        spool_dir: spool_dir("image"),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let r = rt.block_on(crate::image::add(&cfg)).map_err(|e| match e {
+        crate::image::ImageError::Exists { .. } => hinted(
+            e.to_string(),
+            "--replace uploads it as a new version under the same name (prefetch reloads it everywhere)",
+        ),
+        crate::image::ImageError::NameMismatch { .. } => hinted(
+            e.to_string(),
+            "give the name the image has (`docker image ls`), or `docker tag` it first",
+        ),
+        e => anyhow::Error::new(e).context(format!("image add {}", a.name)),
+    })?;
+    let what = match r.action {
+        "unchanged" => printer::dim(&format!(
+            "= unchanged: {} is in Glance with this content ({})",
+            r.name, r.id
+        )),
+        action => printer::green(&format!(
+            "~ {action}: {} ({}, {}, sha512 {}…){}",
+            r.name,
+            r.id,
+            report::bytes(r.size),
+            &r.sha512[..16],
+            if r.removed.is_empty() {
+                String::new()
+            } else {
+                format!("; removed the older {}", r.removed.join(", "))
+            }
+        )),
+    };
+    printer::say(&what);
+    if a.json {
+        printer::json(&serde_json::to_value(&r).context("cannot encode the result")?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_prefetch(a: &PrefetchArgs) -> Result<ExitCode> {
+    let cloud = Cloud::load(&a.inventory)?;
+    let var = |k: &str| cloud.var(k);
     let source = match (a.source, var("prefetch_source")?.as_deref()) {
         (Some(s), _) => s,
         (None, None | Some("glance")) => prefetch::Source::Glance,
@@ -514,36 +671,25 @@ fn run_prefetch(a: &PrefetchArgs) -> Result<ExitCode> {
     if parallel == 0 {
         return Err(anyhow::anyhow!("--parallel must be at least 1"));
     }
-    let auth = crate::openstack::Auth {
-        openrc: var("openstack_openrc")?,
-        cloud: var("openstack_cloud")?,
-    };
-    auth.validate("prefetch").map_err(anyhow::Error::msg)?;
+    let auth = cloud.auth()?;
     let limit = a.limit.as_ref().map(|l| {
         l.split(',')
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect()
     });
-    let computes = inventory
+    let computes = cloud
+        .inventory
         .hosts
         .iter()
         .filter(|h| h.groups.iter().any(|g| g == "docker_computes"))
         .cloned()
         .collect();
-    let spool_base = std::env::var_os("TMPDIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
     let cfg = prefetch::Config {
         aggregate: var("docker_aggregate")?.unwrap_or_else(|| "docker".into()),
-        connect: crate::transport::ConnectOptions {
-            ssh: inventory.ssh.clone(),
-            accept_new_host_keys: a.conn.accept_new_host_keys,
-            persist_secs: a.conn.persist,
-            connect_timeout_secs: a.conn.connect_timeout,
-        },
-        inventory: Arc::new(inventory),
-        controller,
+        connect: cloud.connect(&a.conn),
+        controller: cloud.controller.clone(),
+        inventory: Arc::new(cloud.inventory.clone()),
         computes,
         auth,
         source,
@@ -552,7 +698,7 @@ fn run_prefetch(a: &PrefetchArgs) -> Result<ExitCode> {
         parallel,
         dry_run: a.dry_run,
         prune: a.prune,
-        spool_dir: spool_base.join(format!("novadock-prefetch-{}", run_id())),
+        spool_dir: spool_dir("prefetch"),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -6,6 +6,7 @@ pub mod assets;
 pub mod cli;
 pub mod engine;
 pub mod facts;
+pub mod image;
 pub mod ini;
 pub mod inventory;
 pub mod openstack;

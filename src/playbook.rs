@@ -76,9 +76,15 @@ struct RawHandler {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPlaybook {
+    /// Another playbook whose vars, steps and handlers come first (this one's vars win).
+    import: Option<String>,
+    /// Refuse to run without `--limit`: a playbook for the hosts being added.
+    #[serde(default)]
+    require_limit: bool,
     /// Defaults for variables; every inventory variable overrides them.
     #[serde(default)]
     vars: serde_yaml::Mapping,
+    #[serde(default)]
     steps: Vec<RawStep>,
     #[serde(default)]
     handlers: IndexMap<String, RawHandler>,
@@ -114,6 +120,8 @@ pub struct Playbook {
     pub vars: serde_yaml::Mapping,
     pub steps: Vec<Step>,
     pub handlers: Vec<Handler>,
+    /// Runs only with `--limit` (see `require_limit`).
+    pub require_limit: bool,
 }
 
 impl Playbook {
@@ -194,13 +202,41 @@ impl Playbook {
                 })?;
             handlers.push(Handler { name, kind, args });
         }
-        Ok(Playbook {
+        let mut playbook = Playbook {
             source: path.display().to_string(),
             disk_path,
             vars: raw.vars,
             steps,
             handlers,
-        })
+            require_limit: raw.require_limit,
+        };
+        if let Some(import) = &raw.import {
+            // Beside this playbook on disk, else embedded; one level deep, no cycles possible.
+            let beside = path.parent().map(|d| d.join(import));
+            let base = match beside.filter(|p| p.exists()) {
+                Some(p) => Playbook::load(&p)?,
+                None => {
+                    let text = assets::embedded_playbook(Path::new(import))
+                        .ok_or_else(|| PlaybookError::NotFound(PathBuf::from(import)))?;
+                    Self::parse(&PathBuf::from(format!("embedded:{import}")), text, None)?
+                }
+            };
+            let mut vars = base.vars;
+            for (k, v) in playbook.vars {
+                vars.insert(k, v);
+            }
+            playbook.vars = vars;
+            let mut steps = base.steps;
+            steps.append(&mut playbook.steps);
+            playbook.steps = steps;
+            let mut handlers = base.handlers;
+            for h in playbook.handlers {
+                handlers.retain(|b| b.name != h.name);
+                handlers.push(h);
+            }
+            playbook.handlers = handlers;
+        }
+        Ok(playbook)
     }
 
     pub fn handler(&self, name: &str) -> Option<&Handler> {

@@ -86,12 +86,12 @@ struct Discovered {
 
 /// How the controller reaches Glance's image data in this run.
 #[derive(Debug, Clone, Deserialize)]
-struct GlanceAccess {
+pub(crate) struct GlanceAccess {
     /// Image API root, ending in /v2.
-    glance: String,
-    token: String,
+    pub glance: String,
+    pub token: String,
     /// requests' `verify`: true, false or a CA bundle path.
-    verify: serde_json::Value,
+    pub verify: serde_json::Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +102,61 @@ struct RawImage {
     checksum: Option<String>,
     os_hash_algo: Option<String>,
     os_hash_value: Option<String>,
+}
+
+/// What one API session on the controller found, and how to reach Glance's data after it.
+pub(crate) struct CloudSession {
+    /// Active images of container format docker, by name.
+    pub images: Vec<GlanceImage>,
+    /// Members of the aggregate; `None` when it does not exist.
+    pub aggregate: Option<Vec<String>>,
+    pub services: BTreeMap<String, String>,
+    pub access: GlanceAccess,
+}
+
+/// Docker images in Glance, the aggregate's members and nova-compute states: one python run
+/// on the controller, which also hands back a token for the transfers that follow.
+pub(crate) async fn cloud_session(
+    ctl: &dyn Transport,
+    auth: &Auth,
+    aggregate: &str,
+) -> Result<CloudSession, String> {
+    let script = auth.change(
+        "docker images in Glance",
+        DISCOVER_PY,
+        &serde_json::json!({ "aggregate": aggregate }),
+    );
+    let out = ctl.exec(&script).await.map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let msg = stderr.trim().trim_start_matches("error: ").to_string();
+        return Err(if out.code == Some(124) {
+            format!(
+                "the OpenStack API did not answer within {} s",
+                crate::openstack::PY_TIMEOUT_SECS
+            )
+        } else if msg.is_empty() {
+            format!("exit {:?} and no message", out.code)
+        } else {
+            msg
+        });
+    }
+    let d: Discovered = serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
+        .map_err(|e| format!("unexpected output: {e}"))?;
+    crate::printer::add_secrets(std::slice::from_ref(&d.access.token));
+    let mut images = d
+        .images
+        .into_iter()
+        .map(image_of)
+        .collect::<Result<Vec<_>, _>>()?;
+    images.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    Ok(CloudSession {
+        images,
+        aggregate: d.aggregate,
+        services: d.services,
+        access: d.access,
+    })
 }
 
 /// One API session: the docker images (server-side filter) and the aggregate's live members.
@@ -762,38 +817,10 @@ async fn discover(
         host: cfg.controller.name.clone(),
         message,
     };
-    let script = cfg.auth.change(
-        "prefetch discovery",
-        DISCOVER_PY,
-        &serde_json::json!({ "aggregate": cfg.aggregate }),
-    );
-    let out = ctl.exec(&script).await.map_err(|e| err(e.to_string()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let msg = stderr.trim().trim_start_matches("error: ").to_string();
-        return Err(err(if out.code == Some(124) {
-            format!(
-                "the OpenStack API did not answer within {} s",
-                crate::openstack::PY_TIMEOUT_SECS
-            )
-        } else if msg.is_empty() {
-            format!("exit {:?} and no message", out.code)
-        } else {
-            msg
-        }));
-    }
-    let d: Discovered = serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
-        .map_err(|e| err(format!("unexpected output: {e}")))?;
-    crate::printer::add_secrets(std::slice::from_ref(&d.access.token));
-    let mut images = d
-        .images
-        .into_iter()
-        .map(image_of)
-        .collect::<Result<Vec<_>, _>>()
+    let d = cloud_session(ctl, &cfg.auth, &cfg.aggregate)
+        .await
         .map_err(err)?;
-    images.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-
+    let images = d.images;
     let nova_name = |h: &Host| {
         h.vars
             .get("nova_host")

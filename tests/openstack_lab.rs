@@ -4,88 +4,10 @@
 
 mod common;
 
-use common::{Run, repo};
-use std::process::{Command, Stdio};
+use common::lab::{Lab, lines_with, on, os};
+use common::repo;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn lab(script: &str, args: &[&str]) -> Run {
-    let out = Command::new(repo().join("tests/lab").join(script))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    Run::from(out)
-}
-
-fn on(host: &str, cmd: &str) -> String {
-    let r = lab("host", &["exec", host, "bash", "-c", cmd]);
-    assert_eq!(r.code, 0, "on {host}: {cmd}\n{r:?}");
-    r.stdout
-}
-
-fn os(cmd: &str) -> String {
-    on(
-        "ctl",
-        &format!(". /root/admin-openrc && timeout 120 openstack {cmd}"),
-    )
-}
-
-struct Lab {
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Lab {
-    /// The lab goes down after the test (NOVADOCK_KEEP_LAB=1 keeps it, for debugging).
-    fn drop(&mut self) {
-        if std::env::var_os("NOVADOCK_KEEP_LAB").is_none() {
-            let _ = lab("down", &[]);
-        }
-    }
-}
-
-impl Lab {
-    /// A pristine lab, and an inventory for it with the driver's source path.
-    fn fresh() -> Lab {
-        common::require_root();
-        let down = lab("down", &[]);
-        assert_eq!(down.code, 0, "{down:?}");
-        let up = lab("up", &[]);
-        assert_eq!(up.code, 0, "tests/lab/up failed: {up:?}");
-        let dir = tempfile::tempdir().unwrap();
-        let l = Lab { dir };
-        l.inventory("lab.yml", "", "");
-        l
-    }
-
-    /// inventories/lab.yml plus `hosts` lines and `vars` lines.
-    fn inventory(&self, name: &str, hosts: &str, vars: &str) -> String {
-        let base = std::fs::read_to_string(repo().join("inventories/lab.yml")).unwrap();
-        // The copy lives elsewhere: paths beside the real inventory become absolute.
-        let base = base
-            .replace("hosts:\n", &format!("hosts:\n{hosts}"))
-            .replace("{{ inventory_dir }}/..", &repo().display().to_string());
-        let text = format!("{base}{vars}");
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p.display().to_string()
-    }
-
-    fn novadock(&self, args: &[&str]) -> Run {
-        Run::from(
-            Command::new(env!("CARGO_BIN_EXE_novadock"))
-                .args(args)
-                .env("NO_COLOR", "1")
-                .env("XDG_RUNTIME_DIR", self.dir.path())
-                .stdin(Stdio::null())
-                .output()
-                .unwrap(),
-        )
-    }
-}
-
-fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
-    text.lines().filter(|l| l.contains(needle)).collect()
-}
 
 #[test]
 fn bootstrap_then_add_a_compute_host_on_the_lab() {
@@ -99,6 +21,22 @@ fn bootstrap_then_add_a_compute_host_on_the_lab() {
         "ctl",
         "systemctl show -p InvocationID --value nova-scheduler",
     );
+    // Counting starts in the journal from here: "restarted exactly once", not "restarted".
+    let cursor = on(
+        "ctl",
+        "journalctl -n 0 --show-cursor -q | sed -n 's/^-- cursor: //p'",
+    );
+    let scheduler_starts = || {
+        on(
+            "ctl",
+            &format!(
+                "journalctl -u nova-scheduler --after-cursor '{}' -o cat --no-pager | grep -c '^Started ' || true",
+                cursor.trim()
+            ),
+        )
+        .trim()
+        .to_string()
+    };
 
     // 1. The plan shows every change and changes nothing.
     let plan = lab.novadock(&["plan", "-i", &inv]);
@@ -145,6 +83,11 @@ fn bootstrap_then_add_a_compute_host_on_the_lab() {
         scheduler_before, scheduler_after,
         "nova-scheduler was not restarted"
     );
+    assert_eq!(
+        scheduler_starts(),
+        "1",
+        "nova-scheduler restarts during apply"
+    );
     assert!(
         on("ctl", "cat /etc/nova/nova.conf").contains("\nenabled_filters = ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter,AggregateInstanceExtraSpecsFilter\n")
     );
@@ -182,6 +125,7 @@ fn bootstrap_then_add_a_compute_host_on_the_lab() {
         ),
         scheduler_after
     );
+    assert_eq!(scheduler_starts(), "1", "nova-scheduler restarted again");
 
     // 4. A server of a docker flavor lands on a docker host, as a container: the filter
     //    matches the flavor's extra spec against the aggregate.
@@ -276,10 +220,14 @@ docker import --change 'CMD ["/bin/sleep", "infinity"]' /root/tiny-rootfs.tar la
         .lines()
         .filter(|l| l.starts_with("  ~ ") || l.starts_with("  = "))
     {
+        // ctl manages cmp3 too: its aggregate membership, and the prefetch job's host list.
         assert!(
             line.starts_with("  ~ cmp3: ")
                 || line.starts_with("  = cmp3: ")
-                || line == "  ~ ctl: would change: aggregate docker: add host cmp3",
+                || line == "  ~ ctl: would change: aggregate docker: add host cmp3"
+                || line == "  ~ ctl: would change: edit /etc/novadock/known_hosts"
+                || line == "  ~ ctl: would change: edit /etc/novadock/prefetch.yml"
+                || line.starts_with("  = ctl: unchanged — "),
             "a change for another host under --limit cmp3: {line}\n{}",
             plan3.stderr
         );

@@ -2,6 +2,8 @@
 //! with its own copy-on-write /etc, /var, /usr, /opt and /root (see tests/hosts/README.md).
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod lab;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -179,6 +179,14 @@ EOF
     ssh-keygen -A -f "$root" >/dev/null
   fi
   install -d -m 700 "$root/root/.ssh"
+  # A kept layer is a host powered on again: what was configured on it since (keys authorized,
+  # daemon.json) stays, as on a real reboot; only the lab's own access is ensured.
+  if [ -f "$root/../prepped" ]; then
+    touch "$root/root/.ssh/authorized_keys"
+    grep -qxF "$(cat "$KEY.pub")" "$root/root/.ssh/authorized_keys" ||
+      cat "$KEY.pub" >>"$root/root/.ssh/authorized_keys"
+    return 0
+  fi
   install -m 600 "$KEY.pub" "$root/root/.ssh/authorized_keys"
   if [ "$docker" = 1 ]; then
     # nspawn mounts the cgroup controllers read-only; dockerd/runc must
@@ -210,6 +218,7 @@ EOF
         die "cannot enable docker in $root"
     fi
   fi
+  touch "$root/../prepped"
 }
 
 # host_up NAME ADDR [--docker] [--hostname H] [--layer DIR]... [--bind SRC:DST]... [--prep FUNC]

@@ -1,0 +1,91 @@
+//! The local OpenStack lab (tests/lab): reset it, run commands in its hosts, write inventories
+//! for it, run novadock against it.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use super::{Run, repo};
+use std::process::{Command, Stdio};
+
+pub fn lab(script: &str, args: &[&str]) -> Run {
+    let out = Command::new(repo().join("tests/lab").join(script))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Run::from(out)
+}
+
+/// Run `cmd` with bash inside lab host `host`; it must succeed.
+pub fn on(host: &str, cmd: &str) -> String {
+    let r = lab("host", &["exec", host, "bash", "-c", cmd]);
+    assert_eq!(r.code, 0, "on {host}: {cmd}\n{r:?}");
+    r.stdout
+}
+
+/// `openstack CMD` on the controller, as admin; it must succeed.
+pub fn os(cmd: &str) -> String {
+    on(
+        "ctl",
+        &format!(". /root/admin-openrc && timeout 120 openstack {cmd}"),
+    )
+}
+
+pub struct Lab {
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Lab {
+    /// The lab goes down after the test (NOVADOCK_KEEP_LAB=1 keeps it, for debugging).
+    fn drop(&mut self) {
+        if std::env::var_os("NOVADOCK_KEEP_LAB").is_none() {
+            let _ = lab("down", &[]);
+        }
+    }
+}
+
+impl Lab {
+    /// A pristine lab, and an inventory for it with the driver's source path.
+    pub fn fresh() -> Lab {
+        super::require_root();
+        let down = lab("down", &[]);
+        assert_eq!(down.code, 0, "{down:?}");
+        let up = lab("up", &[]);
+        assert_eq!(up.code, 0, "tests/lab/up failed: {up:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let l = Lab { dir };
+        l.inventory("lab.yml", "", "");
+        l
+    }
+
+    /// inventories/lab.yml plus `hosts` lines and `vars` lines.
+    pub fn inventory(&self, name: &str, hosts: &str, vars: &str) -> String {
+        let base = std::fs::read_to_string(repo().join("inventories/lab.yml")).unwrap();
+        // The copy lives elsewhere: paths beside the real inventory become absolute.
+        let base = base
+            .replace("hosts:\n", &format!("hosts:\n{hosts}"))
+            .replace("{{ inventory_dir }}/..", &repo().display().to_string());
+        let text = format!("{base}{vars}");
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+
+    pub fn novadock(&self, args: &[&str]) -> Run {
+        Run::from(self.novadock_cmd(args).output().unwrap())
+    }
+
+    pub fn novadock_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_novadock"));
+        c.args(args)
+            .env("NO_COLOR", "1")
+            .env("XDG_RUNTIME_DIR", self.dir.path())
+            .env("TMPDIR", self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+}
+
+pub fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.contains(needle)).collect()
+}

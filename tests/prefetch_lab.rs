@@ -1,0 +1,380 @@
+//! `novadock prefetch` and its systemd timer against the lab's real Glance and dockerds
+//! (issue: prefetch). Slow: it resets the lab, bootstraps it, then walks through the cases an
+//! operator meets — first load, nothing to do, an image replaced in Glance, a host down, a
+//! transfer killed midway, a host added to the aggregate — and checks that the bootstrap
+//! plan stays clean. Run by the README's test command.
+
+mod common;
+
+use common::lab::{Lab, lab, on, os};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// A docker image on cmp3 (not in the aggregate at first: our image workshop), from a tiny
+/// rootfs, `extra_mb` of random bytes and `cmd`; saved and uploaded to Glance as `glance_name`.
+/// Returns the Glance id.
+fn upload(reference: &str, glance_name: &str, cmd: &str, extra_mb: u32) -> String {
+    on(
+        "cmp3",
+        &format!(
+            r#"set -e
+rm -rf /root/img && mkdir -p /root/img
+for f in /bin/dash /bin/sleep $(ldd /bin/dash /bin/sleep | grep -o "/[^ :]*\.so[^ :]*"); do cp --parents -L "$f" /root/img/; done
+ln -s dash /root/img/bin/sh
+echo {cmd} > /root/img/which
+if [ {extra_mb} -gt 0 ]; then head -c {extra_mb}M /dev/urandom > /root/img/blob; fi
+tar -C /root/img -cf /root/img.tar .
+docker rmi -f {reference} >/dev/null 2>&1 || true
+docker import --change 'CMD ["/bin/sleep", "{cmd}"]' /root/img.tar {reference} >/dev/null
+docker save {reference} > /root/upload.tar
+docker rmi -f {reference} >/dev/null"#
+        ),
+    );
+    // cmp3 → ctl through this machine, as an operator's workstation would carry it.
+    let host = common::repo().join("tests/lab/host").display().to_string();
+    let copied = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{host} exec cmp3 cat /root/upload.tar | {host} exec ctl sh -c 'cat > /root/upload.tar'"
+        ))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    os(&format!(
+        "image create --container-format docker --disk-format raw --file /root/upload.tar --public {glance_name} -f value -c id"
+    ))
+    .trim()
+    .to_string()
+}
+
+fn docker_id(host: &str, reference: &str) -> Option<String> {
+    let r = lab(
+        "host",
+        &[
+            "exec", host, "docker", "image", "inspect", "--format", "{{.Id}}", reference,
+        ],
+    );
+    (r.code == 0).then(|| r.stdout.trim().to_string())
+}
+
+fn record(host: &str, glance_id: &str) -> Option<Value> {
+    let r = lab(
+        "host",
+        &[
+            "exec",
+            host,
+            "cat",
+            &format!("/var/lib/novadock/prefetch/{glance_id}.json"),
+        ],
+    );
+    (r.code == 0).then(|| serde_json::from_str(&r.stdout).unwrap())
+}
+
+/// Start the timer's service on ctl and wait for it: (succeeded, its journal of this run).
+fn timer_run() -> (bool, String) {
+    let cursor = on(
+        "ctl",
+        "journalctl -n 0 --show-cursor -q | sed -n 's/^-- cursor: //p'",
+    );
+    let r = lab(
+        "host",
+        &[
+            "exec",
+            "ctl",
+            "systemctl",
+            "start",
+            "novadock-prefetch.service",
+        ],
+    );
+    let log = on(
+        "ctl",
+        &format!(
+            "journalctl -u novadock-prefetch.service --after-cursor '{}' -o cat --no-pager",
+            cursor.trim()
+        ),
+    );
+    (r.code == 0, log)
+}
+
+/// Whether a report line says `text` for `host` (lines name all hosts they hold for).
+fn says(log: &str, host: &str, text: &str) -> bool {
+    log.lines().any(|l| {
+        l.get(4..)
+            .and_then(|rest| rest.split_once(": "))
+            .is_some_and(|(hosts, what)| {
+                hosts.split(", ").any(|h| h == host) && what.starts_with(text)
+            })
+    })
+}
+
+fn json(r: &common::Run) -> Value {
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("no JSON ({e}): {r:?}"))
+}
+
+/// (host, image name) → (action, reason) from a `--json` summary.
+fn items(v: &Value) -> Vec<(String, String, String, String)> {
+    let mut out = Vec::new();
+    for h in v["hosts"].as_array().unwrap() {
+        for i in h["items"].as_array().unwrap() {
+            out.push((
+                h["name"].as_str().unwrap().to_string(),
+                i["name"].as_str().unwrap().to_string(),
+                i["action"].as_str().unwrap().to_string(),
+                i["reason"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn it(h: &str, n: &str, a: &str, r: &str) -> (String, String, String, String) {
+    (h.into(), n.into(), a.into(), r.into())
+}
+
+#[test]
+fn prefetch_keeps_every_docker_host_current() {
+    let lab_ = Lab::fresh();
+    // The timer is installed but never fires on its own during the test: runs are started
+    // explicitly, so each step's effect is known.
+    let vars = "  prefetch_on_calendar: \"2099-01-01\"\n";
+    let inv = lab_.inventory("lab.yml", "", vars);
+    let apply = lab_.novadock(&["apply", "-i", &inv, "--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(
+        apply
+            .stderr
+            .contains("  ~ cmp1, cmp2: changed: edit /root/.ssh/authorized_keys\n"),
+        "{apply:?}"
+    );
+    assert_eq!(
+        on(
+            "ctl",
+            "systemctl is-enabled novadock-prefetch.timer; systemctl is-active novadock-prefetch.timer"
+        ),
+        "enabled\nactive\n"
+    );
+    // The controller's key is restricted on the computes, and their host keys are pinned.
+    let authorized = on("cmp1", "cat /root/.ssh/authorized_keys");
+    assert!(
+        authorized.contains("restrict ssh-ed25519 ")
+            && authorized.contains(" novadock-prefetch@ctl\n"),
+        "{authorized}"
+    );
+    let pinned = on("ctl", "cat /etc/novadock/known_hosts");
+    assert!(
+        pinned.contains("127.0.0.12 ssh-ed25519 ") && pinned.contains("127.0.0.13 ssh-ed25519 ")
+    );
+
+    // 1. An image in Glance; the timer's job loads it onto cmp1 and cmp2 and records it.
+    let one = upload("nd/one:latest", "nd/one:latest", "1001", 0);
+    let (ok, log) = timer_run();
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("  ~ cmp1, cmp2: loaded nd/one:latest (missing, "),
+        "{log}"
+    );
+    for h in ["cmp1", "cmp2"] {
+        let id = docker_id(h, "nd/one:latest").unwrap_or_else(|| panic!("not on {h}"));
+        let rec = record(h, &one).unwrap_or_else(|| panic!("no record on {h}"));
+        assert_eq!(rec["docker_id"], id.as_str());
+        assert_eq!(rec["algo"], "sha512");
+    }
+    assert!(
+        docker_id("cmp3", "nd/one:latest").is_none(),
+        "cmp3 is not in the aggregate yet"
+    );
+
+    // 2. Again: nothing to transfer, nothing read from Glance.
+    let again = lab_.novadock(&["prefetch", "-i", &inv, "--json"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    let v = json(&again);
+    assert_eq!(
+        items(&v),
+        vec![
+            it("cmp1", "nd/one:latest", "none", "current"),
+            it("cmp2", "nd/one:latest", "none", "current")
+        ]
+    );
+    assert_eq!(v["read_from_glance"], serde_json::json!({}));
+    assert!(
+        again
+            .stderr
+            .contains("  = cmp1, cmp2: nd/one:latest: current\n"),
+        "{again:?}"
+    );
+
+    // 3. Replaced in Glance under the same name: stale everywhere, reloaded everywhere.
+    os(&format!("image delete {one}"));
+    let one_v2 = upload("nd/one:latest", "nd/one:latest", "1002", 0);
+    let dry = lab_.novadock(&["prefetch", "-i", &inv, "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(
+        dry.stderr
+            .contains("  ~ cmp1, cmp2: would load nd/one:latest (stale)\n"),
+        "{dry:?}"
+    );
+    assert!(
+        record("cmp1", &one_v2).is_none(),
+        "a dry run recorded something"
+    );
+    let (ok, log) = timer_run();
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("  ~ cmp1, cmp2: loaded nd/one:latest (stale, "),
+        "{log}"
+    );
+    let new_id = record("cmp1", &one_v2).unwrap()["docker_id"].clone();
+    assert_eq!(
+        docker_id("cmp1", "nd/one:latest").unwrap(),
+        new_id.as_str().unwrap()
+    );
+    assert_eq!(
+        docker_id("cmp2", "nd/one:latest").unwrap(),
+        new_id.as_str().unwrap()
+    );
+
+    // 4. cmp2 down: cmp1 still gets the new image, cmp2 is reported failed, exit 1; cmp2 back
+    //    → the next run catches up. (Nova still counts cmp2's service as up for a minute.)
+    let two = upload("nd/two:latest", "nd/two:latest", "2001", 0);
+    let down = lab("host", &["down", "cmp2", "--keep"]);
+    assert_eq!(down.code, 0, "{down:?}");
+    let (ok, log) = timer_run();
+    assert!(!ok, "the run succeeded with cmp2 down:\n{log}");
+    assert!(
+        log.contains("  ~ cmp1: loaded nd/two:latest (missing, "),
+        "{log}"
+    );
+    assert!(
+        log.contains("  x cmp2: failed: cannot connect to 127.0.0.13"),
+        "{log}"
+    );
+    assert!(record("cmp1", &two).is_some());
+    // The lab's `up` starts what is down, on its kept layer, and waits for its services.
+    let up = lab("up", &[]);
+    assert_eq!(up.code, 0, "{up:?}");
+    let (ok, log) = timer_run();
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("  ~ cmp2: loaded nd/two:latest (missing, "),
+        "{log}"
+    );
+    assert!(
+        log.contains("  = cmp1, cmp2: nd/one:latest: current\n"),
+        "{log}"
+    );
+
+    // 5. A transfer killed midway leaves no "done" record; the next run completes it.
+    let big = upload("nd/big:latest", "nd/big:latest", "3001", 300);
+    let mut child = lab_
+        .novadock_cmd(&["prefetch", "-i", &inv, "--limit", "cmp1"])
+        .spawn()
+        .unwrap();
+    let spool = lab_.dir.path();
+    let t = Instant::now();
+    let partial = loop {
+        let size: u64 = std::fs::read_dir(spool)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("novadock-prefetch-")
+            })
+            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+            .filter_map(|f| f.metadata().ok().map(|m| m.len()))
+            .sum();
+        if size > 20 << 20 {
+            break size;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the transfer finished before it could be killed"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the transfer never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(partial < 300 << 20, "already complete: {partial}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Whatever the host side still does with the cut stream, it never records it.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        record("cmp1", &big).is_none(),
+        "a cut transfer was recorded"
+    );
+    assert!(
+        docker_id("cmp1", "nd/big:latest").is_none(),
+        "a cut transfer was loaded"
+    );
+    let r = lab_.novadock(&["prefetch", "-i", &inv, "--limit", "cmp1"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("  ~ cmp1: loaded nd/big:latest (missing, "),
+        "{r:?}"
+    );
+    assert!(record("cmp1", &big).is_some());
+
+    // 6. cmp3 joins the aggregate (add a compute host); the next timer run loads onto it.
+    let inv3 = lab_.inventory(
+        "lab3.yml",
+        "  cmp3: { address: 127.0.0.14, groups: [docker_computes] }\n",
+        vars,
+    );
+    let add = lab_.novadock(&["apply", "-i", &inv3, "--limit", "cmp3", "--yes"]);
+    assert_eq!(add.code, 0, "{add:?}");
+    assert!(
+        on("ctl", "cat /etc/novadock/prefetch.yml").contains("\"cmp3\": { address: \"127.0.0.14\"")
+    );
+    let (ok, log) = timer_run();
+    assert!(ok, "{log}");
+    for name in ["nd/big:latest", "nd/one:latest", "nd/two:latest"] {
+        assert!(
+            says(&log, "cmp3", &format!("loaded {name} (missing, ")),
+            "{name} not loaded on cmp3:\n{log}"
+        );
+    }
+    // One read from Glance per image, whatever the number of hosts that needed it.
+    assert!(log.contains("read from Glance: "), "{log}");
+
+    // 7. Prefetch state is not config drift: the bootstrap plan is clean.
+    let plan = lab_.novadock(&["plan", "-i", &inv3]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+
+    // --prune: an image gone from Glance leaves the hosts, unless a container uses it.
+    on(
+        "cmp1",
+        "docker create --name nd-keep nd/two:latest >/dev/null",
+    );
+    os(&format!("image delete {two}"));
+    let pruned = lab_.novadock(&["prefetch", "-i", &inv3, "--prune"]);
+    assert_eq!(pruned.code, 0, "{pruned:?}");
+    assert!(
+        pruned
+            .stderr
+            .contains("  - cmp2, cmp3: pruned nd/two:latest (gone from Glance)\n"),
+        "{pruned:?}"
+    );
+    assert!(
+        pruned
+            .stderr
+            .contains("  = cmp1: kept nd/two:latest: gone from Glance, but a container uses it\n"),
+        "{pruned:?}"
+    );
+    assert!(docker_id("cmp2", "nd/two:latest").is_none());
+    assert!(docker_id("cmp1", "nd/two:latest").is_some());
+    assert!(record("cmp2", &two).is_none());
+
+    // A Glance name that differs from the tarball's repo:tag cannot boot: said loudly.
+    let _odd = upload("nd/inner:latest", "nd/outer:latest", "4001", 0);
+    let r = lab_.novadock(&["prefetch", "-i", &inv3, "--limit", "cmp1"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("  ! cmp1: warning: nd/outer:latest: the image holds nd/inner:latest, not its Glance name nd/outer:latest: nova-docker cannot boot it\n"),
+        "{r:?}"
+    );
+}
