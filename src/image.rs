@@ -221,7 +221,8 @@ meta = {"name": a["name"], "container_format": "docker", "disk_format": "raw",
         "visibility": "public" if a["public"] else "shared"}
 img = json.loads(call("POST", "/images", json.dumps(meta).encode(), {"Content-Type": "application/json"}))
 try:
-    call("PUT", "/images/%s/file" % img["id"], src,
+    # 1 MiB blocks: http.client reads a file body 8 KiB at a time.
+    call("PUT", "/images/%s/file" % img["id"], iter(lambda: src.read(1 << 20), b""),
          {"Content-Type": "application/octet-stream", "Content-Length": str(a["size"])})
     img = json.loads(call("GET", "/images/%s" % img["id"]))
     if img.get("status") != "active" or img.get("os_hash_value") != a["sha512"] or img.get("size") != a["size"]:

@@ -123,7 +123,7 @@ fn the_embedded_playbook_works_from_any_directory() {
         "{err}"
     );
     assert!(
-        err.ends_with("ok: inv.yml and embedded:playbooks/bootstrap.yml are valid: 1 host, 11 steps, 4 handlers\n"),
+        err.ends_with("ok: inv.yml and embedded:playbooks/bootstrap.yml are valid: 1 host, 20 steps, 5 handlers\n"),
         "{err}"
     );
 }
@@ -135,7 +135,7 @@ fn the_example_inventory_is_valid() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         err,
-        "ok: inventories/example.yml and playbooks/bootstrap.yml are valid: 3 hosts, 11 steps, 4 handlers\n"
+        "ok: inventories/example.yml and playbooks/bootstrap.yml are valid: 3 hosts, 20 steps, 5 handlers\n"
     );
 }
 
@@ -158,6 +158,10 @@ fn help_explains_with_examples_and_completions_print() {
         ("check", "novadock check -i inventories/lab.yml"),
         ("plan", "novadock plan -i inventories/lab.yml --limit cmp3"),
         ("apply", "novadock apply -i inventories/lab.yml --yes"),
+        (
+            "prefetch",
+            "novadock prefetch -i inventories/lab.yml --dry-run",
+        ),
     ] {
         let (code, out, _) = novadock(&[sub, "--help"], d.path());
         assert_eq!(code, 0);
@@ -167,4 +171,98 @@ fn help_explains_with_examples_and_completions_print() {
     let (code, out, _) = novadock(&["completions", "bash"], d.path());
     assert_eq!(code, 0);
     assert!(out.contains("_novadock()"), "{out}");
+}
+
+#[test]
+fn add_compute_runs_only_with_limit() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "inv.yml", INV);
+    let (code, _, err) = novadock(
+        &["plan", "-i", "inv.yml", "-p", "playbooks/add-compute.yml"],
+        d.path(),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: embedded:playbooks/add-compute.yml runs only on the hosts being added\nhint: name them with --limit, e.g. --limit cmp3 (the controller's steps for them are included)\n"
+    );
+    // It is the bootstrap playbook: same steps, same handlers.
+    let (code, _, err) = novadock(
+        &[
+            "check",
+            "-i",
+            "inv.yml",
+            "-p",
+            "add-compute.yml",
+            "--limit",
+            "ctl",
+        ],
+        d.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.ends_with("are valid: 1 host, 20 steps, 5 handlers\n"),
+        "{err}"
+    );
+}
+
+#[test]
+fn prefetch_and_image_add_need_a_controller_and_a_matching_name() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "none.yml",
+        "hosts:\n  cmp1: { address: 127.0.0.254, groups: [docker_computes] }\n",
+    );
+    let (code, _, err) = novadock(&["prefetch", "-i", "none.yml"], d.path());
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: none.yml: no host in group `controllers`\nhint: the controller (where Glance and the credentials are) must be in group `controllers`\n"
+    );
+    // The tarball's name is checked before anything is contacted (127.0.0.254 runs nothing).
+    write(
+        d.path(),
+        "inv.yml",
+        "hosts:\n  ctl: { address: 127.0.0.254, groups: [controllers] }\n",
+    );
+    let tar = |name: &str, body: &[u8]| {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[124..136].copy_from_slice(format!("{:011o}\0", body.len()).as_bytes());
+        h[156] = b'0';
+        let mut out = h.to_vec();
+        out.extend_from_slice(body);
+        out.resize(512 + body.len().div_ceil(512) * 512, 0);
+        out
+    };
+    let mut t = tar(
+        "manifest.json",
+        br#"[{"Config":"c","RepoTags":["nd/inner:1"],"Layers":[]}]"#,
+    );
+    t.extend([0u8; 1024]);
+    std::fs::write(d.path().join("img.tar"), t).unwrap();
+    let (code, _, err) = novadock(
+        &[
+            "image",
+            "add",
+            "-i",
+            "inv.yml",
+            "nd/outer:1",
+            "--file",
+            "img.tar",
+        ],
+        d.path(),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: the tarball holds nd/inner:1, not nd/outer:1: nova-docker looks the image up in dockerd by its Glance name, so an image uploaded under another name cannot boot\nhint: give the name the image has (`docker image ls`), or `docker tag` it first\n"
+    );
+    let (code, _, err) = novadock(&["image", "add", "-i", "inv.yml", "nd/outer:1"], d.path());
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("error: say where the image comes from\n"),
+        "{err}"
+    );
 }

@@ -325,7 +325,16 @@ fn prefetch_keeps_every_docker_host_current() {
         "  cmp3: { address: 127.0.0.14, groups: [docker_computes] }\n",
         vars,
     );
-    let add = lab_.novadock(&["apply", "-i", &inv3, "--limit", "cmp3", "--yes"]);
+    let add = lab_.novadock(&[
+        "apply",
+        "-i",
+        &inv3,
+        "-p",
+        "playbooks/add-compute.yml",
+        "--limit",
+        "cmp3",
+        "--yes",
+    ]);
     assert_eq!(add.code, 0, "{add:?}");
     assert!(
         on("ctl", "cat /etc/novadock/prefetch.yml").contains("\"cmp3\": { address: \"127.0.0.14\"")
@@ -377,4 +386,54 @@ fn prefetch_keeps_every_docker_host_current() {
         r.stderr.contains("  ! cmp1: warning: nd/outer:latest: the image holds nd/inner:latest, not its Glance name nd/outer:latest: nova-docker cannot boot it\n"),
         "{r:?}"
     );
+
+    // `image add`: the paper's `docker save | glance image-create`, checked and idempotent.
+    on("cmp3", "docker tag nd/one:latest nd/added:1");
+    let add = |extra: &[&str]| {
+        let mut args = vec![
+            "image",
+            "add",
+            "-i",
+            &inv3,
+            "nd/added:1",
+            "--from-host",
+            "cmp3",
+        ];
+        args.extend_from_slice(extra);
+        lab_.novadock(&args)
+    };
+    let r = add(&["--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let first = json(&r);
+    assert_eq!(first["action"], "uploaded");
+    assert_eq!(
+        os(&format!(
+            "image show {} -f value -c container_format -c disk_format -c status",
+            first["id"].as_str().unwrap()
+        )),
+        "docker\nraw\nactive\n"
+    );
+    let r = add(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .starts_with("= unchanged: nd/added:1 is in Glance with this content"),
+        "{r:?}"
+    );
+    on(
+        "cmp3",
+        "docker rmi nd/added:1 >/dev/null && docker tag nd/two:latest nd/added:1",
+    );
+    let r = add(&[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("hint: --replace uploads it as a new version"),
+        "{r:?}"
+    );
+    let r = add(&["--replace", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let second = json(&r);
+    assert_eq!(second["action"], "replaced");
+    assert_eq!(second["removed"], serde_json::json!([first["id"]]));
 }
