@@ -436,4 +436,38 @@ fn prefetch_keeps_every_docker_host_current() {
     let second = json(&r);
     assert_eq!(second["action"], "replaced");
     assert_eq!(second["removed"], serde_json::json!([first["id"]]));
+
+    os(&format!("image delete {}", second["id"].as_str().unwrap()));
+
+    // The `registry` source, the paper's way: `docker pull NAME` on the host. The registry is
+    // Debian's docker-registry on cmp3, on its own address (docker trusts 127.0.0.0/8 over http).
+    on(
+        "cmp3",
+        r#"set -e
+DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -q --no-install-recommends docker-registry >/dev/null
+printf 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/docker-registry\nhttp:\n  addr: 127.0.0.14:5000\n' > /etc/docker/registry/config.yml
+systemctl restart docker-registry
+for i in $(seq 50); do docker tag nd/one:latest 127.0.0.14:5000/nd/reg:1 && docker push 127.0.0.14:5000/nd/reg:1 >/dev/null 2>&1 && exit 0; sleep 0.2; done
+exit 1"#,
+    );
+    let r = lab_.novadock(&[
+        "image",
+        "add",
+        "-i",
+        &inv3,
+        "127.0.0.14:5000/nd/reg:1",
+        "--from-host",
+        "cmp3",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = lab_.novadock(&[
+        "prefetch", "-i", &inv3, "--limit", "cmp1", "--source", "registry",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("  ~ cmp1: loaded 127.0.0.14:5000/nd/reg:1 (missing)\n"),
+        "{r:?}"
+    );
+    assert!(docker_id("cmp1", "127.0.0.14:5000/nd/reg:1").is_some());
 }
