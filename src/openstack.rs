@@ -175,6 +175,38 @@ pub fn known(name: &str, r: Release) -> Option<KnownOption> {
 pub const RELEASE_PROBE: &str = "dpkg-query -W -f='${Package} ${Version}\\n' python3-nova python3-glance 2>/dev/null | grep -v ' $'; \
 for m in nova glance; do python3 -c \"import importlib.metadata as m; print('python3-$m', m.version('$m'))\" 2>/dev/null; done; true";
 
+/// The release a step works for: `release` named (or a template that rendered to a name), or
+/// `auto`/absent, detected on the host by [`RELEASE_PROBE`]; with a phrase saying which.
+pub fn resolve_release(
+    release: Option<&str>,
+    facts: &crate::facts::Facts,
+    what: &str,
+) -> Result<(Release, String), String> {
+    match release.map(str::trim) {
+        None | Some("auto") | Some("") => {
+            let out = facts
+                .cmd(RELEASE_PROBE)
+                .map(|c| c.stdout.as_str())
+                .unwrap_or("");
+            let (r, from) = detect(out).ok_or_else(|| {
+                format!(
+                    "{what}: cannot detect the OpenStack release (no python3-nova or python3-glance installed); set `release:`"
+                )
+            })?;
+            Ok((r, format!("release {r}, detected from {from}")))
+        }
+        Some(name) => {
+            let r = Release::named(name).ok_or_else(|| {
+                format!(
+                    "unknown OpenStack release `{name}` (known: {})",
+                    RELEASES.join(", ")
+                )
+            })?;
+            Ok((r, format!("release {r}")))
+        }
+    }
+}
+
 /// The release from [`RELEASE_PROBE`]'s output, with what it was read from.
 pub fn detect(probe_output: &str) -> Option<(Release, String)> {
     for line in probe_output.lines() {

@@ -64,6 +64,7 @@ struct RawStep {
     openstack_aggregate: Option<serde_yaml::Value>,
     authorized_key: Option<serde_yaml::Value>,
     known_hosts: Option<serde_yaml::Value>,
+    nova_driver: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,6 +163,7 @@ impl Playbook {
                 ("openstack_aggregate", s.openstack_aggregate),
                 ("authorized_key", s.authorized_key),
                 ("known_hosts", s.known_hosts),
+                ("nova_driver", s.nova_driver),
             ];
             let step_err = |message: String| PlaybookError::Step {
                 path: path.to_path_buf(),

@@ -263,4 +263,39 @@ docker import --change 'CMD ["/bin/sleep", "infinity"]' /root/tiny-rootfs.tar la
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("OpenStack: Unauthorized: "), "{r:?}");
     assert!(!r.all().contains("Traceback"), "{r:?}");
+
+    // Upstream nova-docker on Zed is refused in the plan, before anything on the host changes.
+    let upstream = lab.inventory(
+        "upstream.yml",
+        "",
+        "  docker_driver_import: novadocker.virt.docker.driver.DockerDriver\n  docker_driver_source: pip\n  docker_driver_pip: nova-docker\n",
+    );
+    let text = std::fs::read_to_string(&upstream).unwrap().replace(
+        "  docker_driver_module: dockerlab\n",
+        "  docker_driver_module: novadocker_shim\n",
+    );
+    std::fs::write(&upstream, text).unwrap();
+    let before = on(
+        "cmp1",
+        "find /etc /usr/lib/python3/dist-packages/nova/virt -xdev -type f -print0 | sort -z | xargs -0 sha256sum",
+    );
+    let r = lab.novadock(&["apply", "-i", &upstream, "--limit", "cmp1", "--yes"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("  ✗ cmp1: failed\n      the upstream nova-docker driver (novadocker.virt.docker.driver.DockerDriver) cannot run on zed: "),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr
+            .contains("      hint: use a Docker driver maintained for zed"),
+        "{r:?}"
+    );
+    assert_eq!(
+        on(
+            "cmp1",
+            "find /etc /usr/lib/python3/dist-packages/nova/virt -xdev -type f -print0 | sort -z | xargs -0 sha256sum"
+        ),
+        before,
+        "cmp1 was changed"
+    );
 }

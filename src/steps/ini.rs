@@ -74,29 +74,16 @@ impl Ini {
             };
             return Ok((edit, None));
         };
-        let (release, how) = if self.auto_release() {
-            let out = cx
-                .facts
-                .cmd(openstack::RELEASE_PROBE)
-                .map(|c| c.stdout.as_str())
-                .unwrap_or("");
-            let (r, from) = openstack::detect(out).ok_or_else(|| {
-                StepError::Invalid(format!(
-                    "{}: cannot detect the OpenStack release (no python3-nova or python3-glance installed); set `release:`",
-                    self.path
-                ))
-            })?;
-            (r, format!("release {r}, detected from {from}"))
-        } else {
-            let name = self.release.as_deref().unwrap_or_default();
-            let r = Release::named(name).ok_or_else(|| {
-                StepError::Invalid(format!(
-                    "unknown OpenStack release `{name}` (known: {})",
-                    openstack::RELEASES.join(", ")
-                ))
-            })?;
-            (r, format!("release {r}"))
-        };
+        let (release, how) = openstack::resolve_release(
+            if self.auto_release() {
+                None
+            } else {
+                self.release.as_deref()
+            },
+            cx.facts,
+            &self.path,
+        )
+        .map_err(StepError::Invalid)?;
         let k = openstack::known(known, release).expect("validated in validate()");
         let edit = IniEdit {
             section: k.section.to_string(),

@@ -6,6 +6,7 @@ pub mod copy;
 pub mod file;
 pub mod ini;
 pub mod known_hosts;
+pub mod nova_driver;
 pub mod openstack_aggregate;
 pub mod openstack_flavor;
 pub mod package;
@@ -63,6 +64,9 @@ pub const KINDS: &[&str] = &[
     "copy",
     "openstack_flavor",
     "openstack_aggregate",
+    "authorized_key",
+    "known_hosts",
+    "nova_driver",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +101,7 @@ pub fn build(
             args,
         )?),
         "known_hosts" => Box::new(serde_yaml::from_value::<known_hosts::KnownHosts>(args)?),
+        "nova_driver" => Box::new(serde_yaml::from_value::<nova_driver::NovaDriver>(args)?),
         "openstack_flavor" => Box::new(
             serde_yaml::from_value::<openstack_flavor::OpenstackFlavor>(args)?,
         ),
