@@ -378,12 +378,6 @@ pub fn run(o: Options) -> Result<ExitCode> {
             )
         })?;
     let auth = auth_of(&controller)?;
-    if o.compare_prefetch && o.host.is_none() {
-        return Err(hinted(
-            "--compare-prefetch needs --host",
-            "name a Docker compute host (its nova-compute name), e.g. --host cmp1",
-        ));
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -492,7 +486,12 @@ impl Cx {
             .exec(&script)
             .await
             .map_err(|e| anyhow!(e.to_string()))
-            .with_context(|| format!("on the controller {}", self.controller_name))?;
+            .with_context(|| {
+                format!(
+                    "cannot run boot-time on the controller {}",
+                    self.controller_name
+                )
+            })?;
         parse_py(&out, bound)
     }
 
@@ -727,7 +726,10 @@ async fn main_flow(cx: &Cx) -> Result<ExitCode> {
 /// the image the last fetch left.
 async fn compare(cx: &Cx) -> Result<ExitCode> {
     let o = &cx.o;
-    let host = o.host.as_deref().expect("checked in run()");
+    let host = o
+        .host
+        .as_deref()
+        .expect("clap: --compare-prefetch requires --host");
     let resolved = cx
         .py(
             json!({"mode": "resolve", "prefix": cx.prefix, "flavor": o.flavor, "image": o.image}),

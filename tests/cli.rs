@@ -158,6 +158,10 @@ fn help_explains_with_examples_and_completions_print() {
         ("check", "novadock check -i inventories/lab.yml"),
         ("plan", "novadock plan -i inventories/lab.yml --limit cmp3"),
         ("apply", "novadock apply -i inventories/lab.yml --yes"),
+        (
+            "boot-time",
+            "novadock boot-time -i inventories/lab.yml --flavor d1.large --image bt-big:latest --count 10",
+        ),
     ] {
         let (code, out, _) = novadock(&[sub, "--help"], d.path());
         assert_eq!(code, 0);
@@ -167,4 +171,62 @@ fn help_explains_with_examples_and_completions_print() {
     let (code, out, _) = novadock(&["completions", "bash"], d.path());
     assert_eq!(code, 0);
     assert!(out.contains("_novadock()"), "{out}");
+}
+
+#[test]
+fn boot_time_needs_a_controller_and_a_host_to_compare_on() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "inv.yml",
+        "hosts:\n  cmp1: { address: 127.0.0.12 }\n",
+    );
+    let (code, out, err) = novadock(
+        &[
+            "boot-time",
+            "-i",
+            "inv.yml",
+            "--flavor",
+            "f",
+            "--image",
+            "i",
+        ],
+        d.path(),
+    );
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_eq!(
+        err,
+        "error: inv.yml: no host in group `controllers`\nhint: boot-time talks to Nova from the first host of group `controllers`, where the credentials are\n"
+    );
+    write(d.path(), "inv.yml", INV);
+    let (code, _, err) = novadock(
+        &[
+            "boot-time",
+            "-i",
+            "inv.yml",
+            "--flavor",
+            "f",
+            "--image",
+            "i",
+            "--compare-prefetch",
+        ],
+        d.path(),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--host <HOST>"), "{err}");
+    let (code, _, err) = novadock(
+        &[
+            "boot-time",
+            "-i",
+            "inv.yml",
+            "--flavor",
+            "f",
+            "--image",
+            "i",
+            "--count",
+            "0",
+        ],
+        d.path(),
+    );
+    assert_eq!(code, 2, "{err}");
 }
