@@ -128,8 +128,7 @@ class Run:
         except Failed as e:
             self.fail(e.kind, e.message)
         except Exception as e:
-            self.fail("api", "%s: %s" % (type(e).__name__, str(e).strip().splitlines()[0]
-                                         if str(e).strip() else ""))
+            self.fail("api", one_line(e))
 
     def poll(self):
         """One list call per round for all our servers, not one request per server."""
@@ -299,6 +298,8 @@ def main():
         out["error"] = {"kind": e.kind, "message": e.message}
     except Interrupted as e:
         out["error"] = {"kind": "interrupted", "message": str(e)}
+    except Exception as e:
+        out["error"] = {"kind": "api", "message": one_line(e)}
     finally:
         # A second signal must not cut the clean-up short.
         for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
@@ -310,7 +311,7 @@ def main():
         try:
             out["left_behind"] = run.sweep()
         except Exception as e:
-            out["left_behind"] = ["(unknown: %s)" % e]
+            out["sweep_error"] = one_line(e)
         if pidfile:
             try:
                 os.unlink(pidfile)
@@ -319,13 +320,17 @@ def main():
     return out
 
 
+def one_line(e):
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return "%s: %s" % (type(e).__name__, msg)
+
+
 def emit():
     try:
         out = main()
     except Exception as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        out = {"servers": [], "left_behind": [],
-               "error": {"kind": "api", "message": "%s: %s" % (type(e).__name__, msg)}}
+        # Only before anything was created (connecting, authenticating).
+        out = {"servers": [], "left_behind": [], "error": {"kind": "api", "message": one_line(e)}}
     print(json.dumps(out))
 
 

@@ -48,6 +48,8 @@ pub struct PyOut {
     pub servers: Vec<PyServer>,
     #[serde(default)]
     pub left_behind: Vec<String>,
+    /// The final sweep itself failed (say, Nova went away): nobody knows what is left.
+    pub sweep_error: Option<String>,
     pub error: Option<PyError>,
     pub flavor: Option<Named>,
     pub image: Option<Named>,
@@ -524,57 +526,8 @@ impl Cx {
         Ok(out)
     }
 
-    /// The run's error, with a hint by kind; servers left behind are an error of their own.
     fn check(&self, out: &PyOut) -> Result<()> {
-        let left = if out.left_behind.is_empty() {
-            None
-        } else {
-            Some(format!(
-                "servers left behind after 300 s of deleting: {}",
-                out.left_behind.join(", ")
-            ))
-        };
-        let Some(e) = &out.error else {
-            return match left {
-                None => Ok(()),
-                Some(l) => Err(hinted(
-                    l,
-                    format!(
-                        "delete them: `openstack server delete {}`",
-                        out.left_behind.join(" ")
-                    ),
-                )),
-            };
-        };
-        let o = &self.o;
-        let hint = match e.kind.as_str() {
-            "unknown_flavor" => Some("`openstack flavor list` shows the flavors".to_string()),
-            "unknown_image" => Some(
-                "a Docker image goes to Glance with `docker save NAME:TAG > x.tar && openstack image create --container-format docker --disk-format raw --file x.tar NAME:TAG`".into(),
-            ),
-            "no_valid_host" => Some(format!(
-                "no compute host passed the scheduler's filters for flavor {}{}: are the hosts of its aggregate up (`openstack compute service list`), and does `novadock plan` show the flavor and aggregate converged?",
-                o.flavor,
-                o.host.as_deref().map(|h| format!(" on {h}")).unwrap_or_default()
-            )),
-            "quota" => Some(format!(
-                "raise the project's quota (`openstack quota set --instances N --cores N --ram MB PROJECT`) or boot fewer at once (--count {}, --concurrency {})",
-                o.count, o.concurrency
-            )),
-            _ if e.message.contains("Compute host") => Some("--host takes a nova-compute host name: `openstack compute service list`".into()),
-            _ => None,
-        };
-        let mut err = match hint {
-            Some(h) => hinted(e.message.clone(), h),
-            None => anyhow!(e.message.clone()),
-        };
-        if let Some(l) = left {
-            err = err.context(l);
-        }
-        Err(err.context(format!(
-            "boot-time of {} × {} from {} failed",
-            o.count, o.flavor, o.image
-        )))
+        outcome(&self.o, &self.prefix, out)
     }
 
     /// A compute host's transport, by its nova-compute name (`nova_host`, else its name).
@@ -664,6 +617,55 @@ impl Cx {
         }
         Measured { samples, notes }
     }
+}
+
+/// A run's error, with a hint by kind; servers left behind are an error of their own.
+fn outcome(o: &Options, prefix: &str, out: &PyOut) -> Result<()> {
+    // Said even when the run failed for another reason: the operator must know.
+    let left = if let Some(e) = &out.sweep_error {
+        Some(format!(
+            "could not make sure that every server of this run is deleted ({e}); `openstack server list --name '^{}'` lists them",
+            prefix
+        ))
+    } else if out.left_behind.is_empty() {
+        None
+    } else {
+        Some(format!(
+            "servers left behind after 300 s of deleting; `openstack server delete {}` deletes them",
+            out.left_behind.join(" ")
+        ))
+    };
+    let Some(e) = &out.error else {
+        return left.map_or(Ok(()), |l| Err(anyhow!(l)));
+    };
+    let hint = match e.kind.as_str() {
+        "unknown_flavor" => Some("`openstack flavor list` shows the flavors".to_string()),
+        "unknown_image" => Some(
+            "a Docker image goes to Glance with `docker save NAME:TAG > x.tar && openstack image create --container-format docker --disk-format raw --file x.tar NAME:TAG`".into(),
+        ),
+        "no_valid_host" => Some(format!(
+            "no compute host passed the scheduler's filters for flavor {}{}: are the hosts of its aggregate up (`openstack compute service list`), and does `novadock plan` show the flavor and aggregate converged?",
+            o.flavor,
+            o.host.as_deref().map(|h| format!(" on {h}")).unwrap_or_default()
+        )),
+        "quota" => Some(format!(
+            "raise the project's quota (`openstack quota set --instances N --cores N --ram MB PROJECT`) or boot fewer at once (--count {}, --concurrency {})",
+            o.count, o.concurrency
+        )),
+        _ if e.message.contains("Compute host") => Some("--host takes a nova-compute host name: `openstack compute service list`".into()),
+        _ => None,
+    };
+    let mut err = match hint {
+        Some(h) => hinted(e.message.clone(), h),
+        None => anyhow!(e.message.clone()),
+    };
+    if let Some(l) = left {
+        err = err.context(l);
+    }
+    Err(err.context(format!(
+        "boot-time of {} × {} from {} failed",
+        o.count, o.flavor, o.image
+    )))
 }
 
 fn nova_name(h: &Host) -> &str {
@@ -859,18 +861,7 @@ fi",
         .controller
         .exec(&format!("rm -f {}", crate::shell::quote(&cx.abortfile())))
         .await;
-    let out = out?;
-    if out.left_behind.is_empty() {
-        Ok(())
-    } else {
-        Err(hinted(
-            format!("servers left behind: {}", out.left_behind.join(", ")),
-            format!(
-                "delete them: `openstack server delete {}`",
-                out.left_behind.join(" ")
-            ),
-        ))
-    }
+    cx.check(&out?)
 }
 
 #[cfg(test)]
@@ -1010,6 +1001,108 @@ mod tests {
             Some(10.0)
         );
         assert_eq!(ratio(&m(&[]), &m(&[1.0])), None);
+    }
+
+    fn opts() -> Options {
+        Options {
+            inventory: "inv.yml".into(),
+            flavor: "d1.large".into(),
+            image: "bt-big:latest".into(),
+            count: 10,
+            concurrency: 2,
+            host: None,
+            json: false,
+            compare_prefetch: false,
+            timeout: 300,
+            persist_secs: 0,
+            connect_timeout_secs: 10,
+            accept_new_host_keys: false,
+        }
+    }
+
+    /// The whole error as printed: message, causes, hints.
+    fn shown(e: &anyhow::Error) -> String {
+        let mut s: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        for c in e.chain() {
+            if let Some(h) = c.downcast_ref::<printer::Hinted>() {
+                s.push(format!("hint: {}", h.hint));
+            }
+        }
+        s.join("\n")
+    }
+
+    #[test]
+    fn outcomes_explain_themselves() {
+        let fail = |kind: &str, message: &str| PyOut {
+            error: Some(PyError {
+                kind: kind.into(),
+                message: message.into(),
+            }),
+            ..PyOut::default()
+        };
+        assert!(outcome(&opts(), "bt-r-", &PyOut::default()).is_ok());
+        let e = outcome(&opts(), "bt-r-", &fail("quota", "server bt-r-06 is ERROR: Quota exceeded for cores: Requested 4, but already used 20 of 20 cores")).unwrap_err();
+        assert_eq!(
+            shown(&e),
+            "boot-time of 10 × d1.large from bt-big:latest failed\n\
+             server bt-r-06 is ERROR: Quota exceeded for cores: Requested 4, but already used 20 of 20 cores\n\
+             hint: raise the project's quota (`openstack quota set --instances N --cores N --ram MB PROJECT`) or boot fewer at once (--count 10, --concurrency 2)"
+        );
+        let e = outcome(
+            &Options {
+                host: Some("kvm1".into()),
+                ..opts()
+            },
+            "bt-r-",
+            &fail(
+                "no_valid_host",
+                "server bt-r-01 is ERROR: No valid host was found. ",
+            ),
+        )
+        .unwrap_err();
+        assert!(
+            shown(&e).contains(
+                "hint: no compute host passed the scheduler's filters for flavor d1.large on kvm1"
+            ),
+            "{}",
+            shown(&e)
+        );
+        let e = outcome(
+            &opts(),
+            "bt-r-",
+            &fail(
+                "api",
+                "creating a server: Compute host cmp9 could not be found.",
+            ),
+        )
+        .unwrap_err();
+        assert!(
+            shown(&e).ends_with(
+                "hint: --host takes a nova-compute host name: `openstack compute service list`"
+            ),
+            "{}",
+            shown(&e)
+        );
+        // Servers left behind are said, on success as on failure.
+        let left = PyOut {
+            left_behind: vec!["bt-r-01".into()],
+            ..PyOut::default()
+        };
+        assert_eq!(
+            outcome(&opts(), "bt-r-", &left).unwrap_err().to_string(),
+            "servers left behind after 300 s of deleting; `openstack server delete bt-r-01` deletes them"
+        );
+        let both = PyOut {
+            sweep_error: Some("ConnectFailure: refused".into()),
+            ..fail("api", "ConnectFailure: refused")
+        };
+        let e = outcome(&opts(), "bt-r-", &both).unwrap_err();
+        assert_eq!(
+            shown(&e),
+            "boot-time of 10 × d1.large from bt-big:latest failed\n\
+             could not make sure that every server of this run is deleted (ConnectFailure: refused); `openstack server list --name '^bt-r-'` lists them\n\
+             ConnectFailure: refused"
+        );
     }
 
     #[test]
