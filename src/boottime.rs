@@ -800,6 +800,20 @@ async fn compare(cx: &Cx) -> Result<ExitCode> {
         printer::bold("image absent")
     ));
     printer::say(fetched.human().trim_end());
+    // The fetched boots left the image on the host; were it gone, "present" would lie.
+    let there = t
+        .exec(&format!(
+            "docker image inspect {} >/dev/null",
+            crate::shell::quote(&image)
+        ))
+        .await
+        .map_err(|e| anyhow!(e.to_string()))?;
+    if !there.success() {
+        return Err(anyhow!(
+            "image {image} is not on {host} after the boots that fetched it: {}",
+            String::from_utf8_lossy(&there.stderr).trim()
+        ));
+    }
     let present = cx.boot("present-", 1, o.count, 1, true).await?;
     let present = cx.measure(&present).await;
     printer::say(&format!("{} (prefetched)", printer::bold("image present")));
