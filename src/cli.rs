@@ -1,4 +1,4 @@
-//! The command line: `check`, `plan`, `apply`, `completions`.
+//! The command line: `check`, `plan`, `apply`, `boot-time`, `completions`.
 
 use crate::assets::{self, Templates};
 use crate::engine::{Engine, Mode, Options, build_step};
@@ -59,6 +59,12 @@ enum Command {
     /// Glance images of container format docker.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Boot servers through Nova, time each from the create request to ACTIVE, delete them.
+    #[command(
+        name = "boot-time",
+        after_help = "Examples:\n  novadock boot-time -i inventories/lab.yml --flavor d1.large --image bt-big:latest --count 10\n  novadock boot-time -i inventories/lab.yml --flavor d1.large --image bt-big:latest --compare-prefetch --host cmp1\n\nServers are named bt-<run id>-NN and deleted at the end, also on failure and Ctrl-C.\nExit codes: 0 measured (and cleaned up), 1 error, 130 interrupted."
+    )]
+    BootTime(BootTimeArgs),
     /// Print shell completions.
     #[command(
         after_help = "Example:\n  novadock completions bash > /etc/bash_completion.d/novadock"
@@ -195,6 +201,47 @@ struct ApplyArgs {
     yes: bool,
 }
 
+#[derive(Debug, Args)]
+struct BootTimeArgs {
+    /// Inventory file (YAML); Nova is reached from the first host of group `controllers`.
+    #[arg(short, long, value_name = "INVENTORY")]
+    inventory: PathBuf,
+    /// Flavor name or id.
+    #[arg(long, value_name = "FLAVOR")]
+    flavor: String,
+    /// Glance image name or id.
+    #[arg(long, value_name = "IMAGE")]
+    image: String,
+    /// Servers to boot.
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    count: u16,
+    /// Servers booting at once (the default, 1, times each boot on its own).
+    #[arg(long, default_value_t = 1, value_name = "C", value_parser = clap::value_parser!(u16).range(1..=1000), conflicts_with = "compare_prefetch")]
+    concurrency: u16,
+    /// Boot on this compute host (its nova-compute name); the scheduler still checks it.
+    #[arg(long, value_name = "HOST")]
+    host: Option<String>,
+    /// Also boot with the image removed from --host first (fetched from Glance), and print
+    /// the ratio; one server at a time.
+    #[arg(long, requires = "host")]
+    compare_prefetch: bool,
+    /// Seconds a server may take to become ACTIVE.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    timeout: u64,
+    /// Write one JSON document on stdout (human output stays on stderr).
+    #[arg(long)]
+    json: bool,
+    /// Keep SSH connections open this many seconds after the run, for the next run (0: close).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    persist: u64,
+    /// Trust and record host keys not yet in known_hosts (a changed key is still refused).
+    #[arg(long)]
+    accept_new_host_keys: bool,
+    /// SSH connect timeout.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    connect_timeout: u64,
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -222,6 +269,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Apply(a) => execute(&a.run, Mode::Apply, a.yes),
         Command::Prefetch(p) => run_prefetch(&p),
         Command::Image(ImageCommand::Add(a)) => run_image_add(&a),
+        Command::BootTime(b) => crate::boottime::run(crate::boottime::Options {
+            inventory: b.inventory,
+            flavor: b.flavor,
+            image: b.image,
+            count: b.count.into(),
+            concurrency: b.concurrency.into(),
+            host: b.host,
+            json: b.json,
+            compare_prefetch: b.compare_prefetch,
+            timeout: b.timeout,
+            persist_secs: b.persist,
+            connect_timeout_secs: b.connect_timeout,
+            accept_new_host_keys: b.accept_new_host_keys,
+        }),
     }
 }
 
@@ -743,7 +804,7 @@ fn dialoguer_free_prompt(question: &str) -> Result<String> {
 }
 
 /// Sortable and unique enough: UTC time plus our pid.
-fn run_id() -> String {
+pub(crate) fn run_id() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -3,6 +3,7 @@
 //! The modules mirror the pipeline: inventory → playbook → facts → plan → apply → report.
 
 pub mod assets;
+pub mod boottime;
 pub mod cli;
 pub mod engine;
 pub mod facts;

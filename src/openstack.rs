@@ -328,6 +328,11 @@ pub struct Auth {
 impl Auth {
     /// Shell that sets up credentials and runs `python3 -` on the script after it.
     fn python(&self, script: &str) -> String {
+        self.python_bounded(script, PY_TIMEOUT_SECS)
+    }
+
+    /// As `python`, with the whole run bounded by `secs` (boot-time's runs take longer).
+    pub fn python_bounded(&self, script: &str, secs: u32) -> String {
         use crate::shell::quote;
         let env = match (&self.cloud, &self.openrc) {
             (Some(c), _) => format!("OS_CLOUD={} ", quote(c)),
@@ -339,7 +344,7 @@ impl Auth {
         // A cloud that accepts connections but never answers (say, Keystone still starting)
         // must not hang the run: every request and the whole run are bounded.
         format!(
-            "{env}OS_API_TIMEOUT=60 timeout {PY_TIMEOUT_SECS} python3 - <<'ND_PY'\n{PY_PRELUDE}{script}ND_PY"
+            "{env}OS_API_TIMEOUT=60 timeout {secs} python3 - <<'ND_PY'\n{PY_PRELUDE}{script}ND_PY"
         )
     }
 

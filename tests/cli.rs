@@ -162,6 +162,10 @@ fn help_explains_with_examples_and_completions_print() {
             "prefetch",
             "novadock prefetch -i inventories/lab.yml --dry-run",
         ),
+        (
+            "boot-time",
+            "novadock boot-time -i inventories/lab.yml --flavor d1.large --image bt-big:latest --count 10",
+        ),
     ] {
         let (code, out, _) = novadock(&[sub, "--help"], d.path());
         assert_eq!(code, 0);
@@ -265,4 +269,62 @@ fn prefetch_and_image_add_need_a_controller_and_a_matching_name() {
         err.starts_with("error: say where the image comes from\n"),
         "{err}"
     );
+}
+
+#[test]
+fn boot_time_needs_a_controller_and_a_host_to_compare_on() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "inv.yml",
+        "hosts:\n  cmp1: { address: 127.0.0.12 }\n",
+    );
+    let (code, out, err) = novadock(
+        &[
+            "boot-time",
+            "-i",
+            "inv.yml",
+            "--flavor",
+            "f",
+            "--image",
+            "i",
+        ],
+        d.path(),
+    );
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_eq!(
+        err,
+        "error: inv.yml: no host in group `controllers`\nhint: boot-time talks to Nova from the first host of group `controllers`, where the credentials are\n"
+    );
+    write(d.path(), "inv.yml", INV);
+    let (code, _, err) = novadock(
+        &[
+            "boot-time",
+            "-i",
+            "inv.yml",
+            "--flavor",
+            "f",
+            "--image",
+            "i",
+            "--compare-prefetch",
+        ],
+        d.path(),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--host <HOST>"), "{err}");
+    let (code, _, err) = novadock(
+        &[
+            "boot-time",
+            "-i",
+            "inv.yml",
+            "--flavor",
+            "f",
+            "--image",
+            "i",
+            "--count",
+            "0",
+        ],
+        d.path(),
+    );
+    assert_eq!(code, 2, "{err}");
 }

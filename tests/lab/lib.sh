@@ -483,3 +483,24 @@ tar -C /root/tiny -cf /root/tiny-rootfs.tar .
 docker rmi -f lab/tiny:latest >/dev/null 2>&1 || true
 docker import --change "CMD [\"/bin/sleep\", \"infinity\"]" /root/tiny-rootfs.tar lab/tiny:latest >/dev/null'
 }
+
+# make_big_image HOST NAME SIZE_MB: builds docker image NAME (repo:tag) on HOST offline,
+# of at least SIZE_MB: make_tiny_image's rootfs plus SIZE_MB of random bytes. Random, so
+# that no compression along the way (Glance, docker save/load) makes the image smaller than
+# it claims: boot-time without prefetch must really move SIZE_MB.
+make_big_image() {
+  local host=$1 name=$2 size=$3
+  [[ $name =~ ^[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9._-]+$ ]] || die "make_big_image: bad image name '$name' (want repo:tag)"
+  [[ $size =~ ^[1-9][0-9]*$ ]] || die "make_big_image: bad size '$size' (MB, a positive integer)"
+  # shellcheck disable=SC2016  # runs on the host
+  host_ssh "$host" "set -e; name='$name'; size='$size'"'
+d=$(mktemp -d /root/big-image.XXXXXX)
+trap "rm -rf \"\$d\"" EXIT
+mkdir "$d/root"
+for f in /bin/dash /bin/sleep $(ldd /bin/dash /bin/sleep | grep -o "/[^ :]*\.so[^ :]*"); do cp --parents -L "$f" "$d/root/"; done
+ln -s dash "$d/root/bin/sh"
+head -c "${size}M" /dev/urandom >"$d/root/payload.bin"
+tar -C "$d/root" -cf "$d/rootfs.tar" .
+docker rmi -f "$name" >/dev/null 2>&1 || true
+docker import --change "CMD [\"/bin/sleep\", \"infinity\"]" "$d/rootfs.tar" "$name" >/dev/null'
+}

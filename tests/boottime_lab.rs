@@ -1,0 +1,379 @@
+//! `novadock boot-time` against the lab's real OpenStack Zed (tests/lab), issue 7: a ≥ 100 MB
+//! docker image in Glance and on the Docker hosts, 10 servers of flavor d1.large timed and
+//! deleted, then `--compare-prefetch` on cmp1. The lab must be up; unlike
+//! tests/openstack_lab.rs this test does not reset it, so it runs after that one (or on a lab
+//! someone else is using): everything it creates is named `bt-…`, and it removes it again.
+//! Timings are printed (`cargo test --test boottime_lab -- --nocapture`), never asserted.
+
+mod common;
+
+use common::{Run, repo};
+use serde_json::Value;
+use std::process::{Command, Stdio};
+
+const IMAGE: &str = "bt-big:latest";
+const IMAGE_MB: u32 = 100;
+
+fn lab(script: &str, args: &[&str]) -> Run {
+    let out = Command::new(repo().join("tests/lab").join(script))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Run::from(out)
+}
+
+fn on(host: &str, cmd: &str) -> String {
+    let r = lab("host", &["exec", host, "bash", "-c", cmd]);
+    assert_eq!(r.code, 0, "on {host}: {cmd}\n{r:?}");
+    r.stdout
+}
+
+fn os(cmd: &str) -> String {
+    on(
+        "ctl",
+        &format!(". /root/admin-openrc && timeout 120 openstack {cmd}"),
+    )
+}
+
+/// `bash -c SCRIPT` on this machine, with tests/lab/lib.sh sourced.
+fn lib(script: &str) -> Run {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            ". {}/tests/lab/lib.sh && {script}",
+            repo().display()
+        ))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Run::from(out)
+}
+
+/// Our servers still in Nova (any state).
+fn our_servers() -> String {
+    os("server list --name '^bt-' -f value -c Name -c Status")
+}
+
+/// What this test created, removed whatever happens: the Glance image, the image on the
+/// hosts it was loaded onto, and (should boot-time ever fail to) servers named `bt-…`.
+struct Cleanup {
+    glance_id: Option<String>,
+    loaded_on: Vec<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let sh = |host: &str, cmd: &str| lab("host", &["exec", host, "bash", "-c", cmd]);
+        let left = sh(
+            "ctl",
+            ". /root/admin-openrc && openstack server list --name '^bt-' -f value -c ID",
+        );
+        for id in left.stdout.split_whitespace() {
+            eprintln!("cleanup: deleting left-over server {id}");
+            sh(
+                "ctl",
+                &format!(". /root/admin-openrc && openstack server delete --wait {id}"),
+            );
+        }
+        if let Some(id) = &self.glance_id {
+            sh(
+                "ctl",
+                &format!(". /root/admin-openrc && openstack image delete {id}"),
+            );
+        }
+        sh("ctl", "rm -f /root/bt-big.tar");
+        for h in &self.loaded_on {
+            sh(h, &format!("docker rmi {IMAGE} >/dev/null 2>&1 || true"));
+        }
+    }
+}
+
+fn novadock(dir: &std::path::Path, args: &[&str]) -> Run {
+    let r = Run::from(
+        Command::new(env!("CARGO_BIN_EXE_novadock"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("XDG_RUNTIME_DIR", dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap(),
+    );
+    eprintln!("$ novadock {}\n{}", args.join(" "), r.stderr);
+    r
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[test]
+fn boot_time_on_the_lab() {
+    common::require_root();
+    let status = lab("status", &[]);
+    assert_eq!(
+        status.code, 0,
+        "the lab is not up (this test uses it as it is and never resets it): run tests/lab/up\n{status:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // inventories/lab.yml, with the paths beside it made absolute for the copy.
+    let inv = dir.path().join("lab.yml");
+    let text = std::fs::read_to_string(repo().join("inventories/lab.yml"))
+        .unwrap()
+        .replace("{{ inventory_dir }}/..", &repo().display().to_string());
+    std::fs::write(&inv, text).unwrap();
+    let inv = inv.display().to_string();
+
+    // 1. The bootstrapped cloud (idempotent), and room for 10 × d1.large (4 vCPUs, 8 GB):
+    //    Nova's default quota is 10 instances, 20 cores, 50 GB.
+    let apply = novadock(dir.path(), &["apply", "-i", &inv, "--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let limits = os("limits show --absolute -f value");
+    let limit = |k: &str| -> i64 {
+        limits
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    if limit("maxTotalInstances") < 40
+        || limit("maxTotalCores") < 160
+        || limit("maxTotalRAMSize") < 327_680
+    {
+        os("quota set --instances 40 --cores 160 --ram 327680 admin");
+    }
+    assert_eq!(
+        our_servers(),
+        "",
+        "servers named bt-… exist before the test"
+    );
+
+    // 2. A ≥ 100 MB image, built on cmp1, in Glance under the repo:tag it holds (the driver
+    //    finds images in dockerd by their Glance name), and on every host of the docker
+    //    aggregate (cmp3 too, once tests/openstack_lab.rs has added it).
+    let mut cleanup = Cleanup {
+        glance_id: None,
+        loaded_on: vec!["cmp1".into()],
+    };
+    let made = lib(&format!("make_big_image cmp1 {IMAGE} {IMAGE_MB}"));
+    assert_eq!(made.code, 0, "make_big_image: {made:?}");
+    let host = repo().join("tests/lab/host").display().to_string();
+    let copy = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; {host} exec cmp1 docker save {IMAGE} | {host} exec ctl sh -c 'cat > /root/bt-big.tar'"
+        ))
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    // (Glance's `name` filter reads the colon of repo:tag as an operator: filter here.)
+    for line in os("image list -f value -c ID -c Name").lines() {
+        if let Some((old, IMAGE)) = line.split_once(' ') {
+            os(&format!("image delete {old}"));
+        }
+    }
+    let img = os(&format!(
+        "image create --container-format docker --disk-format raw --file /root/bt-big.tar --public {IMAGE} -f value -c id"
+    ));
+    cleanup.glance_id = Some(img.trim().to_string());
+    on("ctl", "rm -f /root/bt-big.tar");
+    let size: u64 = os(&format!("image show {} -f value -c size", img.trim()))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(size >= u64::from(IMAGE_MB) << 20, "image of {size} bytes");
+    let aggregate = os("aggregate show docker -f value -c hosts");
+    let docker_hosts: Vec<String> = ["cmp1", "cmp2", "cmp3"]
+        .iter()
+        .filter(|h| aggregate.contains(*h))
+        .map(|h| h.to_string())
+        .collect();
+    assert!(
+        docker_hosts.contains(&"cmp1".to_string()) && docker_hosts.contains(&"cmp2".to_string()),
+        "{aggregate}"
+    );
+    // TODO(prefetch): replace this manual preload by the prefetch command (issue 5).
+    for h in docker_hosts.iter().filter(|h| *h != "cmp1") {
+        let load = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "set -o pipefail; {host} exec cmp1 docker save {IMAGE} | {host} exec {h} docker load"
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            load.status.success(),
+            "preload on {h}: {:?}",
+            Run::from(load)
+        );
+        cleanup.loaded_on.push(h.clone());
+    }
+
+    // 3. Clear errors, and nothing left behind by them.
+    let r = novadock(
+        dir.path(),
+        &[
+            "boot-time",
+            "-i",
+            &inv,
+            "--flavor",
+            "d1.nope",
+            "--image",
+            IMAGE,
+            "--count",
+            "1",
+        ],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("unknown flavor `d1.nope` (flavors: ") && r.stderr.contains("hint: "),
+        "{r:?}"
+    );
+    let r = novadock(
+        dir.path(),
+        &[
+            "boot-time",
+            "-i",
+            &inv,
+            "--flavor",
+            "d1.small",
+            "--image",
+            "bt-nope:latest",
+        ],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("unknown image `bt-nope:latest`"), "{r:?}");
+    // kvm1 is no Docker host: the scheduler refuses a docker flavor there, and Nova says why.
+    let r = novadock(
+        dir.path(),
+        &[
+            "boot-time",
+            "-i",
+            &inv,
+            "--flavor",
+            "d1.small",
+            "--image",
+            IMAGE,
+            "--count",
+            "1",
+            "--host",
+            "kvm1",
+        ],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("No valid host was found")
+            && r.stderr
+                .contains("hint: no compute host passed the scheduler's filters"),
+        "{r:?}"
+    );
+    assert!(!r.all().contains("Traceback"), "{r:?}");
+    assert_eq!(our_servers(), "", "a failed run left servers behind");
+
+    // 4. 10 × d1.large, prefetched: each timed, all on Docker hosts, all deleted.
+    let r = novadock(
+        dir.path(),
+        &[
+            "boot-time",
+            "-i",
+            &inv,
+            "--flavor",
+            "d1.large",
+            "--image",
+            IMAGE,
+            "--count",
+            "10",
+            "--json",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    let servers = doc["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 10, "{doc}");
+    for s in servers {
+        let h = s["host"].as_str().unwrap();
+        assert!(docker_hosts.iter().any(|d| d == h), "landed on {h}: {s}");
+        assert_eq!(s["hypervisor_type"], "docker", "{s}");
+        assert!(num(&s["api_to_active_s"]) > 0.0, "{s}");
+        assert!(s["created_to_launched_s"].is_number(), "{s}");
+        // cmp3 is not in inventories/lab.yml: no SSH to it, so no container times there.
+        if h != "cmp3" {
+            assert!(num(&s["request_to_container_s"]) > 0.0, "{s}");
+        }
+        assert!(s["name"].as_str().unwrap().starts_with("bt-"), "{s}");
+    }
+    for k in ["api_to_active_s", "created_to_launched_s"] {
+        let st = &doc["summary"][k];
+        assert_eq!(st["n"], 10, "{doc}");
+        assert!(
+            num(&st["min"]) <= num(&st["median"])
+                && num(&st["median"]) <= num(&st["p95"])
+                && num(&st["p95"]) <= num(&st["max"]),
+            "{st}"
+        );
+    }
+    for line in [
+        "server ",
+        "API → ACTIVE (wall clock)",
+        "created → launched_at (Nova)",
+        "request → container started",
+        "hosts: cmp",
+        "ok: all 10 servers deleted",
+    ] {
+        assert!(r.stderr.contains(line), "missing {line:?} in\n{}", r.stderr);
+    }
+    assert_eq!(our_servers(), "", "boot-time left servers behind");
+    let prefetched = doc["summary"]["api_to_active_s"].clone();
+
+    // 5. The same image removed from cmp1 before each boot, against it present.
+    let r = novadock(
+        dir.path(),
+        &[
+            "boot-time",
+            "-i",
+            &inv,
+            "--flavor",
+            "d1.large",
+            "--image",
+            IMAGE,
+            "--count",
+            "3",
+            "--compare-prefetch",
+            "--host",
+            "cmp1",
+            "--json",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let cmp: Value = serde_json::from_str(&r.stdout).unwrap();
+    for phase in ["present", "fetched"] {
+        let servers = cmp[phase]["servers"].as_array().unwrap();
+        assert_eq!(servers.len(), 3, "{cmp}");
+        assert!(servers.iter().all(|s| s["host"] == "cmp1"), "{cmp}");
+    }
+    let ratio = num(&cmp["ratio"]);
+    assert!(ratio > 0.0, "{cmp}");
+    assert!(r.stderr.contains("ratio: "), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("image absent (image fetched from Glance)"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("ok: all 6 servers deleted"), "{r:?}");
+    assert_eq!(our_servers(), "", "--compare-prefetch left servers behind");
+    // The last fetched boot loaded it again: the host keeps its image.
+    on("cmp1", &format!("docker image inspect {IMAGE} >/dev/null"));
+
+    let m = |v: &Value| format!("{:.2} s", num(v));
+    println!(
+        "boot-time (lab): 10 × d1.large, {IMAGE_MB} MB image prefetched: API→ACTIVE median {} (min {}, p95 {}, max {}); \
+         --compare-prefetch on cmp1 (3 each): median {} present, {} fetched from Glance, ratio {ratio:.2}×",
+        m(&prefetched["median"]),
+        m(&prefetched["min"]),
+        m(&prefetched["p95"]),
+        m(&prefetched["max"]),
+        m(&cmp["present"]["summary"]["api_to_active_s"]["median"]),
+        m(&cmp["fetched"]["summary"]["api_to_active_s"]["median"]),
+    );
+    drop(cleanup);
+}
