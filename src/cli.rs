@@ -231,15 +231,8 @@ struct BootTimeArgs {
     /// Write one JSON document on stdout (human output stays on stderr).
     #[arg(long)]
     json: bool,
-    /// Keep SSH connections open this many seconds after the run, for the next run (0: close).
-    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
-    persist: u64,
-    /// Trust and record host keys not yet in known_hosts (a changed key is still refused).
-    #[arg(long)]
-    accept_new_host_keys: bool,
-    /// SSH connect timeout.
-    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
-    connect_timeout: u64,
+    #[command(flatten)]
+    conn: ConnArgs,
 }
 
 pub fn main() -> ExitCode {
@@ -279,9 +272,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json: b.json,
             compare_prefetch: b.compare_prefetch,
             timeout: b.timeout,
-            persist_secs: b.persist,
-            connect_timeout_secs: b.connect_timeout,
-            accept_new_host_keys: b.accept_new_host_keys,
+            persist_secs: b.conn.persist,
+            connect_timeout_secs: b.conn.connect_timeout,
+            accept_new_host_keys: b.conn.accept_new_host_keys,
         }),
     }
 }

@@ -1,40 +1,18 @@
 //! `novadock boot-time` against the lab's real OpenStack Zed (tests/lab), issue 7: a ≥ 100 MB
-//! docker image in Glance and on the Docker hosts, 10 servers of flavor d1.large timed and
-//! deleted, then `--compare-prefetch` on cmp1. The lab must be up; unlike
-//! tests/openstack_lab.rs this test does not reset it, so it runs after that one (or on a lab
-//! someone else is using): everything it creates is named `bt-…`, and it removes it again.
-//! Timings are printed (`cargo test --test boottime_lab -- --nocapture`), never asserted.
+//! docker image put in Glance with `novadock image add` and on the Docker hosts with
+//! `novadock prefetch`, 10 servers of flavor d1.large timed and deleted, then
+//! `--compare-prefetch` on cmp1. Slow: it resets the lab first. Timings are printed
+//! (`cargo test --test boottime_lab -- --nocapture`), never asserted.
 
 mod common;
 
+use common::lab::{Lab, lab, on, os};
 use common::{Run, repo};
 use serde_json::Value;
 use std::process::{Command, Stdio};
 
 const IMAGE: &str = "bt-big:latest";
 const IMAGE_MB: u32 = 100;
-
-fn lab(script: &str, args: &[&str]) -> Run {
-    let out = Command::new(repo().join("tests/lab").join(script))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    Run::from(out)
-}
-
-fn on(host: &str, cmd: &str) -> String {
-    let r = lab("host", &["exec", host, "bash", "-c", cmd]);
-    assert_eq!(r.code, 0, "on {host}: {cmd}\n{r:?}");
-    r.stdout
-}
-
-fn os(cmd: &str) -> String {
-    on(
-        "ctl",
-        &format!(". /root/admin-openrc && timeout 120 openstack {cmd}"),
-    )
-}
 
 /// `bash -c SCRIPT` on this machine, with tests/lab/lib.sh sourced.
 fn lib(script: &str) -> Run {
@@ -95,6 +73,7 @@ fn novadock(dir: &std::path::Path, args: &[&str]) -> Run {
             .args(args)
             .env("NO_COLOR", "1")
             .env("XDG_RUNTIME_DIR", dir)
+            .env("TMPDIR", dir)
             .stdin(Stdio::null())
             .output()
             .unwrap(),
@@ -109,24 +88,13 @@ fn num(v: &Value) -> f64 {
 
 #[test]
 fn boot_time_on_the_lab() {
-    common::require_root();
-    let status = lab("status", &[]);
-    assert_eq!(
-        status.code, 0,
-        "the lab is not up (this test uses it as it is and never resets it): run tests/lab/up\n{status:?}"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    // inventories/lab.yml, with the paths beside it made absolute for the copy.
-    let inv = dir.path().join("lab.yml");
-    let text = std::fs::read_to_string(repo().join("inventories/lab.yml"))
-        .unwrap()
-        .replace("{{ inventory_dir }}/..", &repo().display().to_string());
-    std::fs::write(&inv, text).unwrap();
-    let inv = inv.display().to_string();
+    let lab_ = Lab::fresh();
+    let dir = lab_.dir.path();
+    let inv = lab_.inventory("lab.yml", "", "");
 
     // 1. The bootstrapped cloud (idempotent), and room for 10 × d1.large (4 vCPUs, 8 GB):
     //    Nova's default quota is 10 instances, 20 cores, 50 GB.
-    let apply = novadock(dir.path(), &["apply", "-i", &inv, "--yes"]);
+    let apply = novadock(dir, &["apply", "-i", &inv, "--yes"]);
     assert_eq!(apply.code, 0, "{apply:?}");
     let limits = os("limits show --absolute -f value");
     let limit = |k: &str| -> i64 {
@@ -157,31 +125,26 @@ fn boot_time_on_the_lab() {
     };
     let made = lib(&format!("make_big_image cmp1 {IMAGE} {IMAGE_MB}"));
     assert_eq!(made.code, 0, "make_big_image: {made:?}");
-    let host = repo().join("tests/lab/host").display().to_string();
-    let copy = Command::new("bash")
-        .arg("-c")
-        .arg(format!(
-            "set -o pipefail; {host} exec cmp1 docker save {IMAGE} | {host} exec ctl sh -c 'cat > /root/bt-big.tar'"
-        ))
-        .status()
-        .unwrap();
-    assert!(copy.success());
-    // (Glance's `name` filter reads the colon of repo:tag as an operator: filter here.)
-    for line in os("image list -f value -c ID -c Name").lines() {
-        if let Some((old, IMAGE)) = line.split_once(' ') {
-            os(&format!("image delete {old}"));
-        }
-    }
-    let img = os(&format!(
-        "image create --container-format docker --disk-format raw --file /root/bt-big.tar --public {IMAGE} -f value -c id"
-    ));
-    cleanup.glance_id = Some(img.trim().to_string());
-    on("ctl", "rm -f /root/bt-big.tar");
-    let size: u64 = os(&format!("image show {} -f value -c size", img.trim()))
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(size >= u64::from(IMAGE_MB) << 20, "image of {size} bytes");
+    let added = novadock(
+        dir,
+        &[
+            "image",
+            "add",
+            "-i",
+            &inv,
+            IMAGE,
+            "--from-host",
+            "cmp1",
+            "--json",
+        ],
+    );
+    assert_eq!(added.code, 0, "{added:?}");
+    let added: Value = serde_json::from_str(&added.stdout).unwrap();
+    cleanup.glance_id = Some(added["id"].as_str().unwrap().to_string());
+    assert!(
+        added["size"].as_u64().unwrap() >= u64::from(IMAGE_MB) << 20,
+        "{added}"
+    );
     let aggregate = os("aggregate show docker -f value -c hosts");
     let docker_hosts: Vec<String> = ["cmp1", "cmp2", "cmp3"]
         .iter()
@@ -192,26 +155,17 @@ fn boot_time_on_the_lab() {
         docker_hosts.contains(&"cmp1".to_string()) && docker_hosts.contains(&"cmp2".to_string()),
         "{aggregate}"
     );
-    // TODO(prefetch): replace this manual preload by the prefetch command (issue 5).
-    for h in docker_hosts.iter().filter(|h| *h != "cmp1") {
-        let load = Command::new("bash")
-            .arg("-c")
-            .arg(format!(
-                "set -o pipefail; {host} exec cmp1 docker save {IMAGE} | {host} exec {h} docker load"
-            ))
-            .output()
-            .unwrap();
-        assert!(
-            load.status.success(),
-            "preload on {h}: {:?}",
-            Run::from(load)
-        );
-        cleanup.loaded_on.push(h.clone());
+    // The prefetch job puts it on every Docker host before any boot.
+    let pre = novadock(dir, &["prefetch", "-i", &inv]);
+    assert_eq!(pre.code, 0, "{pre:?}");
+    cleanup.loaded_on = docker_hosts.clone();
+    for h in &docker_hosts {
+        on(h, &format!("docker image inspect {IMAGE} >/dev/null"));
     }
 
     // 3. Clear errors, and nothing left behind by them.
     let r = novadock(
-        dir.path(),
+        dir,
         &[
             "boot-time",
             "-i",
@@ -230,7 +184,7 @@ fn boot_time_on_the_lab() {
         "{r:?}"
     );
     let r = novadock(
-        dir.path(),
+        dir,
         &[
             "boot-time",
             "-i",
@@ -245,7 +199,7 @@ fn boot_time_on_the_lab() {
     assert!(r.stderr.contains("unknown image `bt-nope:latest`"), "{r:?}");
     // kvm1 is no Docker host: the scheduler refuses a docker flavor there, and Nova says why.
     let r = novadock(
-        dir.path(),
+        dir,
         &[
             "boot-time",
             "-i",
@@ -272,7 +226,7 @@ fn boot_time_on_the_lab() {
 
     // 4. 10 × d1.large, prefetched: each timed, all on Docker hosts, all deleted.
     let r = novadock(
-        dir.path(),
+        dir,
         &[
             "boot-time",
             "-i",
@@ -327,7 +281,7 @@ fn boot_time_on_the_lab() {
 
     // 5. The same image removed from cmp1 before each boot, against it present.
     let r = novadock(
-        dir.path(),
+        dir,
         &[
             "boot-time",
             "-i",
