@@ -1009,3 +1009,57 @@ Apply: 1 changed, 0 unchanged, 1 failed, 2 skipped on 1 host (hosts failed: h1)
         "h\n"
     );
 }
+
+#[test]
+fn a_key_made_on_one_host_is_authorized_and_pinned_on_another_in_one_apply() {
+    // h2 makes a key that h1 authorizes, and pins h1's host key: h1 waits for h2's run. With
+    // --forks 1 and h1 first, h1 must give its slot back while it waits, or this hangs.
+    let hosts = Hosts::up(2);
+    let inv = hosts.inventory("inventory.yml", "");
+    // The test hosts' sshd reads this file (tests/hosts/up), not ~/.ssh/authorized_keys.
+    let keys = hosts.path("authorized_keys");
+    let pb = hosts.write_file(
+        "pb.yml",
+        &r#"steps:
+  - name: a key on h2
+    hosts: h2
+    command: { cmd: "ssh-keygen -q -t ed25519 -N '' -C nd-test@h2 -f /etc/nd-test-key", creates: /etc/nd-test-key }
+  - name: h1's host keys pinned on h2
+    hosts: h2
+    known_hosts: { path: /etc/nd-test-known, hosts: h1 }
+  - name: h2's key may log into h1
+    hosts: h1
+    authorized_key: { user: root, path: KEYS, key_from: { host: h2, path: /etc/nd-test-key.pub }, options: restrict }
+"#
+        .replace("KEYS", &keys.display().to_string()),
+    );
+    let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
+    let plan = hosts.novadock(&["plan", "-i", i, "-p", p, "--forks", "1"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stderr.contains(
+            &format!("  ~ h1: would change: authorize the key h2:/etc/nd-test-key.pub in {} (created in this run)\n", keys.display())
+        ),
+        "{plan:?}"
+    );
+    let before = std::fs::read_to_string(&keys).unwrap();
+    let apply = hosts.novadock(&["apply", "-i", i, "-p", p, "--yes", "--forks", "1"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let after = std::fs::read_to_string(&keys).unwrap();
+    assert!(after.starts_with(&before), "lines were lost:\n{after}");
+    assert!(
+        after.ends_with(" nd-test@h2\n") && after.contains("\nrestrict ssh-ed25519 "),
+        "{after}"
+    );
+    // The proof: from h2, with that key and only the pinned host keys, h1 answers.
+    let addr = hosts.address("h1");
+    assert_eq!(
+        hosts.sh_ok(
+            "h2",
+            &format!("ssh -i /etc/nd-test-key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/etc/nd-test-known root@{addr} echo reached"),
+        ),
+        "reached\n"
+    );
+    let again = hosts.novadock(&["plan", "-i", i, "-p", p]);
+    assert_eq!(again.code, 0, "{again:?}");
+}
