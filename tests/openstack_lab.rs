@@ -298,4 +298,56 @@ docker import --change 'CMD ["/bin/sleep", "infinity"]' /root/tiny-rootfs.tar la
         before,
         "cmp1 was changed"
     );
+
+    // A driver installed with pip outside nova.virt, loaded through the shim the plan writes:
+    // a server boots on it. (The package re-exports the lab's driver.)
+    on(
+        "cmp1",
+        r#"set -e
+rm -rf /root/ndshim && mkdir -p /root/ndshim/ndshim_driver
+printf '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n\n[project]\nname = "ndshim-driver"\nversion = "1.0"\n' > /root/ndshim/pyproject.toml
+echo 'from nova.virt.dockerlab.driver import DockerDriver  # noqa: F401' > /root/ndshim/ndshim_driver/__init__.py"#,
+    );
+    let shim = lab.inventory(
+        "shim.yml",
+        "",
+        "  docker_driver_source: pip\n  docker_driver_pip: /root/ndshim\n  docker_driver_pip_args: [--break-system-packages, --no-build-isolation]\n  docker_driver_import: ndshim_driver.DockerDriver\n  docker_conf: { privileged: false }\n",
+    );
+    let text = std::fs::read_to_string(&shim).unwrap().replace(
+        "  docker_driver_module: dockerlab\n",
+        "  docker_driver_module: ndshim\n",
+    );
+    std::fs::write(&shim, text).unwrap();
+    let r = lab.novadock(&["apply", "-i", &shim, "--limit", "cmp1", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    for line in [
+        "  ~ cmp1: changed: create /usr/lib/python3/dist-packages/nova/virt/ndshim.py (shim nova.virt.ndshim for ndshim_driver.DockerDriver (release zed))\n",
+        "  ~ cmp1: changed: set [docker] privileged in /etc/nova/nova-compute.conf\n",
+        "  ~ cmp1: ran: restart nova-compute\n",
+    ] {
+        assert!(r.stderr.contains(line), "missing {line:?}\n{r:?}");
+    }
+    let r = lab.novadock(&["plan", "-i", &shim, "--limit", "cmp1"]);
+    assert_eq!(r.code, 0, "pip's step is not idempotent: {r:?}");
+    let added = lab.novadock(&[
+        "image",
+        "add",
+        "-i",
+        &shim,
+        "lab/tiny:latest",
+        "--from-host",
+        "cmp1",
+        "--json",
+    ]);
+    assert_eq!(added.code, 0, "{added:?}");
+    let tiny: serde_json::Value = serde_json::from_str(&added.stdout).unwrap();
+    let server = os(&format!(
+        "--os-compute-api-version 2.37 server create --flavor d1.small --image {} --nic none --availability-zone nova:cmp1 --wait nd-shim -f value -c status -c OS-EXT-SRV-ATTR:host",
+        tiny["id"].as_str().unwrap()
+    ));
+    assert!(
+        server.contains("ACTIVE") && server.contains("cmp1"),
+        "{server}"
+    );
+    os("server delete --wait nd-shim");
 }
