@@ -287,6 +287,9 @@ struct Batched {
     /// What the change does, for the error message when it fails.
     what: Vec<String>,
     runs_commands: bool,
+    /// Sent after `script` (which holds its `nd_pending` lines): not a script, the engine
+    /// carries it.
+    upload: Option<plan::UploadSpec>,
 }
 
 enum StepFailure {
@@ -718,6 +721,10 @@ impl HostRun {
             script,
             what: actions.iter().map(describe).collect(),
             runs_commands: actions.iter().any(|a| matches!(a, Action::Run { .. })),
+            upload: actions.iter().find_map(|a| match a {
+                Action::Upload(u) => Some(u.clone()),
+                _ => None,
+            }),
         });
     }
 
@@ -728,17 +735,98 @@ impl HostRun {
             return Ok(());
         }
         let batch = std::mem::take(&mut live.batch);
-        let fail_all = |report: &mut HostReport, e: &str| {
+        if let Err(e) = self.lock(live).await {
             for b in &batch {
+                let r = slot(report, b.target);
+                r.status = Status::Failed;
+                r.error = Some(e.clone());
+            }
+            return Err(());
+        }
+        // Scripts go in one piece up to each upload, which runs after its own script part.
+        let mut start = 0;
+        while start < batch.len() {
+            let end = batch[start..]
+                .iter()
+                .position(|b| b.upload.is_some())
+                .map_or(batch.len(), |p| start + p + 1);
+            let group = &batch[start..end];
+            let mut failed = self.send(live, report, group).await.is_err();
+            if !failed
+                && let Some(u) = &group[group.len() - 1].upload
+                && let Err(e) = self.upload(u).await
+            {
+                let r = slot(report, group[group.len() - 1].target);
+                r.status = Status::Failed;
+                r.error = Some(format!(
+                    "{}: upload {} to Glance: {e}",
+                    self.host.name, u.name
+                ));
+                failed = true;
+            }
+            if failed {
+                not_run(report, &batch[end..]);
+                return Err(());
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// `image add` from the engine: the controller is this host.
+    async fn upload(&self, u: &plan::UploadSpec) -> Result<(), String> {
+        let source = if u.from_host.is_empty() {
+            crate::image::Source::File(std::path::PathBuf::from(&u.file))
+        } else {
+            crate::image::Source::Host(
+                self.inventory
+                    .host(&u.from_host)
+                    .cloned()
+                    .ok_or_else(|| format!("`{}` is not a host of this inventory", u.from_host))?,
+            )
+        };
+        let cfg = crate::image::AddConfig {
+            controller: self.host.clone(),
+            auth: u.auth.clone(),
+            connect: crate::transport::ConnectOptions {
+                ssh: self.inventory.ssh.clone(),
+                accept_new_host_keys: self.opts.accept_new_host_keys,
+                persist_secs: self.opts.persist_secs,
+                connect_timeout_secs: self.opts.connect_timeout_secs,
+            },
+            name: u.name.clone(),
+            source,
+            replace: false,
+            public: u.public,
+            spool_dir: std::env::var_os("TMPDIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| "/var/tmp".into())
+                .join(format!(
+                    "novadock-image-{}-{}",
+                    self.opts.run_id, self.host.name
+                )),
+        };
+        crate::image::add(&cfg)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Send `batch`'s scripts as one. On failure, the change that failed and the ones after it
+    /// (which did not run) are marked in the report.
+    async fn send(
+        &self,
+        live: &mut Live,
+        report: &mut HostReport,
+        batch: &[Batched],
+    ) -> Result<(), ()> {
+        let fail_all = |report: &mut HostReport, e: &str| {
+            for b in batch {
                 let r = slot(report, b.target);
                 r.status = Status::Failed;
                 r.error = Some(e.to_string());
             }
         };
-        if let Err(e) = self.lock(live).await {
-            fail_all(report, &e);
-            return Err(());
-        }
         let marker = facts::new_marker();
         let mut script = format!("ND_RUN={}\n{PRELUDE}", quote(&self.opts.run_id));
         for (i, b) in batch.iter().enumerate() {
@@ -768,27 +856,15 @@ impl HostRun {
             }
         }
         let (failed, failed_out) = segments.pop().unwrap_or((0, String::new()));
-        for (i, b) in batch.iter().enumerate() {
-            let r = slot(report, b.target);
-            if i == failed {
-                let seen = ExecOutput {
-                    code: out.code,
-                    stdout: failed_out.clone().into_bytes(),
-                    stderr: out.stderr.clone(),
-                };
-                r.status = Status::Failed;
-                r.error = Some(command_failure(&self.host.name, &b.what, &seen));
-            } else if i > failed {
-                r.status = Status::Skipped;
-                r.diff = None;
-                r.note = Some(match b.target {
-                    Target::Step(_) => "not run: an earlier change failed on this host".into(),
-                    Target::Handler(_) => {
-                        "not run after a failed change; still pending for the next apply".into()
-                    }
-                });
-            }
-        }
+        let r = slot(report, batch[failed].target);
+        let seen = ExecOutput {
+            code: out.code,
+            stdout: failed_out.into_bytes(),
+            stderr: out.stderr.clone(),
+        };
+        r.status = Status::Failed;
+        r.error = Some(command_failure(&self.host.name, &batch[failed].what, &seen));
+        not_run(report, &batch[failed + 1..]);
         Err(())
     }
 
@@ -921,6 +997,21 @@ async fn gather(t: &dyn Transport, probes: &[Probe]) -> Result<Facts, String> {
     facts::parse(probes, &marker, &out.stdout).map_err(|e| e.to_string())
 }
 
+/// Changes that did not run because an earlier one failed.
+fn not_run(report: &mut HostReport, batch: &[Batched]) {
+    for b in batch {
+        let r = slot(report, b.target);
+        r.status = Status::Skipped;
+        r.diff = None;
+        r.note = Some(match b.target {
+            Target::Step(_) => "not run: an earlier change failed on this host".into(),
+            Target::Handler(_) => {
+                "not run after a failed change; still pending for the next apply".into()
+            }
+        });
+    }
+}
+
 fn describe(a: &Action) -> String {
     match a {
         Action::Write { path, .. } => format!("write {path}"),
@@ -928,6 +1019,7 @@ fn describe(a: &Action) -> String {
         Action::Mkdir { path, .. } => format!("mkdir {path}"),
         Action::Symlink { path, target } => format!("ln -s {target} {path}"),
         Action::SetAttrs { path, .. } => format!("chown/chmod {path}"),
+        Action::Upload(u) => format!("upload {} to Glance", u.name),
         // Generated commands say what they are on their first line (`# openstack ...`).
         Action::Run { command, .. } => match command.trim().strip_prefix("# ") {
             Some(label) => label.lines().next().unwrap_or(label).to_string(),

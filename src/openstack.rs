@@ -418,7 +418,19 @@ const FACTS_PY: &str = r#"def facts():
         "compute_hosts": sorted(
             {s.host: s.state for s in conn.compute.services() if s.binary == "nova-compute"}.items()
         ),
+        # Names of docker images (raw API: the SDK's listing cannot filter on container format).
+        "docker_images": [],
     }
+    url = "/images?container_format=docker&limit=200"
+    while url:
+        r = conn.image.get(url)
+        r.raise_for_status()
+        body = r.json()
+        out["docker_images"] += [{"name": i.get("name"), "id": i["id"], "status": i.get("status")}
+                                 for i in body.get("images", [])]
+        url = body.get("next")
+        if url and url.startswith("/v2"):
+            url = url[3:]
     print(json.dumps(out))
 try:
     facts()
@@ -439,7 +451,17 @@ pub struct CloudFacts {
     /// (nova-compute service host, "up"/"down")
     #[serde(default)]
     pub compute_hosts: Vec<(String, String)>,
+    /// Glance images of container format docker.
+    #[serde(default)]
+    pub docker_images: Vec<GlanceEntry>,
     pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct GlanceEntry {
+    pub name: Option<String>,
+    pub id: String,
+    pub status: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]

@@ -50,12 +50,26 @@ pub enum Action {
         path: String,
         attrs: Attrs,
     },
+    /// A docker image into Glance through this host (the controller), from another inventory
+    /// host's `docker save` or a tarball on this machine: data, not a script, so the engine
+    /// carries it (`novadock image add`'s checks) where the script would run.
+    Upload(UploadSpec),
     /// A command; the host's state it depends on is unknown to the plan afterwards.
     Run {
         command: String,
         /// Needs systemd to know about unit files written earlier in this run.
         systemd: bool,
     },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadSpec {
+    pub name: String,
+    /// An inventory host that has the image, or empty with `file`.
+    pub from_host: String,
+    pub file: String,
+    pub public: bool,
+    pub auth: crate::openstack::Auth,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -169,7 +183,7 @@ pub fn overlay(facts: &mut Facts, actions: &[Action]) {
                     *meta = apply_attrs(meta.clone(), attrs);
                 }
             }
-            Action::Run { .. } => {}
+            Action::Run { .. } | Action::Upload(_) => {}
         }
     }
 }
@@ -304,6 +318,8 @@ pub fn action_script(a: &Action) -> String {
         ),
         Action::SetAttrs { path, attrs: at } => format!("nd_attrs {} {}\n", quote(path), attrs(at)),
         Action::Run { command, .. } => format!("( {command}\n)\n"),
+        // Carried by the engine, never part of a script.
+        Action::Upload(_) => String::new(),
     }
 }
 

@@ -65,6 +65,7 @@ struct RawStep {
     authorized_key: Option<serde_yaml::Value>,
     known_hosts: Option<serde_yaml::Value>,
     nova_driver: Option<serde_yaml::Value>,
+    glance_image: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,6 +165,7 @@ impl Playbook {
                 ("authorized_key", s.authorized_key),
                 ("known_hosts", s.known_hosts),
                 ("nova_driver", s.nova_driver),
+                ("glance_image", s.glance_image),
             ];
             let step_err = |message: String| PlaybookError::Step {
                 path: path.to_path_buf(),

@@ -119,11 +119,11 @@ fn the_embedded_playbook_works_from_any_directory() {
     assert_eq!(code, 0, "{err}");
     // The inventory has no docker_computes: those steps match nothing, and check says so.
     assert!(
-        err.starts_with("warning: step 6 (Nova can load the Docker driver on this release): hosts `docker_computes` matches no host in this inventory\n"),
+        err.starts_with("warning: step 7 (Nova can load the Docker driver on this release): hosts `docker_computes` matches no host in this inventory\n"),
         "{err}"
     );
     assert!(
-        err.ends_with("ok: inv.yml and embedded:playbooks/bootstrap.yml are valid: 1 host, 25 steps, 5 handlers\n"),
+        err.ends_with("ok: inv.yml and embedded:playbooks/bootstrap.yml are valid: 1 host, 26 steps, 5 handlers\n"),
         "{err}"
     );
 }
@@ -135,7 +135,7 @@ fn the_example_inventory_is_valid() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         err,
-        "ok: inventories/example.yml and playbooks/bootstrap.yml are valid: 3 hosts, 25 steps, 5 handlers\n"
+        "ok: inventories/example.yml and playbooks/bootstrap.yml are valid: 3 hosts, 26 steps, 5 handlers\n"
     );
 }
 
@@ -205,7 +205,7 @@ fn add_compute_runs_only_with_limit() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.ends_with("are valid: 1 host, 25 steps, 5 handlers\n"),
+        err.ends_with("are valid: 1 host, 26 steps, 5 handlers\n"),
         "{err}"
     );
 }

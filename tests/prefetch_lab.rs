@@ -166,6 +166,48 @@ fn prefetch_keeps_every_docker_host_current() {
         pinned.contains("127.0.0.12 ssh-ed25519 ") && pinned.contains("127.0.0.13 ssh-ed25519 ")
     );
 
+    // 0. The inventory's `images:` are seeded into Glance by the bootstrap, shown in the plan.
+    on(
+        "cmp1",
+        r#"set -e
+rm -rf /root/seed && mkdir -p /root/seed/bin && cp -L /bin/sleep /root/seed/bin/
+tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1 >/dev/null"#,
+    );
+    let seeded = lab_.inventory(
+        "seeded.yml",
+        "",
+        &format!("{vars}  images: [{{ name: \"nd/seed:1\", from_host: cmp1 }}]\n"),
+    );
+    let plan = lab_.novadock(&["plan", "-i", &seeded]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stderr.contains(
+            "  ~ ctl: would change: upload image nd/seed:1 to Glance from cmp1 (docker save)\n"
+        ),
+        "{plan:?}"
+    );
+    let apply = lab_.novadock(&["apply", "-i", &seeded, "--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(
+        apply.stderr.contains(
+            "  ~ ctl: changed: upload image nd/seed:1 to Glance from cmp1 (docker save)\n"
+        ),
+        "{apply:?}"
+    );
+    let seed_id = os("image list -f value -c ID -c Name")
+        .lines()
+        .find_map(|l| l.strip_suffix(" nd/seed:1").map(str::to_string))
+        .expect("nd/seed:1 is not in Glance");
+    assert_eq!(
+        os(&format!(
+            "image show {seed_id} -f value -c container_format -c disk_format -c status"
+        )),
+        "docker\nraw\nactive\n"
+    );
+    let plan = lab_.novadock(&["plan", "-i", &seeded]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    os(&format!("image delete {seed_id}"));
+
     // 1. An image in Glance; the timer's job loads it onto cmp1 and cmp2 and records it.
     let one = upload("nd/one:latest", "nd/one:latest", "1001", 0);
     let (ok, log) = timer_run();

@@ -4,6 +4,7 @@ pub mod authorized_key;
 pub mod command;
 pub mod copy;
 pub mod file;
+pub mod glance_image;
 pub mod ini;
 pub mod known_hosts;
 pub mod nova_driver;
@@ -67,6 +68,7 @@ pub const KINDS: &[&str] = &[
     "authorized_key",
     "known_hosts",
     "nova_driver",
+    "glance_image",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +104,7 @@ pub fn build(
         )?),
         "known_hosts" => Box::new(serde_yaml::from_value::<known_hosts::KnownHosts>(args)?),
         "nova_driver" => Box::new(serde_yaml::from_value::<nova_driver::NovaDriver>(args)?),
+        "glance_image" => Box::new(serde_yaml::from_value::<glance_image::GlanceImage>(args)?),
         "openstack_flavor" => Box::new(
             serde_yaml::from_value::<openstack_flavor::OpenstackFlavor>(args)?,
         ),
