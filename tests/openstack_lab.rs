@@ -350,4 +350,37 @@ echo 'from nova.virt.dockerlab.driver import DockerDriver  # noqa: F401' > /root
         "{server}"
     );
     os("server delete --wait nd-shim");
+
+    // The same driver from git (a repository on cmp1, as pip reads any git URL), at a ref:
+    // installed once, then unchanged while the ref's commit is the one installed.
+    on(
+        "cmp1",
+        r#"set -e
+DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -q --no-install-recommends git >/dev/null
+rm -rf /root/ndshim-git && cp -r /root/ndshim /root/ndshim-git && cd /root/ndshim-git
+sed -i 's/^version = .*/version = "1.1"/' pyproject.toml
+git init -q -b main && git add -A && git -c user.name=lab -c user.email=lab@lab commit -qm driver"#,
+    );
+    let text = std::fs::read_to_string(&shim)
+        .unwrap()
+        .replace(
+            "  docker_driver_source: pip\n",
+            "  docker_driver_source: git\n  docker_driver_git: file:///root/ndshim-git\n  docker_driver_ref: main\n",
+        );
+    std::fs::write(&shim, text).unwrap();
+    let r = lab.novadock(&["apply", "-i", &shim, "--limit", "cmp1", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("git+file:///root/ndshim-git@main\n"),
+        "{r:?}"
+    );
+    assert_eq!(
+        on(
+            "cmp1",
+            "python3 -c 'import importlib.metadata as m; print(m.version(\"ndshim-driver\"))'"
+        ),
+        "1.1\n"
+    );
+    let r = lab.novadock(&["plan", "-i", &shim, "--limit", "cmp1"]);
+    assert_eq!(r.code, 0, "the git source is not idempotent: {r:?}");
 }

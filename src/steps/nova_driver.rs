@@ -30,6 +30,9 @@ pub struct NovaDriver {
     pub release: Option<String>,
 }
 
+/// Where nova-compute's own Python has nova.virt (its shebang names that Python).
+pub const VIRT_DIR_PROBE: &str = "py=$(sed -n '1s/^#! *//p' \"$(command -v nova-compute)\") && \"$py\" -c 'import os, nova.virt; print(os.path.dirname(nova.virt.__file__))'";
+
 fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with(|c: char| c.is_ascii_digit())
@@ -89,7 +92,10 @@ impl StepKind for NovaDriver {
     }
 
     fn probes(&self) -> Vec<Probe> {
-        let mut p = vec![Probe::File(self.shim_path())];
+        let mut p = vec![
+            Probe::File(self.shim_path()),
+            Probe::Cmd(VIRT_DIR_PROBE.into()),
+        ];
         if matches!(
             self.release.as_deref().map(str::trim),
             None | Some("auto") | Some("")
@@ -103,6 +109,23 @@ impl StepKind for NovaDriver {
         let (release, how) =
             openstack::resolve_release(self.release.as_deref(), cx.facts, "nova_driver")
                 .map_err(StepError::Invalid)?;
+        // The driver (copied there, or its shim) must be where nova-compute's Python looks.
+        let found = cx
+            .facts
+            .cmd(VIRT_DIR_PROBE)
+            .filter(|c| c.code == 0)
+            .map(|c| c.stdout.trim().to_string())
+            .ok_or_else(|| {
+                StepError::Invalid(
+                    "cannot find nova.virt in nova-compute's Python: is nova-compute installed on this host?".into(),
+                )
+            })?;
+        if found.trim_end_matches('/') != self.virt_dir.trim_end_matches('/') {
+            return Err(StepError::Invalid(format!(
+                "nova-compute's Python has nova.virt at {found}, not {}: the driver would be installed where Nova does not look\nhint: set nova_virt_dir: {found}",
+                self.virt_dir
+            )));
+        }
         let imp = self.import.trim();
         let target = if imp.is_empty() {
             format!("nova.virt.{}.{}", self.module, self.class)
