@@ -464,7 +464,7 @@ tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1
     );
     on(
         "cmp3",
-        "docker rmi nd/added:1 >/dev/null && docker tag nd/two:latest nd/added:1",
+        "docker rmi nd/added:1 >/dev/null && docker import --change 'CMD [\"/bin/sleep\", \"5\"]' /root/img.tar nd/added:1 >/dev/null",
     );
     let r = add(&[]);
     assert_eq!(r.code, 1, "{r:?}");
