@@ -216,6 +216,10 @@ tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1
         log.contains("  ~ cmp1, cmp2: loaded nd/one:latest (missing, "),
         "{log}"
     );
+    assert!(
+        !log.contains("MiB/s"),
+        "a progress bar without a terminal:\n{log}"
+    );
     for h in ["cmp1", "cmp2"] {
         let id = docker_id(h, "nd/one:latest").unwrap_or_else(|| panic!("not on {h}"));
         let rec = record(h, &one).unwrap_or_else(|| panic!("no record on {h}"));
@@ -352,12 +356,32 @@ tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1
         docker_id("cmp1", "nd/big:latest").is_none(),
         "a cut transfer was loaded"
     );
-    let r = lab_.novadock(&["prefetch", "-i", &inv, "--limit", "cmp1"]);
-    assert_eq!(r.code, 0, "{r:?}");
+    // On a terminal, the transfer shows a byte progress bar per host (never without one: the
+    // timer's journal above has none).
+    let tty = std::process::Command::new("script")
+        .args([
+            "-qefc",
+            &format!(
+                "{} prefetch -i {inv} --limit cmp1",
+                env!("CARGO_BIN_EXE_novadock")
+            ),
+            "/dev/null",
+        ])
+        .env("XDG_RUNTIME_DIR", lab_.dir.path())
+        .env("TMPDIR", lab_.dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&tty.stdout).replace("\r\n", "\n");
+    assert!(tty.status.success(), "{shown}");
     assert!(
-        r.stderr
-            .contains("  ~ cmp1: loaded nd/big:latest (missing, "),
-        "{r:?}"
+        shown.contains("cmp1 nd/big:latest") && shown.contains("MiB/s"),
+        "no progress bar on a terminal:\n{shown}"
+    );
+    assert!(
+        shown.contains("  ~ cmp1: loaded nd/big:latest (missing, "),
+        "{shown}"
     );
     assert!(record("cmp1", &big).is_some());
 
