@@ -65,7 +65,6 @@ impl Transport for Local {
     }
 
     async fn stream(&self, script: &str) -> Result<super::Stream, TransportError> {
-        use tokio::io::AsyncReadExt;
         self.trips.fetch_add(1, Ordering::Relaxed);
         let mut child = Command::new("sh")
             .arg("-c")
@@ -78,22 +77,9 @@ impl Transport for Local {
             .map_err(local_err)?;
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let done = async move {
-            let mut err = Vec::new();
-            let _ = stderr.read_to_end(&mut err).await;
-            let status = child.wait().await.map_err(local_err)?;
-            Ok(ExecOutput {
-                code: status.code(),
-                stdout: Vec::new(),
-                stderr: err,
-            })
-        };
-        Ok(super::Stream {
-            stdin: Box::pin(stdin),
-            stdout: Box::pin(stdout),
-            done: Box::pin(done),
-        })
+        let stderr = child.stderr.take().expect("piped stderr");
+        let wait = async move { child.wait().await.map(|s| s.code()).map_err(local_err) };
+        Ok(super::Stream::new(stdin, stdout, stderr, wait))
     }
 
     fn round_trips(&self) -> u64 {

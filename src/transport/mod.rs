@@ -43,6 +43,33 @@ pub struct Stream {
     pub done: Pin<Box<dyn Future<Output = Result<ExecOutput, TransportError>> + Send>>,
 }
 
+impl Stream {
+    /// A started process's pipes; `wait` yields its exit code once stderr has been read.
+    pub(crate) fn new<I, O, E, W>(stdin: I, stdout: O, mut stderr: E, wait: W) -> Stream
+    where
+        I: tokio::io::AsyncWrite + Send + 'static,
+        O: tokio::io::AsyncRead + Send + 'static,
+        E: tokio::io::AsyncRead + Send + Unpin + 'static,
+        W: Future<Output = Result<Option<i32>, TransportError>> + Send + 'static,
+    {
+        use tokio::io::AsyncReadExt;
+        let done = async move {
+            let mut err = Vec::new();
+            let _ = stderr.read_to_end(&mut err).await;
+            Ok(ExecOutput {
+                code: wait.await?,
+                stdout: Vec::new(),
+                stderr: err,
+            })
+        };
+        Stream {
+            stdin: Box::pin(stdin),
+            stdout: Box::pin(stdout),
+            done: Box::pin(done),
+        }
+    }
+}
+
 /// The command line that runs `script` with `sh -c`, as the configured user.
 pub fn sh_c(user: &str, local: bool, script: &str) -> String {
     let sh = format!("sh -c {}", crate::shell::quote(script));

@@ -277,7 +277,6 @@ impl Transport for Ssh {
     }
 
     async fn stream(&self, script: &str) -> Result<super::Stream, TransportError> {
-        use tokio::io::AsyncReadExt;
         self.trips.fetch_add(1, Ordering::Relaxed);
         let mut child =
             Session::to_raw_command(self.session.clone(), super::sh_c(&self.user, false, script))
@@ -289,29 +288,19 @@ impl Transport for Ssh {
                 .map_err(|e| self.disconnected(e))?;
         let stdin = child.stdin().take().expect("piped stdin");
         let stdout = child.stdout().take().expect("piped stdout");
-        let mut stderr = child.stderr().take().expect("piped stderr");
+        let stderr = child.stderr().take().expect("piped stderr");
         let address = self.address.clone();
-        let done = async move {
-            let mut err = Vec::new();
-            let _ = stderr.read_to_end(&mut err).await;
-            let status = child
+        let wait = async move {
+            child
                 .wait()
                 .await
+                .map(|s| s.code())
                 .map_err(|e| TransportError::Disconnected {
                     address,
                     message: e.to_string(),
-                })?;
-            Ok(ExecOutput {
-                code: status.code(),
-                stdout: Vec::new(),
-                stderr: err,
-            })
+                })
         };
-        Ok(super::Stream {
-            stdin: Box::pin(stdin),
-            stdout: Box::pin(stdout),
-            done: Box::pin(done),
-        })
+        Ok(super::Stream::new(stdin, stdout, stderr, wait))
     }
 
     fn round_trips(&self) -> u64 {
