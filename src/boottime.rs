@@ -8,11 +8,9 @@
 //! container is gone: that lets the Python process delete every server itself, in a `finally`,
 //! whatever happens. Ctrl-C signals it and sweeps by the run's name prefix (see `cleanup`).
 
-use crate::inventory::{Address, Host, Inventory};
+use crate::inventory::{Host, Inventory};
 use crate::openstack::Auth;
 use crate::printer::{self, hinted};
-use crate::transport::local::Local;
-use crate::transport::ssh::{Ssh, SshOptions};
 use crate::transport::{ExecOutput, Transport};
 use anyhow::{Context, Result, anyhow};
 use serde::Deserialize;
@@ -443,26 +441,15 @@ fn auth_of(controller: &Host) -> Result<Auth> {
     Ok(auth)
 }
 
+/// The same connection `plan`/`apply` would make to `h`.
 async fn connect(h: &Host, inv: &Inventory, o: &Options) -> Result<Box<dyn Transport>, String> {
-    match &h.address {
-        Address::Local => Ok(Box::new(Local::default())),
-        Address::Ssh(addr) => Ssh::connect(
-            addr,
-            &SshOptions {
-                user: h.user.clone(),
-                port: h.port,
-                identity_file: inv.ssh.identity_file.clone(),
-                known_hosts: inv.ssh.known_hosts.clone(),
-                accept_new_host_keys: o.accept_new_host_keys
-                    || inv.ssh.strict_host_key_checking == Some(false),
-                persist_secs: o.persist_secs,
-                connect_timeout_secs: o.connect_timeout_secs,
-            },
-        )
-        .await
-        .map(|s| Box::new(s) as Box<dyn Transport>)
-        .map_err(|e| e.to_string()),
-    }
+    let c = crate::transport::ConnectOptions {
+        ssh: inv.ssh.clone(),
+        accept_new_host_keys: o.accept_new_host_keys,
+        persist_secs: o.persist_secs,
+        connect_timeout_secs: o.connect_timeout_secs,
+    };
+    crate::transport::connect(h, &c).await
 }
 
 impl Cx {

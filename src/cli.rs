@@ -615,10 +615,7 @@ impl Cloud {
 }
 
 fn spool_dir(what: &str) -> PathBuf {
-    std::env::var_os("TMPDIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp"))
-        .join(format!("novadock-{what}-{}", run_id()))
+    crate::image::spool_dir(&format!("{what}-{}", run_id()))
 }
 
 fn run_image_add(a: &ImageAddArgs) -> Result<ExitCode> {

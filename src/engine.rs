@@ -190,13 +190,8 @@ impl Peers {
         targets: impl Iterator<Item = String>,
     ) -> Peers {
         Peers {
+            connect: connect_options(&inventory, opts),
             inventory,
-            connect: crate::transport::ConnectOptions {
-                ssh: Default::default(),
-                accept_new_host_keys: opts.accept_new_host_keys,
-                persist_secs: opts.persist_secs,
-                connect_timeout_secs: opts.connect_timeout_secs,
-            },
             done: targets
                 .map(|t| (t, tokio::sync::watch::channel(false)))
                 .collect(),
@@ -226,11 +221,8 @@ impl Peers {
             .inventory
             .host(host)
             .ok_or_else(|| format!("`{host}` is not a host of this inventory"))?;
-        let connect = crate::transport::ConnectOptions {
-            ssh: self.inventory.ssh.clone(),
-            ..self.connect.clone()
-        };
-        let t = crate::transport::connect(h, &connect)
+        let connect = &self.connect;
+        let t = crate::transport::connect(h, connect)
             .await
             .map_err(|e| format!("reading {host}: {e}"))?;
         let out = t.exec(&facts::peer_script(paths)).await;
@@ -379,13 +371,7 @@ impl HostRun {
     }
 
     async fn connect(&self) -> Result<Box<dyn Transport>, String> {
-        let o = crate::transport::ConnectOptions {
-            ssh: self.inventory.ssh.clone(),
-            accept_new_host_keys: self.opts.accept_new_host_keys,
-            persist_secs: self.opts.persist_secs,
-            connect_timeout_secs: self.opts.connect_timeout_secs,
-        };
-        crate::transport::connect(&self.host, &o).await
+        crate::transport::connect(&self.host, &connect_options(&self.inventory, &self.opts)).await
     }
 
     fn prepare(&self, idx: usize, vars: &minijinja::Value) -> Prepared {
@@ -736,11 +722,7 @@ impl HostRun {
         }
         let batch = std::mem::take(&mut live.batch);
         if let Err(e) = self.lock(live).await {
-            for b in &batch {
-                let r = slot(report, b.target);
-                r.status = Status::Failed;
-                r.error = Some(e.clone());
-            }
+            failed_all(report, &batch, &e);
             return Err(());
         }
         // Scripts go in one piece up to each upload, which runs after its own script part.
@@ -788,12 +770,7 @@ impl HostRun {
         let cfg = crate::image::AddConfig {
             controller: self.host.clone(),
             auth: u.auth.clone(),
-            connect: crate::transport::ConnectOptions {
-                ssh: self.inventory.ssh.clone(),
-                accept_new_host_keys: self.opts.accept_new_host_keys,
-                persist_secs: self.opts.persist_secs,
-                connect_timeout_secs: self.opts.connect_timeout_secs,
-            },
+            connect: connect_options(&self.inventory, &self.opts),
             name: u.name.clone(),
             source,
             replace: false,
@@ -820,13 +797,6 @@ impl HostRun {
         report: &mut HostReport,
         batch: &[Batched],
     ) -> Result<(), ()> {
-        let fail_all = |report: &mut HostReport, e: &str| {
-            for b in batch {
-                let r = slot(report, b.target);
-                r.status = Status::Failed;
-                r.error = Some(e.to_string());
-            }
-        };
         let marker = facts::new_marker();
         let mut script = format!("ND_RUN={}\n{PRELUDE}", quote(&self.opts.run_id));
         for (i, b) in batch.iter().enumerate() {
@@ -836,7 +806,7 @@ impl HostRun {
         let out = match live.transport.exec(&script).await {
             Ok(out) => out,
             Err(e) => {
-                fail_all(report, &e.to_string());
+                failed_all(report, batch, &e.to_string());
                 return Err(());
             }
         };
@@ -995,6 +965,25 @@ async fn gather(t: &dyn Transport, probes: &[Probe]) -> Result<Facts, String> {
         ));
     }
     facts::parse(probes, &marker, &out.stdout).map_err(|e| e.to_string())
+}
+
+/// The ConnectOptions of this run, for the targets and for the hosts steps read from.
+fn connect_options(inventory: &Inventory, opts: &Options) -> crate::transport::ConnectOptions {
+    crate::transport::ConnectOptions {
+        ssh: inventory.ssh.clone(),
+        accept_new_host_keys: opts.accept_new_host_keys,
+        persist_secs: opts.persist_secs,
+        connect_timeout_secs: opts.connect_timeout_secs,
+    }
+}
+
+/// Changes that could not be sent at all (no lock, connection lost).
+fn failed_all(report: &mut HostReport, batch: &[Batched], e: &str) {
+    for b in batch {
+        let r = slot(report, b.target);
+        r.status = Status::Failed;
+        r.error = Some(e.to_string());
+    }
 }
 
 /// Changes that did not run because an earlier one failed.

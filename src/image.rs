@@ -33,6 +33,15 @@ pub struct AddConfig {
     pub spool_dir: PathBuf,
 }
 
+/// `$TMPDIR/novadock-NAME`, else under /var/tmp (disk, not a tmpfs): where images wait while
+/// they are checked or fanned out.
+pub fn spool_dir(name: &str) -> PathBuf {
+    std::env::var_os("TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"))
+        .join(format!("novadock-{name}"))
+}
+
 #[derive(Debug, Serialize)]
 pub struct AddResult {
     pub name: String,
@@ -200,15 +209,7 @@ async fn save_from(
 
 /// Creates the image, streams the data from stdin, checks Glance's own checksum, prints the
 /// image as JSON. An upload that fails leaves no image behind.
-const UPLOAD_PY: &str = r#"import json, ssl, sys, urllib.request
-src = sys.stdin.buffer
-a = json.loads(src.readline())
-ctx = None
-if a["verify"] is False:
-    ctx = ssl._create_unverified_context()
-elif isinstance(a["verify"], str):
-    ctx = ssl.create_default_context(cafile=a["verify"])
-def call(method, path, body=None, headers=None):
+const UPLOAD_PY: &str = r#"def call(method, path, body=None, headers=None):
     h = {"X-Auth-Token": a["token"]}
     h.update(headers or {})
     req = urllib.request.Request(a["glance"] + path, data=body, method=method, headers=h)
@@ -237,14 +238,7 @@ except BaseException as e:
 print(json.dumps({"id": img["id"]}))
 "#;
 
-const DELETE_PY: &str = r#"import json, ssl, sys, urllib.request
-a = json.loads(sys.stdin.readline())
-ctx = None
-if a["verify"] is False:
-    ctx = ssl._create_unverified_context()
-elif isinstance(a["verify"], str):
-    ctx = ssl.create_default_context(cafile=a["verify"])
-for i in a["ids"]:
+const DELETE_PY: &str = r#"for i in a["ids"]:
     req = urllib.request.Request(a["glance"] + "/images/" + i, method="DELETE", headers={"X-Auth-Token": a["token"]})
     try:
         urllib.request.urlopen(req, timeout=120, context=ctx)
@@ -356,18 +350,16 @@ async fn upload(
         }));
     }
     // 3. Upload: the request on the first line of stdin, then the bytes.
-    let script = format!("exec python3 -c {}", crate::shell::quote(UPLOAD_PY));
+    let script = format!("exec {}", session.access.python(UPLOAD_PY));
     let mut s = ctl.stream(&script).await.map_err(|e| e.to_string())?;
-    let request = serde_json::json!({
-        "glance": session.access.glance, "token": session.access.token,
-        "verify": session.access.verify, "name": name, "size": size,
-        "sha512": sha512, "public": cfg.public,
-    });
+    let request = session.access.request(serde_json::json!({
+        "name": name, "size": size, "sha512": sha512, "public": cfg.public,
+    }));
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let send = async {
-        s.stdin.write_all(format!("{request}\n").as_bytes()).await?;
+        s.stdin.write_all(request.as_bytes()).await?;
         tokio::io::copy(&mut file, &mut s.stdin).await?;
         s.stdin.shutdown().await
     };
@@ -391,17 +383,13 @@ async fn upload(
     let removed: Vec<String> = same.iter().map(|i| i.id.clone()).collect();
     if !removed.is_empty() {
         let mut d = ctl
-            .stream(&format!(
-                "exec python3 -c {}",
-                crate::shell::quote(DELETE_PY)
-            ))
+            .stream(&format!("exec {}", session.access.python(DELETE_PY)))
             .await
             .map_err(|e| e.to_string())?;
-        let req = serde_json::json!({
-            "glance": session.access.glance, "token": session.access.token,
-            "verify": session.access.verify, "ids": removed,
-        });
-        let _ = d.stdin.write_all(format!("{req}\n").as_bytes()).await;
+        let req = session
+            .access
+            .request(serde_json::json!({ "ids": removed }));
+        let _ = d.stdin.write_all(req.as_bytes()).await;
         let _ = d.stdin.shutdown().await;
         drop(d.stdin);
         let out = d.done.await.map_err(|e| e.to_string())?;

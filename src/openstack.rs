@@ -396,6 +396,21 @@ def guard(fn):
         raise
     except Exception as e:
         fail("%s: %s" % (type(e).__name__, str(e).strip().splitlines()[0] if str(e).strip() else ""))
+def docker_images(conn, query=""):
+    """Glance's images of container format docker, every page (raw API: the SDK cannot filter on
+    the container format)."""
+    out = []
+    url = "/images?container_format=docker&limit=200" + query
+    while url:
+        r = conn.image.get(url)
+        if r.status_code != 200:
+            raise RuntimeError("Glance: GET %s: HTTP %d %s" % (url, r.status_code, r.text.strip()[:200]))
+        body = r.json()
+        out += body.get("images", [])
+        url = body.get("next")
+        if url and url.startswith("/v2"):
+            url = url[3:]
+    return out
 try:
     import openstack
 except ImportError:
@@ -418,19 +433,9 @@ const FACTS_PY: &str = r#"def facts():
         "compute_hosts": sorted(
             {s.host: s.state for s in conn.compute.services() if s.binary == "nova-compute"}.items()
         ),
-        # Names of docker images (raw API: the SDK's listing cannot filter on container format).
-        "docker_images": [],
+        "docker_images": [{"name": i.get("name"), "id": i["id"], "status": i.get("status")}
+                          for i in docker_images(conn)],
     }
-    url = "/images?container_format=docker&limit=200"
-    while url:
-        r = conn.image.get(url)
-        r.raise_for_status()
-        body = r.json()
-        out["docker_images"] += [{"name": i.get("name"), "id": i["id"], "status": i.get("status")}
-                                 for i in body.get("images", [])]
-        url = body.get("next")
-        if url and url.startswith("/v2"):
-            url = url[3:]
     print(json.dumps(out))
 try:
     facts()

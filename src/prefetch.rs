@@ -162,18 +162,8 @@ pub(crate) async fn cloud_session(
 /// One API session: the docker images (server-side filter) and the aggregate's live members.
 const DISCOVER_PY: &str = r#"def main():
     conn = openstack.connect()
-    images = []
-    url = "/images?container_format=docker&status=active&limit=200"
-    while url:
-        r = conn.image.get(url)
-        if r.status_code != 200:
-            fail("Glance: GET %s: HTTP %d %s" % (url, r.status_code, r.text.strip()[:200]))
-        body = r.json()
-        for i in body.get("images", []):
-            images.append({k: i.get(k) for k in ("id", "name", "size", "checksum", "os_hash_algo", "os_hash_value")})
-        url = body.get("next")
-        if url and url.startswith("/v2"):
-            url = url[3:]
+    images = [{k: i.get(k) for k in ("id", "name", "size", "checksum", "os_hash_algo", "os_hash_value")}
+              for i in docker_images(conn, "&status=active")]
     agg = [a for a in conn.compute.aggregates() if a.name == ARGS["aggregate"]]
     services = {s.host: s.state for s in conn.compute.services() if s.binary == "nova-compute"}
     glance = conn.image.get_endpoint().rstrip("/")
@@ -188,22 +178,47 @@ guard(main)
 /// Streams one image's data from Glance to stdout. Plain urllib with the token discovery got
 /// (read from stdin, never on a command line): no openstacksdk import and no new
 /// authentication per image, which would cost more than a small image's transfer.
-const DOWNLOAD_PY: &str = r#"import json, shutil, ssl, sys, urllib.request
-a = json.loads(sys.stdin.readline())
+const DOWNLOAD_PY: &str = r#"url = "%s/images/%s/file" % (a["glance"], a["id"])
+req = urllib.request.Request(url, headers={"X-Auth-Token": a["token"]})
+try:
+    r = urllib.request.urlopen(req, timeout=60, context=ctx)
+except Exception as e:
+    sys.stderr.write("GET %s: %s\n" % (url, e))
+    sys.exit(1)
+shutil.copyfileobj(r, sys.stdout.buffer, 1 << 20)
+sys.stdout.buffer.flush()
+"#;
+
+/// What every script talking to Glance with [`GlanceAccess`] starts with: the request on the
+/// first line of stdin (`src` holds the rest), `a` its fields, `ctx` the TLS context.
+const GLANCE_PY_PRELUDE: &str = r#"import json, shutil, ssl, sys, urllib.error, urllib.request
+src = sys.stdin.buffer
+a = json.loads(src.readline())
 ctx = None
 if a["verify"] is False:
     ctx = ssl._create_unverified_context()
 elif isinstance(a["verify"], str):
     ctx = ssl.create_default_context(cafile=a["verify"])
-req = urllib.request.Request(a["url"], headers={"X-Auth-Token": a["token"]})
-try:
-    r = urllib.request.urlopen(req, timeout=60, context=ctx)
-except Exception as e:
-    sys.stderr.write("GET %s: %s\n" % (a["url"], e))
-    sys.exit(1)
-shutil.copyfileobj(r, sys.stdout.buffer, 1 << 20)
-sys.stdout.buffer.flush()
 "#;
+
+impl GlanceAccess {
+    /// `python3 -c` running `body` after [`GLANCE_PY_PRELUDE`].
+    pub(crate) fn python(&self, body: &str) -> String {
+        format!(
+            "python3 -c {}",
+            crate::shell::quote(&format!("{GLANCE_PY_PRELUDE}{body}"))
+        )
+    }
+
+    /// The first line to send such a script: `fields` plus where Glance is and how to reach it.
+    pub(crate) fn request(&self, fields: serde_json::Value) -> String {
+        let mut r = fields;
+        r["glance"] = self.glance.clone().into();
+        r["token"] = self.token.clone().into();
+        r["verify"] = self.verify.clone();
+        format!("{r}\n")
+    }
+}
 
 fn image_of(raw: RawImage) -> Result<GlanceImage, String> {
     let name = raw.name.unwrap_or_default();
@@ -516,22 +531,17 @@ impl Downloads {
         tx: &watch::Sender<Progress>,
     ) -> Result<(), String> {
         let script = format!(
-            "exec timeout {} python3 -c {}",
-            DOWNLOAD_TIMEOUT_SECS,
-            crate::shell::quote(DOWNLOAD_PY)
+            "exec timeout {DOWNLOAD_TIMEOUT_SECS} {}",
+            self.access.python(DOWNLOAD_PY)
         );
         let mut file = tokio::fs::File::create(path)
             .await
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         trace(&format!("download {} start", image.id));
         let mut s = self.ctl.stream(&script).await.map_err(|e| e.to_string())?;
-        let request = serde_json::json!({
-            "url": format!("{}/images/{}/file", self.access.glance, image.id),
-            "token": self.access.token,
-            "verify": self.access.verify,
-        });
+        let request = self.access.request(serde_json::json!({ "id": image.id }));
         s.stdin
-            .write_all(format!("{request}\n").as_bytes())
+            .write_all(request.as_bytes())
             .await
             .map_err(|e| format!("sending the request to the controller: {e}"))?;
         s.stdin.shutdown().await.map_err(|e| e.to_string())?;
