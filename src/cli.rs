@@ -236,14 +236,27 @@ struct BootTimeArgs {
 }
 
 pub fn main() -> ExitCode {
+    printer::trace(|| "start".into());
     let cli = Cli::parse();
-    match run(cli) {
+    let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
             printer::error(&e);
             ExitCode::from(1)
         }
-    }
+    };
+    printer::trace(|| {
+        let hwm = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        format!("end; {hwm}")
+    });
+    code
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

@@ -279,9 +279,12 @@ struct Batched {
     /// What the change does, for the error message when it fails.
     what: Vec<String>,
     runs_commands: bool,
-    /// Sent after `script` (which holds its `nd_pending` lines): not a script, the engine
-    /// carries it.
+    /// Sent after `script`: not a script, the engine carries it.
     upload: Option<plan::UploadSpec>,
+    /// Directories whose entries change: synced at the end of the script.
+    dirs: Vec<String>,
+    /// Handlers this change notifies.
+    notify: Vec<String>,
 }
 
 enum StepFailure {
@@ -309,7 +312,10 @@ impl HostRun {
             facts: None,
         };
         let transport = match self.connect().await {
-            Ok(t) => t,
+            Ok(t) => {
+                crate::printer::trace(|| format!("{}: connected", self.host.name));
+                t
+            }
             Err(e) => {
                 report.error = Some(e);
                 self.note_failure();
@@ -440,6 +446,7 @@ impl HostRun {
                 .await
                 .map_err(|e| self.explain_sudo(e))?,
         };
+        crate::printer::trace(|| format!("{}: facts", self.host.name));
         // Other hosts' files are read afresh even for a confirmed plan: a key the plan said
         // would be generated exists now.
         self.read_peers(&peer_probes, &mut live.facts).await;
@@ -584,8 +591,10 @@ impl HostRun {
             }
             report.handlers.push(r);
         }
+        crate::printer::trace(|| format!("{}: planned", self.host.name));
         // Everything not sent yet goes in one round trip; failures are marked in the report.
         let _ = self.flush(live, report).await;
+        crate::printer::trace(|| format!("{}: sent", self.host.name));
         Ok(())
     }
 
@@ -628,16 +637,10 @@ impl HostRun {
             })
             .map_err(|e| StepFailure::Failed(e.to_string()))?;
         if outcome.changed() {
-            let mut pre = String::new();
-            for n in notify {
-                // Recorded before the change is written: a run killed in between still
-                // restarts the service next time.
-                pre.push_str(&format!("nd_pending {}\n", quote(n)));
-            }
             self.execute(
                 live,
                 &outcome.actions,
-                &pre,
+                notify,
                 Target::Step(report.steps.len()),
             );
         }
@@ -670,18 +673,33 @@ impl HostRun {
             command: post,
             systemd: false,
         });
-        self.execute(live, &actions, "", Target::Handler(report.handlers.len()));
+        self.execute(live, &actions, &[], Target::Handler(report.handlers.len()));
         Ok(outcome)
     }
 
     /// The one place where plan and apply differ: in apply mode, the actions join the batch
     /// that [`HostRun::flush`] sends; in plan mode they only update the facts.
-    fn execute(&self, live: &mut Live, actions: &[Action], pre: &str, target: Target) {
+    fn execute(&self, live: &mut Live, actions: &[Action], notify: &[String], target: Target) {
         let needs_reload = live.units_changed
             && actions
                 .iter()
                 .any(|a| matches!(a, Action::Run { systemd: true, .. }));
-        plan::overlay(&mut live.facts, actions);
+        // Each action's script sees the facts as they are before it (a write is sent as an
+        // edit of the content the facts hold); then the facts move on.
+        let mut scripts = String::new();
+        for a in actions {
+            if self.opts.mode == Mode::Apply {
+                let old = match (a, &live.facts) {
+                    (Action::Write { path, .. }, f) => match f.file(path) {
+                        facts::FileFact::File { content, .. } => Some(&content[..]),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                scripts.push_str(&plan::action_script(a, old));
+            }
+            plan::overlay(&mut live.facts, std::slice::from_ref(a));
+        }
         let writes_units = actions.iter().any(|a| match a {
             Action::Write { path, .. }
             | Action::Remove { path, .. }
@@ -695,13 +713,11 @@ impl HostRun {
         if self.opts.mode == Mode::Plan {
             return;
         }
-        let mut script = pre.to_string();
+        let mut script = String::new();
         if needs_reload {
             script.push_str("systemctl daemon-reload\n");
         }
-        for a in actions {
-            script.push_str(&plan::action_script(a));
-        }
+        script.push_str(&scripts);
         live.batch.push(Batched {
             target,
             script,
@@ -711,6 +727,8 @@ impl HostRun {
                 Action::Upload(u) => Some(u.clone()),
                 _ => None,
             }),
+            dirs: plan::changed_dirs(actions),
+            notify: notify.to_vec(),
         });
     }
 
@@ -799,10 +817,37 @@ impl HostRun {
     ) -> Result<(), ()> {
         let marker = facts::new_marker();
         let mut script = format!("ND_RUN={}\n{PRELUDE}", quote(&self.opts.run_id));
+        // Recorded before any change is written: a run killed in between still restarts the
+        // services next time (at worst once too often).
+        let mut notify: Vec<&String> = batch.iter().flat_map(|b| &b.notify).collect();
+        notify.sort_unstable();
+        notify.dedup();
+        if !notify.is_empty() {
+            script.push_str("nd_pending");
+            for n in notify {
+                script.push(' ');
+                script.push_str(&quote(n));
+            }
+            script.push('\n');
+        }
         for (i, b) in batch.iter().enumerate() {
             script.push_str(&format!("printf '\\n%s {i}\\n' {}\n", quote(&marker)));
             script.push_str(&b.script);
         }
+        let mut dirs: Vec<&String> = batch.iter().flat_map(|b| &b.dirs).collect();
+        dirs.sort_unstable();
+        dirs.dedup();
+        if !dirs.is_empty() {
+            script.push_str("sync --");
+            for d in dirs {
+                script.push(' ');
+                script.push_str(&quote(d));
+            }
+            script.push('\n');
+        }
+        crate::printer::trace(|| {
+            format!("{}: locked, sending {} bytes", self.host.name, script.len())
+        });
         let out = match live.transport.exec(&script).await {
             Ok(out) => out,
             Err(e) => {

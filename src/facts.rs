@@ -210,7 +210,7 @@ fn parse_file(body: &[u8]) -> Option<FileFact> {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 /// A marker that no file on the host will contain by accident.

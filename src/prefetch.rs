@@ -537,7 +537,7 @@ impl Downloads {
         let mut file = tokio::fs::File::create(path)
             .await
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        trace(&format!("download {} start", image.id));
+        crate::printer::trace(|| format!("download {} start", image.id));
         let mut s = self.ctl.stream(&script).await.map_err(|e| e.to_string())?;
         let request = self.access.request(serde_json::json!({ "id": image.id }));
         s.stdin
@@ -569,7 +569,7 @@ impl Downloads {
             n += k as u64;
             tx.send_modify(|p| p.written = n);
         }
-        trace(&format!("download {} done: {n} bytes", image.id));
+        crate::printer::trace(|| format!("download {} done: {n} bytes", image.id));
         let out = s.done.await.map_err(|e| e.to_string())?;
         *self
             .read_from_glance
@@ -612,14 +612,6 @@ impl Downloads {
                 let _ = std::fs::remove_file(&s.path);
             }
         }
-    }
-}
-
-fn trace(what: &str) {
-    if std::env::var_os("NOVADOCK_TRACE").is_some() {
-        static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-        let t0 = T0.get_or_init(Instant::now);
-        eprintln!("[{:8.3}] {what}", t0.elapsed().as_secs_f64());
     }
 }
 
@@ -1176,10 +1168,10 @@ async fn load(
         drop(s.stdin);
         Ok(0)
     };
-    trace(&format!("{host}: fed {}", image.id));
+    crate::printer::trace(|| format!("{host}: fed {}", image.id));
     let mut stdout = Vec::new();
     let _ = s.stdout.read_to_end(&mut stdout).await;
-    trace(&format!("{host}: loaded {}", image.id));
+    crate::printer::trace(|| format!("{host}: loaded {}", image.id));
     let out = s.done.await.map_err(|e| e.to_string());
     bar.finish_and_clear();
     fed?;

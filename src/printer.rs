@@ -190,3 +190,14 @@ pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Er
         hint: hint.into(),
     })
 }
+
+/// `NOVADOCK_TRACE=1`: timings for whoever tunes the engine, seconds since the first trace
+/// line; never part of the output contract.
+pub fn trace(what: impl FnOnce() -> String) {
+    static ON: std::sync::OnceLock<Option<std::time::Instant>> = std::sync::OnceLock::new();
+    if let Some(t0) =
+        ON.get_or_init(|| std::env::var_os("NOVADOCK_TRACE").map(|_| std::time::Instant::now()))
+    {
+        eprintln!("[{:8.3}] {}", t0.elapsed().as_secs_f64(), what());
+    }
+}

@@ -249,31 +249,87 @@ pub fn describe_attrs(a: &Attrs) -> String {
 }
 
 /// A unified diff of a file; INI secrets are masked before diffing.
+///
+/// Only the changed window (plus context) is masked and diffed: config files are large and
+/// their changes small, and a run plans the same files on every host.
 pub fn unified_diff(path: &str, existed: bool, old: &[u8], new: &[u8], mask_ini: bool) -> String {
     let (Ok(old), Ok(new)) = (std::str::from_utf8(old), std::str::from_utf8(new)) else {
         return format!("binary content of {path} differs\n");
     };
-    let (old, new) = if mask_ini {
-        (crate::ini::mask_secrets(old), crate::ini::mask_secrets(new))
+    let old_lines: Vec<&str> = old.split_inclusive('\n').collect();
+    let new_lines: Vec<&str> = new.split_inclusive('\n').collect();
+    let same_head = old_lines
+        .iter()
+        .zip(&new_lines)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let room = old_lines.len().min(new_lines.len()) - same_head;
+    let same_tail = old_lines
+        .iter()
+        .rev()
+        .zip(new_lines.iter().rev())
+        .take(room)
+        .take_while(|(a, b)| a == b)
+        .count();
+    const CONTEXT: usize = 3;
+    let mut start = same_head.saturating_sub(CONTEXT);
+    // Start on an option line, not inside a continuation: masking needs to see its option.
+    while start > 0 && old_lines[start].starts_with([' ', '\t']) {
+        start -= 1;
+    }
+    let cut_tail = same_tail.saturating_sub(CONTEXT);
+    let window = |lines: &[&str]| lines[start..lines.len() - cut_tail].concat();
+    let (old_w, new_w) = (window(&old_lines), window(&new_lines));
+    let (old_w, new_w) = if mask_ini {
+        (
+            crate::ini::mask_secrets(&old_w),
+            crate::ini::mask_secrets(&new_w),
+        )
     } else {
-        (old.to_string(), new.to_string())
+        (old_w, new_w)
     };
-    let diff = similar::TextDiff::from_lines(&old, &new);
+    let diff = similar::TextDiff::from_lines(&old_w, &new_w);
     let from = if existed {
         path.to_string()
     } else {
         "/dev/null".into()
     };
-    let mut out = diff
+    let text = diff
         .unified_diff()
-        .context_radius(3)
+        .context_radius(CONTEXT)
         .missing_newline_hint(true)
         .header(&from, path)
         .to_string();
+    let mut out = String::with_capacity(text.len() + 16);
+    for line in text.split_inclusive('\n') {
+        match shift_hunk_header(line, start) {
+            Some(h) => out.push_str(&h),
+            None => out.push_str(line),
+        }
+    }
     if !out.ends_with('\n') {
         out.push('\n');
     }
     out
+}
+
+/// "@@ -a,b +c,d @@" of a diff of a window that starts `by` lines into the file.
+fn shift_hunk_header(line: &str, by: usize) -> Option<String> {
+    let rest = line.strip_prefix("@@ -")?;
+    let (ranges, tail) = rest.split_once(" @@")?;
+    let (old, new) = ranges.split_once(" +")?;
+    let shift = |r: &str| -> Option<String> {
+        let (l, n) = match r.split_once(',') {
+            Some((l, n)) => (l, Some(n)),
+            None => (r, None),
+        };
+        let l: usize = l.parse().ok()?;
+        Some(match n {
+            Some(n) => format!("{},{n}", l + by),
+            None => format!("{}", l + by),
+        })
+    };
+    Some(format!("@@ -{} +{} @@{tail}", shift(old)?, shift(new)?))
 }
 
 /// A step with `loop:`: one instance per item, planned in order, each seeing the effects of
@@ -322,5 +378,115 @@ impl StepKind for Each {
         all.diff = (!diffs.is_empty()).then_some(diffs);
         all.note = (!notes.is_empty()).then(|| notes.join("; "));
         Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `diff` applied to `old` (hunk headers and context checked on the way).
+    fn patch(old: &str, diff: &str) -> Result<String, String> {
+        let old: Vec<&str> = old.split_inclusive('\n').collect();
+        let mut out = String::new();
+        let mut at = 0; // next old line (0-based) not yet copied
+        let mut lines = diff.split_inclusive('\n').skip(2).peekable();
+        while let Some(h) = lines.next() {
+            let r = h.strip_prefix("@@ -").ok_or(format!("not a hunk: {h:?}"))?;
+            let (o, _) = r.split_once(" +").ok_or("bad header")?;
+            let (l, n) = o.split_once(',').unwrap_or((o, "1"));
+            let (l, n): (usize, usize) = (l.parse().unwrap(), n.parse().unwrap());
+            let first = if n == 0 { l } else { l - 1 };
+            if first < at {
+                return Err(format!("hunk goes back: {h:?}"));
+            }
+            out.extend(old[at..first].iter().copied());
+            at = first;
+            let mut seen = 0;
+            while let Some(l) = lines.next_if(|l| !l.starts_with("@@")) {
+                if l.starts_with('\\') {
+                    continue;
+                }
+                let text = &l[1..];
+                // "\ No newline at end of file" follows a line that had no newline.
+                let text = if lines.peek().is_some_and(|n| n.starts_with('\\')) {
+                    text.strip_suffix('\n').unwrap_or(text)
+                } else {
+                    text
+                };
+                match &l[..1] {
+                    " " | "-" => {
+                        if old.get(at) != Some(&text) {
+                            return Err(format!("context/removed line {at} is not {text:?}"));
+                        }
+                        at += 1;
+                        seen += 1;
+                        if l.starts_with(' ') {
+                            out.push_str(text);
+                        }
+                    }
+                    "+" => out.push_str(text),
+                    _ => return Err(format!("bad line {l:?}")),
+                }
+            }
+            if seen != n {
+                return Err(format!("hunk {h:?} covers {seen} old lines"));
+            }
+        }
+        out.extend(old[at..].iter().copied());
+        Ok(out)
+    }
+
+    fn line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("[DEFAULT]\n".to_string()),
+            "[a-c]{1,3} = [x-z]{0,3}\n",
+            Just("\n".to_string()),
+            Just("x".to_string()),
+        ]
+    }
+
+    proptest! {
+        /// The diff of the changed window, shifted, patches the whole old file into the new.
+        #[test]
+        fn windowed_diff_patches_old_into_new(
+            lines in prop::collection::vec(line(), 0..60),
+            edits in prop::collection::vec((0usize..60, 0usize..3, line()), 1..4),
+        ) {
+            let old = lines.concat();
+            let mut new_lines = lines.clone();
+            for (at, kind, text) in edits {
+                let at = at.min(new_lines.len());
+                match kind {
+                    0 => new_lines.insert(at, text),
+                    1 if at < new_lines.len() => { new_lines.remove(at); }
+                    _ if at < new_lines.len() => new_lines[at] = text,
+                    _ => new_lines.push(text),
+                }
+            }
+            let new = new_lines.concat();
+            let d = unified_diff("/f", true, old.as_bytes(), new.as_bytes(), false);
+            if old == new {
+                prop_assert_eq!(d, "\n");
+            } else {
+                prop_assert_eq!(patch(&old, &d), Ok(new));
+            }
+        }
+    }
+
+    /// A secret's continuation line at the top of the window is masked: the window starts
+    /// at its option.
+    #[test]
+    fn continuation_of_a_secret_is_masked() {
+        let mut old = String::from("[DEFAULT]\n");
+        for i in 0..20 {
+            old.push_str(&format!("opt{i} = v\n"));
+        }
+        old.push_str("password = first\n  second\n  third\n  fourth\n  fifth\n");
+        let new = format!("{old}added = 1\n");
+        let d = unified_diff("/f", true, old.as_bytes(), new.as_bytes(), true);
+        assert!(!d.contains("fourth") && !d.contains("fifth"), "{d}");
+        assert!(d.contains("+added = 1"), "{d}");
     }
 }
