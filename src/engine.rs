@@ -999,17 +999,32 @@ fn yaml_kind(v: &serde_yaml::Value) -> &'static str {
 }
 
 async fn gather(t: &dyn Transport, probes: &[Probe]) -> Result<Facts, String> {
-    let marker = facts::new_marker();
-    let script = facts::script(probes, &marker);
-    let out = t.exec(&script).await.map_err(|e| e.to_string())?;
-    if !out.success() {
-        return Err(format!(
-            "gathering facts failed (exit {}): {}",
-            out.code.map_or("signal".into(), |c| c.to_string()),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+    let run = |each: bool| async move {
+        let marker = facts::new_marker();
+        let script = if each {
+            facts::script_each(probes, &marker)
+        } else {
+            facts::script(probes, &marker)
+        };
+        let out = t.exec(&script).await.map_err(|e| e.to_string())?;
+        if !out.success() {
+            return Err(format!(
+                "gathering facts failed (exit {}): {}",
+                out.code.map_or("signal".into(), |c| c.to_string()),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(if each {
+            facts::parse_each(probes, &marker, &out.stdout)
+        } else {
+            facts::parse(probes, &marker, &out.stdout)
+        })
+    };
+    match run(false).await? {
+        // A file changed between `stat` and `cat`: read them one by one.
+        Err(facts::FactsError::Raced) => run(true).await?.map_err(|e| e.to_string()),
+        r => r.map_err(|e| e.to_string()),
     }
-    facts::parse(probes, &marker, &out.stdout).map_err(|e| e.to_string())
 }
 
 /// The ConnectOptions of this run, for the targets and for the hosts steps read from.

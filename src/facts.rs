@@ -5,6 +5,7 @@
 
 use crate::shell::quote;
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Probe {
@@ -33,10 +34,86 @@ pub struct Meta {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileFact {
     Absent,
-    File { meta: Meta, content: Vec<u8> },
+    File { meta: Meta, content: Content },
     Dir { meta: Meta },
     Link { target: String },
     Other,
+}
+
+/// The bytes of a file, shared: a run often reads and writes the same content on many hosts,
+/// and one copy serves them all (large contents are interned by their hash). Its sha256 is
+/// computed once.
+#[derive(Clone)]
+pub struct Content(Arc<Shared>);
+
+struct Shared {
+    bytes: Box<[u8]>,
+    sha256: OnceLock<String>,
+}
+
+/// Contents smaller than this are not worth hashing to share.
+const INTERN_MIN: usize = 4096;
+
+impl Content {
+    pub fn sha256_hex(&self) -> &str {
+        self.0
+            .sha256
+            .get_or_init(|| crate::plan::sha256_hex(&self.0.bytes))
+    }
+}
+
+impl From<&[u8]> for Content {
+    fn from(bytes: &[u8]) -> Content {
+        if bytes.len() < INTERN_MIN {
+            return Content(Arc::new(Shared {
+                bytes: bytes.into(),
+                sha256: OnceLock::new(),
+            }));
+        }
+        static POOL: Mutex<BTreeMap<String, Weak<Shared>>> = Mutex::new(BTreeMap::new());
+        let sha = crate::plan::sha256_hex(bytes);
+        let mut pool = POOL.lock().expect("not poisoned");
+        if let Some(shared) = pool.get(&sha).and_then(Weak::upgrade) {
+            return Content(shared);
+        }
+        // Forget contents nobody holds any more, now and then.
+        if pool.len() >= 64 && pool.len().is_power_of_two() {
+            pool.retain(|_, w| w.strong_count() > 0);
+        }
+        let shared = Arc::new(Shared {
+            bytes: bytes.into(),
+            sha256: OnceLock::from(sha.clone()),
+        });
+        pool.insert(sha, Arc::downgrade(&shared));
+        Content(shared)
+    }
+}
+
+impl From<Vec<u8>> for Content {
+    fn from(bytes: Vec<u8>) -> Content {
+        Content::from(&bytes[..])
+    }
+}
+
+impl std::ops::Deref for Content {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0.bytes
+    }
+}
+
+impl PartialEq for Content {
+    fn eq(&self, other: &Content) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.bytes == other.0.bytes
+    }
+}
+
+impl Eq for Content {}
+
+impl std::fmt::Debug for Content {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(&self.0.bytes))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +135,8 @@ pub struct Facts {
 pub enum FactsError {
     #[error("the facts script printed no answer for probe {0}; output was cut short")]
     Missing(usize),
+    #[error("a file changed while it was read")]
+    Raced,
     #[error("unexpected facts output for {probe}: {detail}")]
     Garbled { probe: String, detail: String },
 }
@@ -105,8 +184,56 @@ pub fn parse_peer(out: &str) -> Option<String> {
     Some(text)
 }
 
-/// The script that answers `probes`; every answer ends with "\n<marker> <index> <rc>\n".
+/// The script that answers `probes`. Files cost two processes in all, whatever their number
+/// (on a busy host each process costs about a millisecond): one `stat` of those that exist,
+/// one `cat` of the regular ones, split by the sizes `stat` gave. Commands follow, each
+/// answer ending with "\n<marker> <index> <rc>\n".
 pub fn script(probes: &[Probe], marker: &str) -> String {
+    let paths: Vec<String> = probes
+        .iter()
+        .filter_map(|p| match p {
+            Probe::File(path) => Some(quote(path)),
+            _ => None,
+        })
+        .collect();
+    let mut s = format!("LC_ALL=C; export LC_ALL\nnd_m={}\n", quote(marker));
+    if !paths.is_empty() {
+        let list = paths.join(" ");
+        // Which exist ("e"/"a"), their stat lines, the regular files' bytes, the links'
+        // targets; a file that changes in between shows as a mismatch, and the per-file
+        // script runs instead.
+        s.push_str(&format!(
+            "printf '%s files\\n' \"$nd_m\"\n\
+             set --\n\
+             for p in {list}; do\n\
+             \tif [ -L \"$p\" ] || [ -e \"$p\" ]; then printf e; set -- \"$@\" \"$p\"; else printf a; fi\n\
+             done\n\
+             printf '\\n'\n\
+             if [ $# -gt 0 ]; then stat -c '%f %U %G %a %s' -- \"$@\" || printf '%s raced\\n' \"$nd_m\"; fi\n\
+             printf '%s cat\\n' \"$nd_m\"\n\
+             set --\n\
+             for p in {list}; do if [ -f \"$p\" ] && [ ! -L \"$p\" ]; then set -- \"$@\" \"$p\"; fi; done\n\
+             if [ $# -gt 0 ]; then cat -- \"$@\" || printf '%s raced\\n' \"$nd_m\"; fi\n\
+             printf '\\n%s links\\n' \"$nd_m\"\n\
+             for p in {list}; do if [ -L \"$p\" ]; then readlink -- \"$p\" || echo; fi; done\n\
+             printf '%s end\\n' \"$nd_m\"\n"
+        ));
+    }
+    for (i, p) in probes.iter().enumerate() {
+        if let Probe::Cmd(cmd) = p {
+            // A subshell: a probe's `exit` or `cd` cannot disturb the others.
+            s.push_str(&format!(
+                "(sh -c {}) </dev/null 2>/dev/null\nprintf '\\n%s {i} %s\\n' \"$nd_m\" \"$?\"\n",
+                quote(cmd)
+            ));
+        }
+    }
+    s
+}
+
+/// The script answering `probes` one by one (a process or two per file): for when a file
+/// changed while [`script`] read it.
+pub fn script_each(probes: &[Probe], marker: &str) -> String {
     let mut s = String::from(
         "LC_ALL=C; export LC_ALL\n\
          nd_file() {\n\
@@ -134,11 +261,120 @@ pub fn script(probes: &[Probe], marker: &str) -> String {
     s
 }
 
-/// Split the output of [`script`] into facts.
+/// Split the output of [`script`] into facts. [`FactsError::Raced`]: run [`script_each`].
 pub fn parse(probes: &[Probe], marker: &str, out: &[u8]) -> Result<Facts, FactsError> {
     let mut facts = Facts::default();
+    let files: Vec<&String> = probes
+        .iter()
+        .filter_map(|p| match p {
+            Probe::File(path) => Some(path),
+            _ => None,
+        })
+        .collect();
+    let mut rest = out;
+    if !files.is_empty() {
+        let garbled = |detail: &str| FactsError::Garbled {
+            probe: "files".into(),
+            detail: detail.to_string(),
+        };
+        let section = |rest: &[u8], name: &str| -> Result<usize, FactsError> {
+            find(rest, format!("{marker} {name}\n").as_bytes()).ok_or(FactsError::Missing(0))
+        };
+        let start = section(rest, "files")? + marker.len() + " files\n".len();
+        let cat = section(rest, "cat")?;
+        let head = std::str::from_utf8(&rest[start..cat]).map_err(|_| garbled("not text"))?;
+        if head.contains(&format!("{marker} raced")) {
+            return Err(FactsError::Raced);
+        }
+        let mut lines = head.lines();
+        let exists = lines.next().ok_or_else(|| garbled("no existence line"))?;
+        if exists.len() != files.len() {
+            return Err(garbled(exists));
+        }
+        let body_start = cat + marker.len() + " cat\n".len();
+        let links_tag = format!("\n{marker} links\n");
+        let links_at =
+            memchr::memmem::rfind(rest, links_tag.as_bytes()).ok_or(FactsError::Missing(0))?;
+        if links_at < body_start {
+            return Err(FactsError::Missing(0));
+        }
+        let body = &rest[body_start..links_at];
+        if find(body, format!("{marker} raced").as_bytes()).is_some() {
+            return Err(FactsError::Raced);
+        }
+        let after_links = links_at + links_tag.len();
+        let end = find(&rest[after_links..], format!("{marker} end\n").as_bytes())
+            .ok_or(FactsError::Missing(0))?;
+        let links_text =
+            String::from_utf8_lossy(&rest[after_links..after_links + end]).into_owned();
+        let mut links = links_text.lines();
+        let mut offset = 0;
+        for (path, e) in files.iter().zip(exists.bytes()) {
+            let fact = if e == b'a' {
+                FileFact::Absent
+            } else {
+                let line = lines.next().ok_or(FactsError::Raced)?;
+                let w: Vec<&str> = line.split(' ').collect();
+                let [raw, owner, group, mode, size] = w[..] else {
+                    return Err(garbled(line));
+                };
+                let raw = u32::from_str_radix(raw, 16).map_err(|_| garbled(line))?;
+                let size: usize = size.parse().map_err(|_| garbled(line))?;
+                let meta = Meta {
+                    owner: owner.into(),
+                    group: group.into(),
+                    mode: mode.into(),
+                };
+                match raw & 0o170000 {
+                    0o100000 => {
+                        let content = body.get(offset..offset + size).ok_or(FactsError::Raced)?;
+                        offset += size;
+                        FileFact::File {
+                            meta,
+                            content: Content::from(content),
+                        }
+                    }
+                    0o040000 => FileFact::Dir { meta },
+                    0o120000 => FileFact::Link {
+                        target: links.next().ok_or(FactsError::Raced)?.to_string(),
+                    },
+                    _ => FileFact::Other,
+                }
+            };
+            facts.files.insert((*path).clone(), fact);
+        }
+        // Every byte `cat` printed belongs to a file `stat` saw, or something changed.
+        if offset != body.len() || lines.next().is_some() || links.next().is_some() {
+            return Err(FactsError::Raced);
+        }
+        rest = &rest[after_links + end + marker.len() + " end\n".len()..];
+    }
+    parse_framed(probes, marker, rest, &mut facts, false)?;
+    Ok(facts)
+}
+
+/// Split the output of [`script_each`] into facts.
+pub fn parse_each(probes: &[Probe], marker: &str, out: &[u8]) -> Result<Facts, FactsError> {
+    let mut facts = Facts::default();
+    parse_framed(probes, marker, out, &mut facts, true)?;
+    Ok(facts)
+}
+
+/// The answers framed one by one ("\n<marker> <index> <rc>\n" after each); file probes only
+/// with `files`.
+fn parse_framed(
+    probes: &[Probe],
+    marker: &str,
+    out: &[u8],
+    facts: &mut Facts,
+    files: bool,
+) -> Result<(), FactsError> {
     let mut rest = out;
     for (i, p) in probes.iter().enumerate() {
+        match p {
+            Probe::File(_) | Probe::Peer { .. } if !files => continue,
+            _ => {}
+        }
         let tag = format!("\n{marker} {i} ");
         let pos = find(rest, tag.as_bytes()).ok_or(FactsError::Missing(i))?;
         let body = &rest[..pos];
@@ -172,7 +408,7 @@ pub fn parse(probes: &[Probe], marker: &str, out: &[u8]) -> Result<Facts, FactsE
             }
         }
     }
-    Ok(facts)
+    Ok(())
 }
 
 fn parse_file(body: &[u8]) -> Option<FileFact> {
@@ -203,7 +439,7 @@ fn parse_file(body: &[u8]) -> Option<FileFact> {
         "dir" => FileFact::Dir { meta: meta(words)? },
         "file" => FileFact::File {
             meta: meta(words)?,
-            content: content.to_vec(),
+            content: Content::from(content),
         },
         _ => return None,
     })
@@ -255,26 +491,43 @@ mod tests {
             Probe::File(link.display().to_string()),
             Probe::Cmd("echo hi; exit 3".into()),
         ];
-        let marker = new_marker();
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(script(&probes, &marker))
-            .output()
-            .unwrap();
-        let facts = parse(&probes, &marker, &out.stdout).unwrap();
+        for each in [false, true] {
+            let marker = new_marker();
+            let text = if each {
+                script_each(&probes, &marker)
+            } else {
+                script(&probes, &marker)
+            };
+            let out = Command::new("sh").arg("-c").arg(text).output().unwrap();
+            let facts = if each {
+                parse_each(&probes, &marker, &out.stdout).unwrap()
+            } else {
+                parse(&probes, &marker, &out.stdout).unwrap()
+            };
+            check(&facts, &f, dir.path(), &empty, &link);
+        }
+    }
+
+    fn check(
+        facts: &Facts,
+        f: &std::path::Path,
+        dir: &std::path::Path,
+        empty: &std::path::Path,
+        link: &std::path::Path,
+    ) {
         match facts.file(&f.display().to_string()) {
             FileFact::File { content, meta } => {
-                assert_eq!(content, b"x = 1\nno final newline");
+                assert_eq!(&content[..], b"x = 1\nno final newline");
                 assert_eq!(meta.mode, "644");
             }
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            facts.file(&dir.path().join("missing").display().to_string()),
+            facts.file(&dir.join("missing").display().to_string()),
             &FileFact::Absent
         );
         assert!(matches!(
-            facts.file(&dir.path().display().to_string()),
+            facts.file(&dir.display().to_string()),
             FileFact::Dir { .. }
         ));
         assert!(matches!(
@@ -294,5 +547,36 @@ mod tests {
                 stdout: "hi\n".into()
             })
         );
+    }
+
+    /// Bytes that no `stat` size accounts for (a file grew between `stat` and `cat`): the
+    /// engine reads the files one by one instead.
+    #[test]
+    fn a_file_that_changed_while_read_is_a_race() {
+        let probes = vec![
+            Probe::File("/a".into()),
+            Probe::File("/b".into()),
+            Probe::Cmd("x".into()),
+        ];
+        let m = "@@m";
+        let ok = format!(
+            "{m} files\nae\n81a4 root root 644 3\n{m} cat\nabc\n{m} links\n{m} end\nout\n{m} 2 0\n"
+        );
+        let facts = parse(&probes, m, ok.as_bytes()).unwrap();
+        assert_eq!(facts.file("/a"), &FileFact::Absent);
+        assert!(
+            matches!(facts.file("/b"), FileFact::File { content, .. } if &content[..] == b"abc")
+        );
+        assert_eq!(facts.cmd("x").unwrap().stdout, "out");
+        let grew = ok.replace("abc\n", "abcd\n");
+        assert!(matches!(
+            parse(&probes, m, grew.as_bytes()),
+            Err(FactsError::Raced)
+        ));
+        let vanished = ok.replace("81a4 root root 644 3\n", &format!("{m} raced\n"));
+        assert!(matches!(
+            parse(&probes, m, vanished.as_bytes()),
+            Err(FactsError::Raced)
+        ));
     }
 }

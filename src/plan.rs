@@ -3,7 +3,7 @@
 //! Steps never touch a host. They turn facts into [`Action`]s; the engine decides, in one
 //! place, whether actions are only reported (plan) or also executed (apply).
 
-use crate::facts::{Facts, FileFact, Meta};
+use crate::facts::{Content, Facts, FileFact, Meta};
 use crate::shell::quote;
 use sha2::{Digest, Sha256};
 
@@ -29,7 +29,7 @@ pub enum Action {
     /// Atomically replace (or create) a regular file.
     Write {
         path: String,
-        content: Vec<u8>,
+        content: Content,
         expect: Expect,
         attrs: Attrs,
     },
@@ -104,7 +104,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
 pub fn expect_of(fact: &FileFact) -> Expect {
     match fact {
         FileFact::Absent => Expect::Absent,
-        FileFact::File { content, .. } => Expect::Sha256(sha256_hex(content)),
+        FileFact::File { content, .. } => Expect::Sha256(content.sha256_hex().to_string()),
         FileFact::Dir { .. } => Expect::Dir,
         FileFact::Link { target } => Expect::Link(target.clone()),
         FileFact::Other => Expect::Any,
@@ -536,7 +536,7 @@ mod tests {
     fn write(path: &std::path::Path, content: &[u8], expect: Expect) -> Action {
         Action::Write {
             path: path.display().to_string(),
-            content: content.to_vec(),
+            content: content.into(),
             expect,
             attrs: Attrs::default(),
         }
@@ -575,7 +575,7 @@ mod tests {
         let data = b"\0\xff\xfe no text\n";
         let a = Action::Write {
             path: p.display().to_string(),
-            content: data.to_vec(),
+            content: data[..].into(),
             expect: Expect::Absent,
             attrs: Attrs {
                 mode: Some("0600".into()),

@@ -155,13 +155,13 @@ impl StepKind for Ini {
     fn plan(&self, cx: &PlanCx<'_>) -> Result<Outcome, StepError> {
         let fact = cx.facts.file(&self.path);
         let text = match fact {
-            FileFact::File { content, .. } => String::from_utf8(content.clone())
+            FileFact::File { content, .. } => std::str::from_utf8(content)
                 .map_err(|_| StepError::Invalid(format!("{} is not UTF-8 text", self.path)))?,
             // plan_file_content reports what is wrong with anything but a file or nothing
-            _ => String::new(),
+            _ => "",
         };
         let (edit, release_note) = self.edit(cx)?;
-        let mut doc = IniDoc::parse(&text);
+        let mut doc = IniDoc::parse(text);
         let outcome = doc.apply(&edit).map_err(|source| StepError::Ini {
             path: self.path.clone(),
             source,

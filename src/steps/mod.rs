@@ -193,7 +193,7 @@ pub fn plan_file_content(
         }
     };
     match old {
-        Some((old, meta)) if *old == content => {
+        Some((old, meta)) if **old == content[..] => {
             if attrs_differ(attrs, meta) {
                 Ok(Outcome {
                     actions: vec![Action::SetAttrs {
@@ -208,7 +208,7 @@ pub fn plan_file_content(
             }
         }
         _ => {
-            let before = old.map(|(c, _)| c.as_slice()).unwrap_or(b"");
+            let before = old.map(|(c, _)| &c[..]).unwrap_or(b"");
             Ok(Outcome {
                 diff: Some(unified_diff(
                     path,
@@ -224,7 +224,7 @@ pub fn plan_file_content(
                 },
                 actions: vec![Action::Write {
                     path: path.to_string(),
-                    content,
+                    content: content.into(),
                     expect: expect_of(current),
                     attrs: attrs.clone(),
                 }],
