@@ -18,6 +18,9 @@ use tokio::sync::Semaphore;
 
 pub const PENDING_FILE: &str = "/var/lib/novadock/pending-handlers";
 pub const LOCK_FILE: &str = "/run/lock/novadock.lock";
+/// What a script that found the apply lock taken prints, and its exit code.
+const LOCK_HELD: &str = "novadock-lock-held ";
+const LOCK_HELD_CODE: i32 = 75;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -593,7 +596,7 @@ impl HostRun {
         }
         crate::printer::trace(|| format!("{}: planned", self.host.name));
         // Everything not sent yet goes in one round trip; failures are marked in the report.
-        let _ = self.flush(live, report).await;
+        let _ = self.flush_last(live, report).await;
         crate::printer::trace(|| format!("{}: sent", self.host.name));
         Ok(())
     }
@@ -664,7 +667,10 @@ impl HostRun {
             .map_err(|e| e.to_string())?;
         // Cleared only after the handler's own actions succeeded (`set -e`).
         let post = format!(
-            "if [ -f {f} ]; then grep -vxF -- {n} {f} > {f}.tmp || true; mv -f {f}.tmp {f}; fi\n",
+            "if [ -f {f} ]; then\n\
+             \twhile IFS= read -r nd_l; do if [ \"$nd_l\" != {n} ]; then printf '%s\\n' \"$nd_l\"; fi; done < {f} > {f}.tmp\n\
+             \tmv -f {f}.tmp {f}\n\
+             fi\n",
             f = PENDING_FILE,
             n = quote(name)
         );
@@ -735,10 +741,29 @@ impl HostRun {
     /// Send every batched change in one script. On failure, the change that failed and the
     /// ones after it (which did not run) are marked in the report.
     async fn flush(&self, live: &mut Live, report: &mut HostReport) -> Result<(), ()> {
+        self.flush_with(live, report, false).await
+    }
+
+    /// The run's last [`HostRun::flush`]: when it is the only script of the run (and carries
+    /// no upload), it takes the apply lock itself, which saves a round trip.
+    async fn flush_last(&self, live: &mut Live, report: &mut HostReport) -> Result<(), ()> {
+        let inline = live.lock.is_none() && live.batch.iter().all(|b| b.upload.is_none());
+        self.flush_with(live, report, inline).await
+    }
+
+    async fn flush_with(
+        &self,
+        live: &mut Live,
+        report: &mut HostReport,
+        lock_inline: bool,
+    ) -> Result<(), ()> {
         if live.batch.is_empty() {
             return Ok(());
         }
         let batch = std::mem::take(&mut live.batch);
+        if lock_inline {
+            return self.send(live, report, &batch, true).await;
+        }
         if let Err(e) = self.lock(live).await {
             failed_all(report, &batch, &e);
             return Err(());
@@ -751,7 +776,7 @@ impl HostRun {
                 .position(|b| b.upload.is_some())
                 .map_or(batch.len(), |p| start + p + 1);
             let group = &batch[start..end];
-            let mut failed = self.send(live, report, group).await.is_err();
+            let mut failed = self.send(live, report, group, false).await.is_err();
             if !failed
                 && let Some(u) = &group[group.len() - 1].upload
                 && let Err(e) = self.upload(u).await
@@ -814,9 +839,20 @@ impl HostRun {
         live: &mut Live,
         report: &mut HostReport,
         batch: &[Batched],
+        lock_inline: bool,
     ) -> Result<(), ()> {
         let marker = facts::new_marker();
         let mut script = format!("ND_RUN={}\n{PRELUDE}", quote(&self.opts.run_id));
+        if lock_inline {
+            // Held by this script's shell until it exits: the whole of this run's changes.
+            script.push_str(&format!(
+                "[ -d /run/lock ] || mkdir -p /run/lock\n\
+                 exec 9>>{LOCK_FILE}\n\
+                 if ! flock -n 9; then printf '{LOCK_HELD} %s\\n' \"$(head -n 1 {LOCK_FILE})\"; exit {LOCK_HELD_CODE}; fi\n\
+                 printf '%s\\n' {} > {LOCK_FILE}\n",
+                quote(&self.lock_owner())
+            ));
+        }
         // Recorded before any change is written: a run killed in between still restarts the
         // services next time (at worst once too often).
         let mut notify: Vec<&String> = batch.iter().flat_map(|b| &b.notify).collect();
@@ -861,6 +897,15 @@ impl HostRun {
         if out.success() {
             return Ok(());
         }
+        if lock_inline
+            && out.code == Some(LOCK_HELD_CODE)
+            && let Some(holder) = String::from_utf8_lossy(&out.stdout)
+                .strip_prefix(LOCK_HELD)
+                .map(|h| h.trim().to_string())
+        {
+            failed_all(report, batch, &self.held_by(&holder));
+            return Err(());
+        }
         // The output of each change follows its marker; the last marker seen is the failure.
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let mut segments: Vec<(usize, String)> = Vec::new();
@@ -896,17 +941,42 @@ impl HostRun {
         }
     }
 
-    async fn lock(&self, live: &mut Live) -> Result<(), String> {
-        if live.lock.is_some() {
-            return Ok(());
-        }
-        let who = format!(
+    /// Who holds the apply lock, as the lock file says.
+    fn lock_owner(&self) -> String {
+        format!(
             "novadock run {} (pid {} on {}, user {})",
             self.opts.run_id,
             std::process::id(),
             hostname(),
             std::env::var("USER").unwrap_or_else(|_| "?".into())
-        );
+        )
+    }
+
+    fn held_by(&self, holder: &str) -> String {
+        let mut e = format!("{} is locked by another apply: {holder}", self.host.name);
+        // A run killed here: the script it sent goes on, and holds the lock, until it is done.
+        let gone = holder
+            .split_once("(pid ")
+            .and_then(|(_, r)| r.split_once(" on "))
+            .and_then(|(pid, r)| {
+                let here = r.split_once(',').is_some_and(|(h, _)| h == hostname());
+                (here && !std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+            })
+            .is_some();
+        if gone {
+            e.push_str(&format!(
+                "\nhint: that novadock process has ended, but the changes it sent are still running on {}; apply again once they are done",
+                self.host.name
+            ));
+        }
+        e
+    }
+
+    async fn lock(&self, live: &mut Live) -> Result<(), String> {
+        if live.lock.is_some() {
+            return Ok(());
+        }
+        let who = self.lock_owner();
         let script = format!(
             "mkdir -p /run/lock\n\
              exec 9>>{LOCK_FILE}\n\
@@ -926,10 +996,7 @@ impl HostRun {
                 live.lock = Some(guard);
                 Ok(())
             }
-            Some(holder) => Err(format!(
-                "{} is locked by another apply: {holder}",
-                self.host.name
-            )),
+            Some(holder) => Err(self.held_by(holder)),
             None => Err(format!(
                 "could not take the apply lock on {}: {line:?}",
                 self.host.name

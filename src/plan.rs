@@ -241,15 +241,15 @@ nd_expect() {
 nd_backup() {
 	if [ ! -f "$1" ] || [ -L "$1" ]; then return 0; fi
 	nd_b="$ND_BACKUPS/$ND_RUN$1"
-	if [ "${nd_bdir:-}" != "${nd_b%/*}" ]; then
-		nd_bdir=${nd_b%/*}
-		mkdir -p -- "$nd_bdir"
-	fi
+	if [ ! -d "$ND_BACKUPS" ]; then mkdir -p -m 700 -- "$ND_BACKUPS"; fi
+	if [ ! -d "${nd_b%/*}" ]; then mkdir -p -- "${nd_b%/*}"; fi
 	if [ -z "${nd_pruned:-}" ]; then
 		nd_pruned=1
-		chmod 700 "$ND_BACKUPS"
-		# keep the last 5 runs, this one included
-		ls -1 "$ND_BACKUPS" | sort | head -n -5 | while read -r old; do rm -rf "$ND_BACKUPS/$old"; done
+		# keep the last 5 runs, this one included (the glob sorts as `sort` would)
+		set -- "$1" "$ND_BACKUPS"/*
+		nd_keep=$1; shift
+		while [ $# -gt 5 ]; do rm -rf -- "$1"; shift; done
+		set -- "$nd_keep"
 	fi
 	# The old inode leaves the path at the rename: a link keeps it without copying.
 	ln -f -- "$1" "$nd_b" 2>/dev/null || cp -p -- "$1" "$nd_b"
@@ -380,7 +380,8 @@ pub fn action_script(a: &Action, old: Option<&[u8]>) -> String {
             p = quote(path)
         ),
         Action::SetAttrs { path, attrs: at } => format!("nd_attrs {} {}\n", quote(path), attrs(at)),
-        Action::Run { command, .. } => format!("( {command}\n)\n"),
+        // Not fd 9, the apply lock: a daemon the command starts must not hold it.
+        Action::Run { command, .. } => format!("( {command}\n) 9>&-\n"),
         // Carried by the engine, never part of a script.
         Action::Upload(_) => String::new(),
     }

@@ -210,12 +210,13 @@ fn json_output_is_one_document_on_stdout() {
     );
     assert_eq!(v["hosts"]["h3"]["steps"].as_array().unwrap().len(), 1);
     assert_eq!(v["hosts"]["h1"]["handlers"][0]["status"], "changed");
-    // First converge: facts, the lock, then every change and handler in one script.
+    // First converge: facts, then every change and handler in one script, which takes the
+    // apply lock itself.
     let apply = hosts.novadock(&["apply", "-i", &inv, "-p", &pb, "--yes", "--json"]);
     assert_eq!(apply.code, 0, "{apply:?}");
     let v: serde_json::Value = serde_json::from_str(&apply.stdout).unwrap();
     for h in &hosts.names {
-        assert_eq!(v["hosts"][h]["round_trips"], 3, "{h}: {apply:?}");
+        assert_eq!(v["hosts"][h]["round_trips"], 2, "{h}: {apply:?}");
     }
     // No-op run: one round trip per host (the facts), masters reused.
     let noop = hosts.novadock(&["apply", "-i", &inv, "-p", &pb, "--yes", "--json"]);
@@ -565,7 +566,7 @@ fn an_apply_killed_mid_run_leaves_old_or_new_and_the_pending_restart_runs() {
     pb.push_str(
         r#"  - name: slow step after the writes
     hosts: all
-    command: { cmd: "sleep 8; touch /etc/big/slept-{{ version }}", creates: "/etc/big/slept-{{ version }}" }
+    command: { cmd: "echo $$ > /run/nd-script.pid; sleep 8; touch /etc/big/slept-{{ version }}", creates: "/etc/big/slept-{{ version }}" }
 handlers:
   restart: { command: { cmd: "echo {{ version }} >> /var/log/restarts.log" } }
 "#,
@@ -616,8 +617,40 @@ handlers:
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        // Let remote scripts that were already fully sent finish.
+        // Let remote scripts that were already fully sent reach the slow step.
         std::thread::sleep(Duration::from_millis(300));
+        if delay_ms == 0 {
+            // The script the killed run sent still runs, and holds the apply lock.
+            let r = hosts.novadock(&["apply", "-i", inv.to_str().unwrap(), "-p", &pbs, "--yes"]);
+            assert_eq!(r.code, 1, "{r:?}");
+            assert!(
+                r.stderr.contains("h1 is locked by another apply: novadock run ")
+                    && r.stderr.contains("hint: that novadock process has ended, but the changes it sent are still running on h1"),
+                "{r:?}"
+            );
+        }
+        // Then the host loses it too (a crash, sshd killed): the case the pending-handler
+        // record exists for.
+        for h in &hosts.names {
+            let t = Instant::now();
+            loop {
+                let r = hosts.sh(
+                    h,
+                    "if flock -n /run/lock/novadock.lock true; then echo free; \
+                     elif [ -s /run/nd-script.pid ]; then p=$(cat /run/nd-script.pid); rm -f /run/nd-script.pid; \
+                     kill -STOP $p; pkill -9 -P $p; kill -9 $p; echo killed; \
+                     else echo busy; fi",
+                );
+                if r.stdout.trim() != "busy" {
+                    break;
+                }
+                assert!(
+                    t.elapsed() < Duration::from_secs(30),
+                    "{h}: the killed run's script never reached the slow step"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         for h in &hosts.names {
             for f in files {
                 let path = format!("/etc/big/{f}");
