@@ -7,11 +7,14 @@
 use super::{
     Mode, PlanCx, Scalar, StepError, StepKind, attrs, plan_file_content, require_absolute,
 };
+use crate::facts::Content;
 use crate::facts::{FileFact, Probe};
-use crate::ini::{IniDoc, IniEdit, IniOp};
+use crate::ini::{EditOutcome, IniDoc, IniEdit, IniError, IniOp};
 use crate::openstack::{self, Release};
 use crate::plan::Outcome;
 use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,8 +164,7 @@ impl StepKind for Ini {
             _ => "",
         };
         let (edit, release_note) = self.edit(cx)?;
-        let mut doc = IniDoc::parse(text);
-        let outcome = doc.apply(&edit).map_err(|source| StepError::Ini {
+        let (outcome, new_text) = edited(fact, text, &edit).map_err(|source| StepError::Ini {
             path: self.path.clone(),
             source,
         })?;
@@ -181,7 +183,7 @@ impl StepKind for Ini {
         let mut o = plan_file_content(
             &self.path,
             fact,
-            doc.to_text().into_bytes(),
+            new_text,
             &attrs(&self.owner, &self.group, &self.mode),
             true,
         )?;
@@ -193,6 +195,33 @@ impl StepKind for Ini {
         o.note = note;
         Ok(o)
     }
+}
+
+type Edited = Result<(EditOutcome, Content), IniError>;
+
+/// `edit` applied to `text` (the content of `fact`). A run makes the same edit of the same
+/// file on many hosts: the result is computed once per content and edit.
+fn edited(fact: &FileFact, text: &str, edit: &IniEdit) -> Edited {
+    let compute = || -> Edited {
+        let mut doc = IniDoc::parse(text);
+        let outcome = doc.apply(edit)?;
+        Ok((outcome, Content::from(doc.to_text().into_bytes())))
+    };
+    let FileFact::File { content, .. } = fact else {
+        return compute();
+    };
+    static MEMO: Mutex<BTreeMap<(String, String), Edited>> = Mutex::new(BTreeMap::new());
+    let key = (content.sha256_hex().to_string(), format!("{edit:?}"));
+    if let Some(hit) = MEMO.lock().expect("not poisoned").get(&key) {
+        return hit.clone();
+    }
+    let r = compute();
+    let mut memo = MEMO.lock().expect("not poisoned");
+    if memo.len() >= 256 {
+        memo.clear();
+    }
+    memo.insert(key, r.clone());
+    r
 }
 
 fn verb(op: &IniOp) -> &'static str {
