@@ -855,32 +855,18 @@ impl HostRun {
         }
         // Recorded before any change is written: a run killed in between still restarts the
         // services next time (at worst once too often).
-        let mut notify: Vec<&String> = batch.iter().flat_map(|b| &b.notify).collect();
-        notify.sort_unstable();
-        notify.dedup();
-        if !notify.is_empty() {
-            script.push_str("nd_pending");
-            for n in notify {
-                script.push(' ');
-                script.push_str(&quote(n));
-            }
-            script.push('\n');
-        }
+        script.push_str(&command_of_all(
+            "nd_pending",
+            batch.iter().flat_map(|b| &b.notify),
+        ));
         for (i, b) in batch.iter().enumerate() {
             script.push_str(&format!("printf '\\n%s {i}\\n' {}\n", quote(&marker)));
             script.push_str(&b.script);
         }
-        let mut dirs: Vec<&String> = batch.iter().flat_map(|b| &b.dirs).collect();
-        dirs.sort_unstable();
-        dirs.dedup();
-        if !dirs.is_empty() {
-            script.push_str("sync --");
-            for d in dirs {
-                script.push(' ');
-                script.push_str(&quote(d));
-            }
-            script.push('\n');
-        }
+        script.push_str(&command_of_all(
+            "sync --",
+            batch.iter().flat_map(|b| &b.dirs),
+        ));
         crate::printer::trace(|| {
             format!("{}: locked, sending {} bytes", self.host.name, script.len())
         });
@@ -1102,6 +1088,23 @@ fn connect_options(inventory: &Inventory, opts: &Options) -> crate::transport::C
         persist_secs: opts.persist_secs,
         connect_timeout_secs: opts.connect_timeout_secs,
     }
+}
+
+/// `command` with each distinct argument once, quoted; nothing without arguments.
+fn command_of_all<'a>(command: &str, args: impl Iterator<Item = &'a String>) -> String {
+    let mut args: Vec<&String> = args.collect();
+    args.sort_unstable();
+    args.dedup();
+    if args.is_empty() {
+        return String::new();
+    }
+    let mut line = command.to_string();
+    for a in args {
+        line.push(' ');
+        line.push_str(&quote(a));
+    }
+    line.push('\n');
+    line
 }
 
 /// Changes that could not be sent at all (no lock, connection lost).

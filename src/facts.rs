@@ -116,6 +116,35 @@ impl std::fmt::Debug for Content {
     }
 }
 
+/// Results computed once per key (a content's hash and what is done with it) for the run:
+/// the same change is planned on many hosts. Bounded; cleared when full.
+pub struct Memo<K, V>(Mutex<BTreeMap<K, V>>);
+
+impl<K: Ord, V: Clone> Default for Memo<K, V> {
+    fn default() -> Self {
+        Memo::new()
+    }
+}
+
+impl<K: Ord, V: Clone> Memo<K, V> {
+    pub const fn new() -> Self {
+        Memo(Mutex::new(BTreeMap::new()))
+    }
+
+    pub fn get_or(&self, key: K, compute: impl FnOnce() -> V) -> V {
+        if let Some(v) = self.0.lock().expect("not poisoned").get(&key) {
+            return v.clone();
+        }
+        let v = compute();
+        let mut memo = self.0.lock().expect("not poisoned");
+        if memo.len() >= 256 {
+            memo.clear();
+        }
+        memo.insert(key, v.clone());
+        v
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CmdFact {
     pub code: i32,

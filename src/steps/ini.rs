@@ -7,14 +7,12 @@
 use super::{
     Mode, PlanCx, Scalar, StepError, StepKind, attrs, plan_file_content, require_absolute,
 };
-use crate::facts::Content;
+use crate::facts::{Content, Memo};
 use crate::facts::{FileFact, Probe};
 use crate::ini::{EditOutcome, IniDoc, IniEdit, IniError, IniOp};
 use crate::openstack::{self, Release};
 use crate::plan::Outcome;
 use serde::Deserialize;
-use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -210,18 +208,11 @@ fn edited(fact: &FileFact, text: &str, edit: &IniEdit) -> Edited {
     let FileFact::File { content, .. } = fact else {
         return compute();
     };
-    static MEMO: Mutex<BTreeMap<(String, String), Edited>> = Mutex::new(BTreeMap::new());
-    let key = (content.sha256_hex().to_string(), format!("{edit:?}"));
-    if let Some(hit) = MEMO.lock().expect("not poisoned").get(&key) {
-        return hit.clone();
-    }
-    let r = compute();
-    let mut memo = MEMO.lock().expect("not poisoned");
-    if memo.len() >= 256 {
-        memo.clear();
-    }
-    memo.insert(key, r.clone());
-    r
+    static MEMO: Memo<(String, String), Edited> = Memo::new();
+    MEMO.get_or(
+        (content.sha256_hex().to_string(), format!("{edit:?}")),
+        compute,
+    )
 }
 
 fn verb(op: &IniOp) -> &'static str {

@@ -16,12 +16,10 @@ pub mod template;
 pub mod toml;
 pub mod user_groups;
 
-use crate::facts::{Content, Facts, FileFact, Probe};
+use crate::facts::{Content, Facts, FileFact, Memo, Probe};
 use crate::plan::{Action, Attrs, Outcome, attrs_differ, expect_of};
 use crate::render::{RenderError, Renderer};
 use serde::{Deserialize, Deserializer};
-use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
@@ -245,25 +243,17 @@ pub fn describe_attrs(a: &Attrs) -> String {
 /// [`unified_diff`] of two contents, computed once per path and pair of contents: a run
 /// makes the same change on many hosts.
 fn content_diff(path: &str, old: Option<&Content>, new: &Content, mask_ini: bool) -> String {
-    static MEMO: Mutex<BTreeMap<(String, String, String, bool), String>> =
-        Mutex::new(BTreeMap::new());
+    static MEMO: Memo<(String, String, String, bool), String> = Memo::new();
     let key = (
         path.to_string(),
         old.map_or_else(|| "absent".to_string(), |o| o.sha256_hex().to_string()),
         new.sha256_hex().to_string(),
         mask_ini,
     );
-    if let Some(d) = MEMO.lock().expect("not poisoned").get(&key) {
-        return d.clone();
-    }
-    let before = old.map_or(&b""[..], |c| &c[..]);
-    let d = unified_diff(path, old.is_some(), before, new, mask_ini);
-    let mut memo = MEMO.lock().expect("not poisoned");
-    if memo.len() >= 256 {
-        memo.clear();
-    }
-    memo.insert(key, d.clone());
-    d
+    MEMO.get_or(key, || {
+        let before = old.map_or(&b""[..], |c| &c[..]);
+        unified_diff(path, old.is_some(), before, new, mask_ini)
+    })
 }
 
 /// A unified diff of a file; INI secrets are masked before diffing.
