@@ -567,6 +567,19 @@ fn execute(r: &RunArgs, mode: Mode, yes: bool) -> Result<ExitCode> {
     })
 }
 
+/// The embedded bootstrap playbook's default for variable `k`.
+fn bootstrap_default(k: &str) -> Option<serde_yaml::Value> {
+    static VARS: std::sync::OnceLock<serde_yaml::Value> = std::sync::OnceLock::new();
+    VARS.get_or_init(|| {
+        assets::embedded_playbook(std::path::Path::new("bootstrap.yml"))
+            .and_then(|text| serde_yaml::from_str::<serde_yaml::Value>(text).ok())
+            .and_then(|doc| doc.get("vars").cloned())
+            .unwrap_or(serde_yaml::Value::Null)
+    })
+    .get(k)
+    .cloned()
+}
+
 /// The controller of an inventory (first host of group `controllers`) and its variables, for
 /// the commands that work through it.
 struct Cloud {
@@ -595,12 +608,18 @@ impl Cloud {
         })
     }
 
-    /// A string variable as the controller sees it (no templating: these are plain values).
+    /// A string variable as the controller sees it (no templating: these are plain values),
+    /// else the bootstrap playbook's default for it: one place says what the defaults are.
     fn var(&self, k: &str) -> Result<Option<String>> {
-        match self.controller.vars.get(k) {
+        let value = match self.controller.vars.get(k) {
+            None | Some(serde_yaml::Value::Null) => bootstrap_default(k),
+            Some(v) => Some(v.clone()),
+        };
+        match value {
             None | Some(serde_yaml::Value::Null) => Ok(None),
-            Some(serde_yaml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(serde_yaml::Value::String(s)) => Ok(Some(s)),
             Some(serde_yaml::Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(serde_yaml::Value::Bool(b)) => Ok(Some(b.to_string())),
             Some(_) => Err(anyhow::anyhow!(
                 "{}: variable `{k}` must be a string",
                 self.inventory.path.display()
@@ -608,11 +627,20 @@ impl Cloud {
         }
     }
 
+    /// A variable the embedded bootstrap playbook always defines.
+    fn var_or_default(&self, k: &str) -> Result<String> {
+        self.var(k)?
+            .with_context(|| format!("variable `{k}` has no default in the bootstrap playbook"))
+    }
+
     fn auth(&self) -> Result<crate::openstack::Auth> {
-        let auth = crate::openstack::Auth {
-            openrc: self.var("openstack_openrc")?,
-            cloud: self.var("openstack_cloud")?,
+        let cloud = self.var("openstack_cloud")?;
+        // clouds.yaml instead of the openrc: the openrc's default does not apply then.
+        let openrc = match (&cloud, self.controller.vars.get("openstack_openrc")) {
+            (Some(_), None | Some(serde_yaml::Value::Null)) => None,
+            _ => self.var("openstack_openrc")?,
         };
+        let auth = crate::openstack::Auth { openrc, cloud };
         auth.validate("-").map_err(anyhow::Error::msg)?;
         Ok(auth)
     }
@@ -699,38 +727,39 @@ fn run_image_add(a: &ImageAddArgs) -> Result<ExitCode> {
 
 fn run_prefetch(a: &PrefetchArgs) -> Result<ExitCode> {
     let cloud = Cloud::load(&a.inventory)?;
-    let var = |k: &str| cloud.var(k);
-    let source = match (a.source, var("prefetch_source")?.as_deref()) {
+    let source = match (a.source, cloud.var_or_default("prefetch_source")?.as_str()) {
         (Some(s), _) => s,
-        (None, None | Some("glance")) => prefetch::Source::Glance,
-        (None, Some("registry")) => prefetch::Source::Registry,
-        (None, Some(other)) => {
+        (None, "glance") => prefetch::Source::Glance,
+        (None, "registry") => prefetch::Source::Registry,
+        (None, other) => {
             return Err(anyhow::anyhow!(
                 "{}: prefetch_source `{other}`: expected glance or registry",
                 a.inventory.display()
             ));
         }
     };
-    let hosts_from = match (a.hosts, var("prefetch_hosts")?.as_deref()) {
+    let hosts_from = match (a.hosts, cloud.var_or_default("prefetch_hosts")?.as_str()) {
         (Some(h), _) => h,
-        (None, None | Some("aggregate")) => prefetch::HostsFrom::Aggregate,
-        (None, Some("inventory")) => prefetch::HostsFrom::Inventory,
-        (None, Some(other)) => {
+        (None, "aggregate") => prefetch::HostsFrom::Aggregate,
+        (None, "inventory") => prefetch::HostsFrom::Inventory,
+        (None, other) => {
             return Err(anyhow::anyhow!(
                 "{}: prefetch_hosts `{other}`: expected aggregate or inventory",
                 a.inventory.display()
             ));
         }
     };
-    let parallel = match (a.parallel, var("prefetch_parallel")?) {
-        (Some(n), _) => n,
-        (None, Some(v)) => v.parse().map_err(|_| {
-            anyhow::anyhow!(
-                "{}: prefetch_parallel `{v}` is not a number",
-                a.inventory.display()
-            )
-        })?,
-        (None, None) => 4,
+    let parallel = match a.parallel {
+        Some(n) => n,
+        None => {
+            let v = cloud.var_or_default("prefetch_parallel")?;
+            v.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: prefetch_parallel `{v}` is not a number",
+                    a.inventory.display()
+                )
+            })?
+        }
     };
     if parallel == 0 {
         return Err(anyhow::anyhow!("--parallel must be at least 1"));
@@ -750,7 +779,7 @@ fn run_prefetch(a: &PrefetchArgs) -> Result<ExitCode> {
         .cloned()
         .collect();
     let cfg = prefetch::Config {
-        aggregate: var("docker_aggregate")?.unwrap_or_else(|| "docker".into()),
+        aggregate: cloud.var_or_default("docker_aggregate")?,
         connect: cloud.connect(&a.conn),
         controller: cloud.controller.clone(),
         inventory: Arc::new(cloud.inventory.clone()),
@@ -855,5 +884,20 @@ mod tests {
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// The commands that read inventory variables get the bootstrap playbook's defaults.
+    #[test]
+    fn defaults_come_from_the_bootstrap_playbook() {
+        let s = |k: &str| super::bootstrap_default(k).and_then(|v| v.as_str().map(str::to_string));
+        assert_eq!(s("docker_aggregate").as_deref(), Some("docker"));
+        assert_eq!(s("prefetch_source").as_deref(), Some("glance"));
+        assert_eq!(s("prefetch_hosts").as_deref(), Some("aggregate"));
+        assert_eq!(s("openstack_openrc").as_deref(), Some("/root/admin-openrc"));
+        assert_eq!(
+            super::bootstrap_default("prefetch_parallel").and_then(|v| v.as_u64()),
+            Some(4)
+        );
+        assert!(super::bootstrap_default("no_such_var").is_none());
     }
 }
