@@ -18,6 +18,10 @@ from urllib.parse import quote
 # 2.37: `networks: "none"`; 2.74: `host` in the create request (the scheduler still checks
 # it, unlike the `nova:HOST` availability zone trick, which bypasses the filters).
 MICROVERSION = "2.74"
+# The status poll asks for no field newer than 2.1 (status, host, created, launched_at, fault),
+# and 2.1 spares nova-api the later additions (host_status's service lookup, tags...): a
+# GET /servers/ID took 38 ms at 2.1 and 51 ms at 2.74 in the lab (medians of 15, under load).
+POLL_MICROVERSION = "2.1"
 POLL = 0.05  # seconds between status polls: with the poll's own duration, the wall clock's resolution
 # Up to this many servers waiting for ACTIVE are polled with one GET /servers/ID each (~30 ms in
 # the lab: one cell, no name regex over every cell); more, with one list call for all of ours
@@ -78,8 +82,8 @@ class Run:
         self.error = None
         self.workers = []
 
-    def get(self, url):
-        return self.nova.get(url, microversion=MICROVERSION)
+    def get(self, url, microversion=MICROVERSION):
+        return self.nova.get(url, microversion=microversion)
 
     def ours(self):
         """Every server named with our prefix, in any state."""
@@ -145,7 +149,7 @@ class Run:
             return
         if len(pending) <= FEW:
             for sid in pending:
-                resp = self.get("/servers/%s" % sid)
+                resp = self.get("/servers/%s" % sid, POLL_MICROVERSION)
                 if resp.status_code == 404:
                     with self.lock:
                         name = self.servers[sid]["name"]
