@@ -18,7 +18,15 @@ from urllib.parse import quote
 # 2.37: `networks: "none"`; 2.74: `host` in the create request (the scheduler still checks
 # it, unlike the `nova:HOST` availability zone trick, which bypasses the filters).
 MICROVERSION = "2.74"
-POLL = 0.1  # seconds between status polls: the wall clock's resolution
+# The status poll asks for no field newer than 2.1 (status, host, created, launched_at, fault),
+# and 2.1 spares nova-api the later additions (host_status's service lookup, tags...): a
+# GET /servers/ID took 38 ms at 2.1 and 51 ms at 2.74 in the lab (medians of 15, under load).
+POLL_MICROVERSION = "2.1"
+POLL = 0.05  # seconds between status polls: with the poll's own duration, the wall clock's resolution
+# Up to this many servers waiting for ACTIVE are polled with one GET /servers/ID each (~30 ms in
+# the lab: one cell, no name regex over every cell); more, with one list call for all of ours
+# (~0.1-0.4 s, and it grows with every server of the run, done or not).
+FEW = 3
 
 
 class Failed(Exception):
@@ -74,8 +82,8 @@ class Run:
         self.error = None
         self.workers = []
 
-    def get(self, url):
-        return self.nova.get(url, microversion=MICROVERSION)
+    def get(self, url, microversion=MICROVERSION):
+        return self.nova.get(url, microversion=microversion)
 
     def ours(self):
         """Every server named with our prefix, in any state."""
@@ -130,10 +138,33 @@ class Run:
         except Exception as e:
             self.fail("api", one_line(e))
 
+    def pending(self):
+        with self.lock:
+            return [sid for sid, ev in self.done.items() if not ev.is_set()]
+
     def poll(self):
-        """One list call per round for all our servers, not one request per server."""
-        servers = self.ours()
-        now = time.time()
+        """One round: the cheapest requests that show every waiting server's status."""
+        pending = self.pending()
+        if not pending:
+            return
+        if len(pending) <= FEW:
+            for sid in pending:
+                resp = self.get("/servers/%s" % sid, POLL_MICROVERSION)
+                if resp.status_code == 404:
+                    with self.lock:
+                        name = self.servers[sid]["name"]
+                    self.fail("server_error", "server %s vanished before it was ACTIVE" % name)
+                    self.done[sid].set()
+                    continue
+                if resp.status_code != 200:
+                    raise Failed("api", "showing server %s: %s" % (sid, api_message(resp)))
+                self.seen([resp.json()["server"]], time.time())
+        else:
+            servers = self.ours()
+            self.seen(servers, time.time())
+
+    def seen(self, servers, now):
+        """Records the servers of a poll answered at `now` that reached ACTIVE or ERROR."""
         for s in servers:
             with self.lock:
                 rec = self.servers.get(s["id"])

@@ -2,8 +2,8 @@
 //!
 //! One python3 (openstacksdk) process on the controller boots the servers and times them,
 //! so no CLI start-up lands in the figures: the clock starts right before each create request
-//! and stops at the first status poll that sees ACTIVE (polled every 0.1 s, one list call per
-//! round). Nova's own `created` → `launched_at` is kept too (1 s resolution). On Docker hosts,
+//! and stops at the first status poll that sees ACTIVE (polled every 0.05 s: one GET per server
+//! while at most 3 wait, else one list call per round). Nova's own `created` → `launched_at` is kept too (1 s resolution). On Docker hosts,
 //! the container's start comes from dockerd's event log, which still has it after the
 //! container is gone: that lets the Python process delete every server itself, in a `finally`,
 //! whatever happens. Ctrl-C signals it and sweeps by the run's name prefix (see `cleanup`).

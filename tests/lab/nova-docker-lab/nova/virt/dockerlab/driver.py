@@ -7,9 +7,14 @@
 #   - spawn: the Glance image (container format docker) is looked up in the
 #     local dockerd by the Glance image's name; if absent, it is downloaded
 #     from Glance and `docker load`ed; then the container nova-<uuid> is
-#     created and started through dockerd's HTTP API on its unix socket, as
-#     nova-docker did with docker-py (a CLI process per call costs ~0.1 s);
-#   - destroy removes the container; power off/on and reboot stop/start/restart it.
+#     created and started;
+#   - destroy removes the container; power off/on and reboot stop/start/restart it;
+#     get_info (Nova asks it right after spawn, before the instance is ACTIVE,
+#     and in its periodic power-state sync) inspects it.
+# Containers are handled through dockerd's HTTP API on its unix socket, as
+# nova-docker did with docker-py: a docker CLI process per call costs
+# 0.1-0.3 s on a busy host, and get_info is on every boot's path. Only
+# `docker load` and `docker tag` of a fetched image use the CLI.
 # No networking (the lab's hosts share one network namespace): containers run
 # with --network none. The image property os_command_line, if set, is the
 # command to run (as in nova-docker); otherwise the image's own CMD.
@@ -109,7 +114,7 @@ class DockerDriver(fake.FakeDriver):
     def init_host(self, host):
         super().init_host(host)
         # Fail at start-up, not at the first boot, when dockerd is unusable.
-        _docker('version', '--format', '{{.Server.Version}}')
+        _api('GET', '/version')
 
     # -- images ----------------------------------------------------------
     def _local_image(self, ref):
@@ -167,7 +172,7 @@ class DockerDriver(fake.FakeDriver):
                           query={'name': cname})
         _api('POST', '/containers/%s/start' % created['Id'])
         if not power_on:
-            _docker('stop', cname)
+            _api('POST', '/containers/%s/stop' % cname, ok=(204, 304))
         LOG.info('dockerlab: instance %s runs as container %s (image %s)',
                  instance.uuid, cname, ref)
         super().spawn(context, instance, image_meta, injected_files,
@@ -176,35 +181,39 @@ class DockerDriver(fake.FakeDriver):
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
-        _docker('rm', '-f', container_name(instance), check=False)
+        _api('DELETE', '/containers/%s' % container_name(instance),
+             query={'force': '1'}, ok=(204, 404))
         super().destroy(context, instance, network_info, block_device_info,
                         destroy_disks, destroy_secrets)
 
     def power_off(self, instance, timeout=0, retry_interval=0):
-        _docker('stop', container_name(instance), check=False)
+        # 304: already stopped; 404: gone (nothing to stop).
+        _api('POST', '/containers/%s/stop' % container_name(instance),
+             ok=(204, 304, 404))
         super().power_off(instance, timeout, retry_interval)
 
     def power_on(self, context, instance, network_info,
                  block_device_info=None, accel_info=None):
-        _docker('start', container_name(instance))
+        _api('POST', '/containers/%s/start' % container_name(instance),
+             ok=(204, 304))
         super().power_on(context, instance, network_info, block_device_info,
                          accel_info)
 
     def reboot(self, context, instance, network_info, reboot_type,
                block_device_info=None, bad_volumes_callback=None,
                accel_info=None):
-        _docker('restart', container_name(instance))
+        _api('POST', '/containers/%s/restart' % container_name(instance))
         super().reboot(context, instance, network_info, reboot_type,
                        block_device_info, bad_volumes_callback, accel_info)
 
     def get_info(self, instance, use_cache=True):
-        res = _docker('inspect', '--format', '{{.State.Running}}',
-                      container_name(instance), check=False)
-        if res.returncode != 0:
+        status, info = _api('GET', '/containers/%s/json' % container_name(instance),
+                            ok=(200, 404))
+        if status == 404:
             if instance.uuid in self.instances:
                 # Known to nova but its container is gone.
                 return hardware.InstanceInfo(state=power_state.NOSTATE)
             raise exception.InstanceNotFound(instance_id=instance.uuid)
-        running = res.stdout.strip() == 'true'
+        running = bool(info['State']['Running'])
         return hardware.InstanceInfo(
             state=power_state.RUNNING if running else power_state.SHUTDOWN)
