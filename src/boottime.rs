@@ -8,6 +8,7 @@
 //! container is gone: that lets the Python process delete every server itself, in a `finally`,
 //! whatever happens. Ctrl-C signals it and sweeps by the run's name prefix (see `cleanup`).
 
+use crate::cloud::Cloud;
 use crate::inventory::{Host, Inventory};
 use crate::openstack::Auth;
 use crate::printer::{self, hinted};
@@ -362,22 +363,15 @@ struct Cx {
 }
 
 pub fn run(o: Options) -> Result<ExitCode> {
-    let inventory = Inventory::load(&o.inventory).context("invalid inventory")?;
-    printer::add_secrets(&inventory.secrets);
-    let controller = inventory
-        .select_steps("controllers")
-        .first()
-        .map(|h| (*h).clone())
-        .ok_or_else(|| {
-            hinted(
-                format!(
-                    "{}: no host in group `controllers`",
-                    o.inventory.display()
-                ),
-                "boot-time talks to Nova from the first host of group `controllers`, where the credentials are",
-            )
-        })?;
-    let auth = auth_of(&controller)?;
+    let cloud = Cloud::load(
+        &o.inventory,
+        "boot-time talks to Nova from the first host of group `controllers`, where the credentials are",
+    )?;
+    let auth = cloud.auth()?;
+    let Cloud {
+        inventory,
+        controller,
+    } = cloud;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -420,35 +414,14 @@ pub fn run(o: Options) -> Result<ExitCode> {
     })
 }
 
-fn auth_of(controller: &Host) -> Result<Auth> {
-    let var = |k: &str| -> Result<Option<String>> {
-        match controller.vars.get(k) {
-            None | Some(serde_yaml::Value::Null) => Ok(None),
-            Some(serde_yaml::Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(anyhow!("inventory variable `{k}` must be a string")),
-        }
-    };
-    let auth = Auth {
-        openrc: var("openstack_openrc")?,
-        cloud: var("openstack_cloud")?,
-    };
-    if auth.openrc.is_some() && auth.cloud.is_some() {
-        return Err(hinted(
-            "both `openstack_openrc` and `openstack_cloud` are set for the controller",
-            "keep one: an openrc file or a clouds.yaml entry",
-        ));
-    }
-    Ok(auth)
-}
-
 /// The same connection `plan`/`apply` would make to `h`.
 async fn connect(h: &Host, inv: &Inventory, o: &Options) -> Result<Box<dyn Transport>, String> {
-    let c = crate::transport::ConnectOptions {
-        ssh: inv.ssh.clone(),
-        accept_new_host_keys: o.accept_new_host_keys,
-        persist_secs: o.persist_secs,
-        connect_timeout_secs: o.connect_timeout_secs,
-    };
+    let c = crate::transport::ConnectOptions::of(
+        inv,
+        o.persist_secs,
+        o.connect_timeout_secs,
+        o.accept_new_host_keys,
+    );
     crate::transport::connect(h, &c).await
 }
 

@@ -1,6 +1,7 @@
 //! The command line: `check`, `plan`, `apply`, `boot-time`, `completions`.
 
 use crate::assets::{self, Templates};
+use crate::cloud::Cloud;
 use crate::engine::{Engine, Mode, Options, build_step};
 use crate::facts::Facts;
 use crate::inventory::{Host, Inventory};
@@ -567,100 +568,16 @@ fn execute(r: &RunArgs, mode: Mode, yes: bool) -> Result<ExitCode> {
     })
 }
 
-/// The embedded bootstrap playbook's default for variable `k`.
-fn bootstrap_default(k: &str) -> Option<serde_yaml::Value> {
-    static VARS: std::sync::OnceLock<serde_yaml::Value> = std::sync::OnceLock::new();
-    VARS.get_or_init(|| {
-        assets::embedded_playbook(std::path::Path::new("bootstrap.yml"))
-            .and_then(|text| serde_yaml::from_str::<serde_yaml::Value>(text).ok())
-            .and_then(|doc| doc.get("vars").cloned())
-            .unwrap_or(serde_yaml::Value::Null)
-    })
-    .get(k)
-    .cloned()
-}
-
-/// The controller of an inventory (first host of group `controllers`) and its variables, for
-/// the commands that work through it.
-struct Cloud {
-    inventory: Inventory,
-    controller: Host,
-}
-
-impl Cloud {
-    fn load(path: &std::path::Path) -> Result<Cloud> {
-        let inventory = Inventory::load(path).context("invalid inventory")?;
-        printer::add_secrets(&inventory.secrets);
-        let controller = inventory
-            .hosts
-            .iter()
-            .find(|h| h.groups.iter().any(|g| g == "controllers"))
-            .cloned()
-            .ok_or_else(|| {
-                hinted(
-                    format!("{}: no host in group `controllers`", path.display()),
-                    "the controller (where Glance and the credentials are) must be in group `controllers`",
-                )
-            })?;
-        Ok(Cloud {
-            inventory,
-            controller,
-        })
-    }
-
-    /// A string variable as the controller sees it (no templating: these are plain values),
-    /// else the bootstrap playbook's default for it: one place says what the defaults are.
-    fn var(&self, k: &str) -> Result<Option<String>> {
-        let value = match self.controller.vars.get(k) {
-            None | Some(serde_yaml::Value::Null) => bootstrap_default(k),
-            Some(v) => Some(v.clone()),
-        };
-        match value {
-            None | Some(serde_yaml::Value::Null) => Ok(None),
-            Some(serde_yaml::Value::String(s)) => Ok(Some(s)),
-            Some(serde_yaml::Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(serde_yaml::Value::Bool(b)) => Ok(Some(b.to_string())),
-            Some(_) => Err(anyhow::anyhow!(
-                "{}: variable `{k}` must be a string",
-                self.inventory.path.display()
-            )),
-        }
-    }
-
-    /// A variable the embedded bootstrap playbook always defines.
-    fn var_or_default(&self, k: &str) -> Result<String> {
-        self.var(k)?
-            .with_context(|| format!("variable `{k}` has no default in the bootstrap playbook"))
-    }
-
-    fn auth(&self) -> Result<crate::openstack::Auth> {
-        let cloud = self.var("openstack_cloud")?;
-        // clouds.yaml instead of the openrc: the openrc's default does not apply then.
-        let openrc = match (&cloud, self.controller.vars.get("openstack_openrc")) {
-            (Some(_), None | Some(serde_yaml::Value::Null)) => None,
-            _ => self.var("openstack_openrc")?,
-        };
-        let auth = crate::openstack::Auth { openrc, cloud };
-        auth.validate("-").map_err(anyhow::Error::msg)?;
-        Ok(auth)
-    }
-
-    fn connect(&self, c: &ConnArgs) -> crate::transport::ConnectOptions {
-        crate::transport::ConnectOptions {
-            ssh: self.inventory.ssh.clone(),
-            accept_new_host_keys: c.accept_new_host_keys,
-            persist_secs: c.persist,
-            connect_timeout_secs: c.connect_timeout,
-        }
-    }
-}
+/// Why `image add` and `prefetch` need a controller.
+const CONTROLLER_HINT: &str =
+    "the controller (where Glance and the credentials are) must be in group `controllers`";
 
 fn spool_dir(what: &str) -> PathBuf {
     crate::image::spool_dir(&format!("{what}-{}", run_id()))
 }
 
 fn run_image_add(a: &ImageAddArgs) -> Result<ExitCode> {
-    let cloud = Cloud::load(&a.inventory)?;
+    let cloud = Cloud::load(&a.inventory, CONTROLLER_HINT)?;
     let source = match (&a.from_host, &a.file) {
         (Some(h), None) => {
             crate::image::Source::Host(cloud.inventory.host(h).cloned().ok_or_else(|| {
@@ -678,7 +595,11 @@ fn run_image_add(a: &ImageAddArgs) -> Result<ExitCode> {
     let cfg = crate::image::AddConfig {
         controller: cloud.controller.clone(),
         auth: cloud.auth()?,
-        connect: cloud.connect(&a.conn),
+        connect: cloud.connect_options(
+            a.conn.persist,
+            a.conn.connect_timeout,
+            a.conn.accept_new_host_keys,
+        ),
         name: a.name.clone(),
         source,
         replace: a.replace,
@@ -726,7 +647,7 @@ fn run_image_add(a: &ImageAddArgs) -> Result<ExitCode> {
 }
 
 fn run_prefetch(a: &PrefetchArgs) -> Result<ExitCode> {
-    let cloud = Cloud::load(&a.inventory)?;
+    let cloud = Cloud::load(&a.inventory, CONTROLLER_HINT)?;
     let source = match (a.source, cloud.var_or_default("prefetch_source")?.as_str()) {
         (Some(s), _) => s,
         (None, "glance") => prefetch::Source::Glance,
@@ -780,7 +701,11 @@ fn run_prefetch(a: &PrefetchArgs) -> Result<ExitCode> {
         .collect();
     let cfg = prefetch::Config {
         aggregate: cloud.var_or_default("docker_aggregate")?,
-        connect: cloud.connect(&a.conn),
+        connect: cloud.connect_options(
+            a.conn.persist,
+            a.conn.connect_timeout,
+            a.conn.accept_new_host_keys,
+        ),
         controller: cloud.controller.clone(),
         inventory: Arc::new(cloud.inventory.clone()),
         computes,
@@ -884,20 +809,5 @@ mod tests {
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
-    }
-
-    /// The commands that read inventory variables get the bootstrap playbook's defaults.
-    #[test]
-    fn defaults_come_from_the_bootstrap_playbook() {
-        let s = |k: &str| super::bootstrap_default(k).and_then(|v| v.as_str().map(str::to_string));
-        assert_eq!(s("docker_aggregate").as_deref(), Some("docker"));
-        assert_eq!(s("prefetch_source").as_deref(), Some("glance"));
-        assert_eq!(s("prefetch_hosts").as_deref(), Some("aggregate"));
-        assert_eq!(s("openstack_openrc").as_deref(), Some("/root/admin-openrc"));
-        assert_eq!(
-            super::bootstrap_default("prefetch_parallel").and_then(|v| v.as_u64()),
-            Some(4)
-        );
-        assert!(super::bootstrap_default("no_such_var").is_none());
     }
 }

@@ -1082,12 +1082,12 @@ async fn gather(t: &dyn Transport, probes: &[Probe]) -> Result<Facts, String> {
 
 /// The ConnectOptions of this run, for the targets and for the hosts steps read from.
 fn connect_options(inventory: &Inventory, opts: &Options) -> crate::transport::ConnectOptions {
-    crate::transport::ConnectOptions {
-        ssh: inventory.ssh.clone(),
-        accept_new_host_keys: opts.accept_new_host_keys,
-        persist_secs: opts.persist_secs,
-        connect_timeout_secs: opts.connect_timeout_secs,
-    }
+    crate::transport::ConnectOptions::of(
+        inventory,
+        opts.persist_secs,
+        opts.connect_timeout_secs,
+        opts.accept_new_host_keys,
+    )
 }
 
 /// `command` with each distinct argument once, quoted; nothing without arguments.

@@ -5,6 +5,7 @@
 pub mod assets;
 pub mod boottime;
 pub mod cli;
+pub mod cloud;
 pub mod engine;
 pub mod facts;
 pub mod image;

@@ -113,6 +113,23 @@ pub struct ConnectOptions {
     pub connect_timeout_secs: u64,
 }
 
+impl ConnectOptions {
+    /// The inventory's SSH settings with a command's connection flags.
+    pub fn of(
+        inventory: &crate::inventory::Inventory,
+        persist_secs: u64,
+        connect_timeout_secs: u64,
+        accept_new_host_keys: bool,
+    ) -> ConnectOptions {
+        ConnectOptions {
+            ssh: inventory.ssh.clone(),
+            accept_new_host_keys,
+            persist_secs,
+            connect_timeout_secs,
+        }
+    }
+}
+
 /// A transport to `host`: `local`, or SSH through a (possibly kept) master.
 pub async fn connect(
     host: &crate::inventory::Host,

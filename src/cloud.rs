@@ -1,0 +1,124 @@
+//! The cloud an inventory describes, as the commands that work through its controller see it:
+//! the controller host, its variables (with the bootstrap playbook's defaults) and the
+//! OpenStack credentials there.
+
+use crate::inventory::{Host, Inventory};
+use crate::printer::{self, hinted};
+use anyhow::{Context, Result};
+
+/// The embedded bootstrap playbook's default for variable `k`.
+fn bootstrap_default(k: &str) -> Option<serde_yaml::Value> {
+    static VARS: std::sync::OnceLock<serde_yaml::Value> = std::sync::OnceLock::new();
+    VARS.get_or_init(|| {
+        crate::assets::embedded_playbook(std::path::Path::new("bootstrap.yml"))
+            .and_then(|text| serde_yaml::from_str::<serde_yaml::Value>(text).ok())
+            .and_then(|doc| doc.get("vars").cloned())
+            .unwrap_or(serde_yaml::Value::Null)
+    })
+    .get(k)
+    .cloned()
+}
+
+/// The controller of an inventory (first host of group `controllers`) and its variables, for
+/// the commands that work through it (`image add`, `prefetch`, `boot-time`).
+pub struct Cloud {
+    pub inventory: Inventory,
+    pub controller: Host,
+}
+
+impl Cloud {
+    /// `why`: the hint when the inventory has no controller, in the command's words.
+    pub fn load(path: &std::path::Path, why: &str) -> Result<Cloud> {
+        let inventory = Inventory::load(path).context("invalid inventory")?;
+        printer::add_secrets(&inventory.secrets);
+        let controller = inventory
+            .hosts
+            .iter()
+            .find(|h| h.groups.iter().any(|g| g == "controllers"))
+            .cloned()
+            .ok_or_else(|| {
+                hinted(
+                    format!("{}: no host in group `controllers`", path.display()),
+                    why,
+                )
+            })?;
+        Ok(Cloud {
+            inventory,
+            controller,
+        })
+    }
+
+    /// A string variable as the controller sees it (no templating: these are plain values),
+    /// else the bootstrap playbook's default for it: one place says what the defaults are.
+    pub fn var(&self, k: &str) -> Result<Option<String>> {
+        let value = match self.controller.vars.get(k) {
+            None | Some(serde_yaml::Value::Null) => bootstrap_default(k),
+            Some(v) => Some(v.clone()),
+        };
+        match value {
+            None | Some(serde_yaml::Value::Null) => Ok(None),
+            Some(serde_yaml::Value::String(s)) => Ok(Some(s)),
+            Some(serde_yaml::Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(serde_yaml::Value::Bool(b)) => Ok(Some(b.to_string())),
+            Some(_) => Err(anyhow::anyhow!(
+                "{}: variable `{k}` must be a string",
+                self.inventory.path.display()
+            )),
+        }
+    }
+
+    /// A variable the embedded bootstrap playbook always defines.
+    pub fn var_or_default(&self, k: &str) -> Result<String> {
+        self.var(k)?
+            .with_context(|| format!("variable `{k}` has no default in the bootstrap playbook"))
+    }
+
+    pub fn auth(&self) -> Result<crate::openstack::Auth> {
+        let cloud = self.var("openstack_cloud")?;
+        // clouds.yaml instead of the openrc: the openrc's default does not apply then.
+        let openrc = match (&cloud, self.controller.vars.get("openstack_openrc")) {
+            (Some(_), None | Some(serde_yaml::Value::Null)) => None,
+            _ => self.var("openstack_openrc")?,
+        };
+        if openrc.is_some() && cloud.is_some() {
+            return Err(hinted(
+                "both `openstack_openrc` and `openstack_cloud` are set for the controller",
+                "keep one: an openrc file or a clouds.yaml entry",
+            ));
+        }
+        Ok(crate::openstack::Auth { openrc, cloud })
+    }
+
+    /// How `plan`/`apply` would connect, with the command's connection options.
+    pub fn connect_options(
+        &self,
+        persist_secs: u64,
+        connect_timeout_secs: u64,
+        accept_new_host_keys: bool,
+    ) -> crate::transport::ConnectOptions {
+        crate::transport::ConnectOptions::of(
+            &self.inventory,
+            persist_secs,
+            connect_timeout_secs,
+            accept_new_host_keys,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The commands that read inventory variables get the bootstrap playbook's defaults.
+    #[test]
+    fn defaults_come_from_the_bootstrap_playbook() {
+        let s = |k: &str| super::bootstrap_default(k).and_then(|v| v.as_str().map(str::to_string));
+        assert_eq!(s("docker_aggregate").as_deref(), Some("docker"));
+        assert_eq!(s("prefetch_source").as_deref(), Some("glance"));
+        assert_eq!(s("prefetch_hosts").as_deref(), Some("aggregate"));
+        assert_eq!(s("openstack_openrc").as_deref(), Some("/root/admin-openrc"));
+        assert_eq!(
+            super::bootstrap_default("prefetch_parallel").and_then(|v| v.as_u64()),
+            Some(4)
+        );
+        assert!(super::bootstrap_default("no_such_var").is_none());
+    }
+}
