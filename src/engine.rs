@@ -695,9 +695,9 @@ impl HostRun {
         let mut scripts = String::new();
         for a in actions {
             if self.opts.mode == Mode::Apply {
-                let old = match (a, &live.facts) {
-                    (Action::Write { path, .. }, f) => match f.file(path) {
-                        facts::FileFact::File { content, .. } => Some(&content[..]),
+                let old = match a {
+                    Action::Write { path, .. } => match live.facts.file(path) {
+                        facts::FileFact::File { content, .. } => Some(content),
                         _ => None,
                     },
                     _ => None,

@@ -218,13 +218,7 @@ pub fn parse_peer(out: &str) -> Option<String> {
 /// one `cat` of the regular ones, split by the sizes `stat` gave. Commands follow, each
 /// answer ending with "\n<marker> <index> <rc>\n".
 pub fn script(probes: &[Probe], marker: &str) -> String {
-    let paths: Vec<String> = probes
-        .iter()
-        .filter_map(|p| match p {
-            Probe::File(path) => Some(quote(path)),
-            _ => None,
-        })
-        .collect();
+    let paths: Vec<String> = file_paths(probes).map(|p| quote(p)).collect();
     let mut s = format!("LC_ALL=C; export LC_ALL\nnd_m={}\n", quote(marker));
     if !paths.is_empty() {
         let list = paths.join(" ");
@@ -290,16 +284,18 @@ pub fn script_each(probes: &[Probe], marker: &str) -> String {
     s
 }
 
+/// The paths of the file probes, in probe order: the order [`script`] answers them in.
+fn file_paths(probes: &[Probe]) -> impl Iterator<Item = &String> {
+    probes.iter().filter_map(|p| match p {
+        Probe::File(path) => Some(path),
+        _ => None,
+    })
+}
+
 /// Split the output of [`script`] into facts. [`FactsError::Raced`]: run [`script_each`].
 pub fn parse(probes: &[Probe], marker: &str, out: &[u8]) -> Result<Facts, FactsError> {
     let mut facts = Facts::default();
-    let files: Vec<&String> = probes
-        .iter()
-        .filter_map(|p| match p {
-            Probe::File(path) => Some(path),
-            _ => None,
-        })
-        .collect();
+    let files: Vec<&String> = file_paths(probes).collect();
     let mut rest = out;
     if !files.is_empty() {
         let garbled = |detail: &str| FactsError::Garbled {

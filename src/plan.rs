@@ -317,7 +317,7 @@ const SPLICE_MIN: usize = 16 * 1024;
 /// The shell text that carries out one action (after [`PRELUDE`]). `old` is the current
 /// content of a written file as the facts know it: a large file whose expected hash it
 /// matches is sent as an edit of itself, not whole.
-pub fn action_script(a: &Action, old: Option<&[u8]>) -> String {
+pub fn action_script(a: &Action, old: Option<&Content>) -> String {
     let attrs = |a: &Attrs| {
         format!(
             "{} {} {}",
@@ -341,7 +341,7 @@ pub fn action_script(a: &Action, old: Option<&[u8]>) -> String {
             );
             let base = match (expect, old) {
                 (Expect::Sha256(h), Some(old))
-                    if content.len() >= SPLICE_MIN && sha256_hex(old) == *h =>
+                    if content.len() >= SPLICE_MIN && old.sha256_hex() == h =>
                 {
                     Some(old)
                 }
@@ -396,25 +396,33 @@ fn as_text(b: &[u8]) -> Option<&str> {
 /// whole lines, so that a part never splits a character. `None` when the part would not be
 /// much smaller than the file.
 fn splice<'a>(old: &[u8], new: &'a [u8]) -> Option<(usize, usize, &'a [u8])> {
-    let mut keep = old.iter().zip(new).take_while(|(a, b)| a == b).count();
-    keep = old[..keep]
+    let keep = old[..common_head(old, new)]
         .iter()
         .rposition(|&b| b == b'\n')
         .map_or(0, |p| p + 1);
-    let max_tail = old.len().min(new.len()) - keep;
-    let mut tail = old
-        .iter()
-        .rev()
-        .zip(new.iter().rev())
-        .take(max_tail)
-        .take_while(|(a, b)| a == b)
-        .count();
+    let mut tail = common_tail(old, new, old.len().min(new.len()) - keep);
     // The kept tail starts right after a newline (or is empty).
     while tail > 0 && tail < old.len() && old[old.len() - tail - 1] != b'\n' {
         tail -= 1;
     }
     let part = &new[keep..new.len() - tail];
     (part.len() * 2 < new.len()).then_some((keep, old.len() - tail + 1, part))
+}
+
+/// How many items `a` and `b` share at their start.
+pub fn common_head<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// How many items `a` and `b` share at their end, at most `limit` (what their common start
+/// leaves them).
+pub fn common_tail<T: PartialEq>(a: &[T], b: &[T], limit: usize) -> usize {
+    a.iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take(limit)
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 /// The directories whose entries `actions` change (written or removed files): synced once at
@@ -556,7 +564,7 @@ mod tests {
 
         let new = b"new 'quoted' $(id) \\n %s `x`\n";
         let a = write(&p, new, Expect::Sha256(sha256_hex(b"old\n")));
-        let out = run_script(dir.path(), &action_script(&a, Some(b"old\n")));
+        let out = run_script(dir.path(), &action_script(&a, Some(&b"old\n"[..].into())));
         assert!(out.status.success(), "{out:?}");
         assert_eq!(std::fs::read(&p).unwrap(), new);
         let backup = dir.path().join(format!("backups/test{}", p.display()));
@@ -632,7 +640,7 @@ mod tests {
                 new.as_bytes(),
                 Expect::Sha256(sha256_hex(old.as_bytes())),
             );
-            let s = action_script(&a, Some(old.as_bytes()));
+            let s = action_script(&a, Some(&old.as_bytes().into()));
             assert!(s.contains(" splice"), "not an edit");
             assert!(s.len() < 1000, "{} bytes", s.len());
             let out = run_script(dir.path(), &s);
@@ -641,7 +649,7 @@ mod tests {
         }
         // Facts that do not match the expectation: the whole file.
         let a = write(&p, old.as_bytes(), Expect::Sha256(sha256_hex(b"other")));
-        assert!(action_script(&a, Some(b"other but not this")).contains(" text '"));
+        assert!(action_script(&a, Some(&b"other but not this"[..].into())).contains(" text '"));
     }
 
     #[test]

@@ -266,19 +266,12 @@ pub fn unified_diff(path: &str, existed: bool, old: &[u8], new: &[u8], mask_ini:
     };
     let old_lines: Vec<&str> = old.split_inclusive('\n').collect();
     let new_lines: Vec<&str> = new.split_inclusive('\n').collect();
-    let same_head = old_lines
-        .iter()
-        .zip(&new_lines)
-        .take_while(|(a, b)| a == b)
-        .count();
-    let room = old_lines.len().min(new_lines.len()) - same_head;
-    let same_tail = old_lines
-        .iter()
-        .rev()
-        .zip(new_lines.iter().rev())
-        .take(room)
-        .take_while(|(a, b)| a == b)
-        .count();
+    let same_head = crate::plan::common_head(&old_lines, &new_lines);
+    let same_tail = crate::plan::common_tail(
+        &old_lines,
+        &new_lines,
+        old_lines.len().min(new_lines.len()) - same_head,
+    );
     const CONTEXT: usize = 3;
     let mut start = same_head.saturating_sub(CONTEXT);
     // Start on an option line, not inside a continuation: masking needs to see its option.
