@@ -6,7 +6,8 @@ mod common;
 use common::{Hosts, Run};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB9qWc0yKlGcYdq1b8p4lWc8m6xVfH3vJ2oQ7y1eZ3Rb nd@test";
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB9qWc0yKlGcYdq1b8p4lWc8m6xVfH3vJ2oQ7y1eZ3Rb nd@test";
 
 fn apply(hosts: &Hosts, inv: &std::path::Path, pb: &std::path::Path) -> Run {
     hosts.novadock(&[
@@ -53,7 +54,10 @@ fn authorized_key_playbook(hosts: &Hosts) -> std::path::PathBuf {
 fn authorized_key_does_not_follow_a_symlinked_ssh_dir() {
     let hosts = Hosts::up(1);
     add_user(&hosts, "h1");
-    hosts.sh_ok("h1", "mkdir -p /etc/nd-rootonly && chmod 755 /etc/nd-rootonly");
+    hosts.sh_ok(
+        "h1",
+        "mkdir -p /etc/nd-rootonly && chmod 755 /etc/nd-rootonly",
+    );
     as_u(&hosts, "h1", "ln -s /etc/nd-rootonly /home/u/.ssh");
     let inv = hosts.inventory("inventory.yml", "");
     let r = apply(&hosts, &inv, &authorized_key_playbook(&hosts));
@@ -83,7 +87,12 @@ fn a_planted_temp_file_does_not_make_root_write_elsewhere() {
         pb.to_str().unwrap(),
         "--yes",
     ];
-    let secs = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let secs = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
     let before = secs();
     let child = hosts.novadock_cmd(&args).spawn().unwrap();
     let after = secs();
@@ -128,7 +137,11 @@ fn writes_in_a_users_directory_run_as_that_user_and_others_are_refused() {
         hosts.sh_ok("h1", "stat -c '%U %a' /home/u/.ssh/authorized_keys"),
         "u 600\n"
     );
-    assert!(hosts.read_str("h1", "/home/u/.ssh/authorized_keys").contains(KEY));
+    assert!(
+        hosts
+            .read_str("h1", "/home/u/.ssh/authorized_keys")
+            .contains(KEY)
+    );
     // A root file in a directory the user owns: refused, not written through.
     hosts.sh_ok("h1", "mkdir -p /etc/nd-userdir && chown u /etc/nd-userdir");
     let pb = hosts.write_file(
@@ -137,10 +150,7 @@ fn writes_in_a_users_directory_run_as_that_user_and_others_are_refused() {
     );
     let r = apply(&hosts, &inv, &pb);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(
-        r.stderr.contains("/etc/nd-userdir is owned by u"),
-        "{r:?}"
-    );
+    assert!(r.stderr.contains("/etc/nd-userdir is owned by u"), "{r:?}");
     assert_eq!(hosts.sh("h1", "test -e /etc/nd-userdir/x.conf").code, 1);
 }
 
@@ -219,7 +229,13 @@ fn secrets_are_masked_in_every_form_and_never_rendered() {
     ] {
         let r = run(&args);
         let all = r.all();
-        for leak in [quoted, json_pw, &shell_pw, "pa\"ss", "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7"] {
+        for leak in [
+            quoted,
+            json_pw,
+            &shell_pw,
+            "pa\"ss",
+            "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7",
+        ] {
             assert!(!all.contains(leak), "{leak:?} leaked by {args:?}: {r:?}");
         }
         assert!(all.contains("********"), "{args:?}: {r:?}");
@@ -230,7 +246,10 @@ fn secrets_are_masked_in_every_form_and_never_rendered() {
     // The probe ran, and no process's arguments held the secret.
     let args = hosts.read_str("h1", "/etc/nd-probe-args");
     assert!(!args.is_empty());
-    assert!(!args.contains("cmdline"), "the probe's text was in argv: {args}");
+    assert!(
+        !args.contains("cmdline"),
+        "the probe's text was in argv: {args}"
+    );
 }
 
 /// Finding 13: text from outside (a failing command's output) cannot move the cursor, retitle
@@ -335,7 +354,8 @@ fn the_current_directory_does_not_replace_the_shipped_playbook() {
     let r = Run::from(out);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
-        r.stderr.contains("embedded:playbooks/bootstrap.yml are valid"),
+        r.stderr
+            .contains("embedded:playbooks/bootstrap.yml are valid"),
         "{r:?}"
     );
 }
