@@ -242,7 +242,8 @@ fn secrets_are_masked_in_every_form_and_never_rendered() {
     }
     // Deployed literally, not rendered.
     assert_eq!(hosts.read_str("h1", "/etc/nd-pw"), format!("{quoted}\n"));
-    assert_eq!(hosts.read_str("h1", "/etc/nd-key.pem"), format!("{pem}\n"));
+    // (A secret file's trailing newline is not part of the secret.)
+    assert_eq!(hosts.read_str("h1", "/etc/nd-key.pem"), pem);
     // The probe ran, and no process's arguments held the secret.
     let args = hosts.read_str("h1", "/etc/nd-probe-args");
     assert!(!args.is_empty());
