@@ -636,7 +636,7 @@ handlers:
             loop {
                 let r = hosts.sh(
                     h,
-                    "if flock -n /run/novadock/lock true; then echo free; \
+                    "if [ ! -e /run/novadock/lock ] || flock -n /run/novadock/lock true; then echo free; \
                      elif [ -s /run/nd-script.pid ]; then p=$(cat /run/nd-script.pid); rm -f /run/nd-script.pid; \
                      kill -STOP $p; pkill -9 -P $p; kill -9 $p; echo killed; \
                      else echo busy; fi",

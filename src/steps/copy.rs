@@ -26,8 +26,11 @@ pub struct Copy {
     pub mode: Option<Mode>,
     /// Loaded in `validate`: (relative path, content and mode), directories first.
     #[serde(skip)]
-    tree: Vec<(String, Option<(Vec<u8>, u32)>)>,
+    tree: Vec<(String, Option<SrcFile>)>,
 }
+
+/// A source file's content and mode.
+type SrcFile = (Vec<u8>, u32);
 
 fn plural(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
@@ -49,7 +52,7 @@ impl Copy {
         &self,
         root: &Path,
         rel: &Path,
-        out: &mut Vec<(String, Option<(Vec<u8>, u32)>)>,
+        out: &mut Vec<(String, Option<SrcFile>)>,
     ) -> std::io::Result<()> {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(root.join(rel))?
             .map(|e| e.map(|e| e.path()))
@@ -201,7 +204,7 @@ pub fn load(mut c: Copy) -> Result<Copy, StepError> {
 }
 
 /// A file's content and mode (of the same open file).
-fn read_file(p: &Path) -> std::io::Result<(Vec<u8>, u32)> {
+fn read_file(p: &Path) -> std::io::Result<SrcFile> {
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
     let mut f = std::fs::File::open(p)?;
