@@ -20,9 +20,13 @@ pub const PENDING_FILE: &str = "/var/lib/novadock/pending-handlers";
 /// In a directory only root can enter: /run/lock is world-writable, so any local user could
 /// hold a lock there (or plant a symlink in its place).
 pub const LOCK_FILE: &str = "/run/novadock/lock";
-/// Shell that makes /run/novadock (0700) and checks that it is root's own directory.
+/// Shell that makes /run/novadock (0700) and checks that it is root's own directory; on
+/// stdout too, where the lock holder's answer is read.
 const LOCK_DIR_SH: &str = "[ -d /run/novadock ] || mkdir -m 700 /run/novadock\n\
-     if [ -L /run/novadock ] || [ ! -O /run/novadock ]; then printf 'novadock: /run/novadock is not a directory of root only\\n' >&2; exit 3; fi\n";
+     if [ -L /run/novadock ] || [ ! -O /run/novadock ]; then\n\
+     \tnd_e='/run/novadock is not a directory of root only; remove it'\n\
+     \tprintf 'novadock: %s\\n' \"$nd_e\"; printf 'novadock: %s\\n' \"$nd_e\" >&2; exit 3\n\
+     fi\n";
 /// What a script that found the apply lock taken prints, and its exit code.
 const LOCK_HELD: &str = "novadock-lock-held ";
 const LOCK_HELD_CODE: i32 = 75;

@@ -179,6 +179,19 @@ fn a_local_user_cannot_hold_the_apply_lock() {
         hosts.sh_ok("h1", "stat -c '%U %a' /run/novadock"),
         "root 700\n"
     );
+    // A lock directory someone else could change is refused, not used.
+    hosts.sh_ok("h1", "chown u /run/novadock");
+    let pb = hosts.write_file(
+        "pb2.yml",
+        "steps:\n  - name: f\n    hosts: all\n    file: { path: /etc/nd-lock-test, content: y }\n",
+    );
+    let r = apply(&hosts, &inv, &pb);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("/run/novadock is not a directory of root only"),
+        "{r:?}"
+    );
     // Only the holder this test started (its sleep ends by itself).
     let _ = std::process::Command::new("kill")
         .arg(holder.trim())
