@@ -234,28 +234,34 @@ nd_attrs() {
 	elif [ -n "$3" ]; then chgrp -h -- "$3" "$1"; fi
 	if [ -n "$4" ]; then chmod -- "$4" "$1"; fi
 }
-# nd_put PATH OWNER GROUP MODE HOW [ARGS], once the checks are done. The temporary file is
-# created exclusively and private, gets its final owner and mode, and only then its content.
+# nd_put PATH OWNER GROUP MODE HOW [ARGS], once the checks are done; the current file, when
+# there is one, open on fd 7. The temporary file is created exclusively and private, and used
+# through its descriptor (fd 8): whoever can change the directory can rename it, but never
+# make this write go elsewhere. It gets its final owner and mode, then its content.
 nd_put() {
 	nd_t=${1%/*}/.novadock.$ND_RUN
 	umask 077
 	set -C
-	: > "$nd_t"
+	exec 8> "$nd_t"
 	set +C
 	umask "$nd_um"
 	trap "rm -f -- \"\$nd_t\"" EXIT
-	if [ ! -f "$nd_t" ] || [ -L "$nd_t" ]; then nd_fail "$nd_t was there before this run"; fi
-	if [ -f "$1" ]; then cp --attributes-only -p -- "$1" "$nd_t"
-	elif [ -z "$4" ]; then chmod 644 -- "$nd_t"; fi
-	nd_attrs "$nd_t" "$2" "$3" "$4"
+	[ -f /proc/self/fd/8 ] || nd_fail "$nd_t was there before this run"
+	if [ -n "${nd_old:-}" ]; then cp --attributes-only -p -- /proc/self/fd/7 /proc/self/fd/8
+	elif [ -z "$4" ]; then chmod 644 /proc/self/fd/8; fi
+	if [ -n "$2" ] && [ -n "$3" ]; then chown -- "$2:$3" /proc/self/fd/8
+	elif [ -n "$2" ]; then chown -- "$2" /proc/self/fd/8
+	elif [ -n "$3" ]; then chgrp -- "$3" /proc/self/fd/8; fi
+	if [ -n "$4" ]; then chmod -- "$4" /proc/self/fd/8; fi
 	case $5 in
-	text) printf %s "$6" > "$nd_t" ;;
-	b64) base64 -d > "$nd_t" ;;
-	splice) { head -c "$6" -- "$1"; printf %s "$8"; tail -c "+$7" -- "$1"; } > "$nd_t" ;;
-	splice-b64) { head -c "$6" -- "$1"; base64 -d; tail -c "+$7" -- "$1"; } > "$nd_t" ;;
+	text) printf %s "$6" >&8 ;;
+	b64) base64 -d >&8 ;;
+	splice) { head -c "$6" /proc/self/fd/7; printf %s "$8"; tail -c "+$7" /proc/self/fd/7; } >&8 ;;
+	splice-b64) { head -c "$6" /proc/self/fd/7; base64 -d; tail -c "+$7" /proc/self/fd/7; } >&8 ;;
 	esac
-	sync -- "$nd_t"
-	mv -f -- "$nd_t" "$1"
+	sync -- /proc/self/fd/8
+	exec 8>&- 7<&-
+	mv -fT -- "$nd_t" "$1"
 	trap - EXIT
 }
 '
@@ -274,10 +280,12 @@ nd_expect() {
 	esac
 	[ -n "$nd_ok" ] || nd_fail "$1 changed since it was planned; run plan again"
 }
-# nd_dir DIR [USER]: DIR and every directory above it are directories (not symlinks) that no
-# one but root can change (sticky ones like /tmp aside). The ones nearest DIR may instead be
-# USER's own: then nd_as=USER, and the change is made as USER, who can hurt no one else.
-# One stat per directory and script.
+# nd_dir DIR [USER]: every directory above DIR is a directory (not a symlink) that only root
+# or a system account can change (uid < 1000, such as Debian's nova owning /etc/nova; sticky
+# ones like /tmp aside), so DIR itself stays where it is; DIR may be anyone's (writes use
+# descriptors, not names, there). DIR and the directories nearest it may
+# instead be USER's own: then nd_as=USER, and the change is made as USER, who can then hurt no
+# one else. One stat per directory and script.
 nd_dir() {
 	nd_as=
 	case $nd_safe in *"
@@ -289,27 +297,43 @@ $1
 	nd_p=$nd_d
 	while [ -n "$nd_p" ]; do set -- "$@" "$nd_p"; nd_p=${nd_p%/*}; done
 	set -- "$@" /
-	nd_st=$(stat -c '%F|%a|%U' -- "$@") || nd_fail "cannot check the directories of $nd_d"
-	nd_top=
-	while IFS='|' read -r nd_f nd_m nd_o; do
+	nd_st=$(stat -c '%F|%a|%U|%u|%g' -- "$@") || nd_fail "cannot check the directories of $nd_d"
+	nd_chain=1
+	nd_leaf=1
+	nd_mine=
+	while IFS='|' read -r nd_f nd_m nd_o nd_ui nd_gi; do
 		nd_c=$1; shift
 		[ "$nd_f" = directory ] || nd_fail "$nd_c is a $nd_f, not a directory; novadock does not write through symlinks"
-		if [ -O "$nd_c" ]; then
-			nd_top=1
-			if [ $((0$nd_m & 022)) -ne 0 ] && [ $((0$nd_m & 01000)) -eq 0 ]; then
-				nd_fail "$nd_c can be changed by users other than root (mode $nd_m); novadock does not write below it"
-			fi
-		elif [ -z "$nd_top" ] && [ -n "$nd_u" ] && [ "$nd_o" = "$nd_u" ]; then
+		if [ -n "$nd_chain" ] && [ -n "$nd_u" ] && [ "$nd_o" = "$nd_u" ] && [ ! -O "$nd_c" ]; then
+			nd_mine=1
+		elif [ -n "$nd_leaf" ]; then
+			nd_chain=
+		elif [ -n "$nd_mine" ] && [ -n "$nd_chain" ]; then
+			# Above the user's own directories: root's, as for any other.
+			nd_chain=
 			nd_as=$nd_u
+			nd_root_only "$nd_c"
 		else
-			nd_fail "$nd_c is owned by $nd_o; novadock writes as root only where no other user can change the path"
+			nd_chain=
+			nd_root_only "$nd_c"
 		fi
+		nd_leaf=
 	done <<ND_ST
 $nd_st
 ND_ST
+	if [ -z "$nd_as" ] && [ -n "$nd_mine" ]; then nd_as=$nd_u; fi
 	if [ -z "$nd_as" ]; then nd_safe="$nd_safe
 $nd_d
 "; fi
+}
+# nd_root_only DIR, with nd_m nd_o nd_ui nd_gi from its stat line.
+nd_root_only() {
+	if [ "$nd_ui" -ge 1000 ] && [ ! -O "$1" ]; then
+		nd_fail "$1 is owned by $nd_o; novadock writes as root only where no other user can change the path"
+	fi
+	if [ $((0$nd_m & 01000)) -eq 0 ] && { [ $((0$nd_m & 02)) -ne 0 ] || { [ $((0$nd_m & 020)) -ne 0 ] && [ "$nd_gi" -ge 1000 ]; }; }; then
+		nd_fail "$1 can be changed by users other than root (mode $nd_m); novadock does not write below it"
+	fi
 }
 # nd_parent PATH [USER]: nd_dir on the directory holding PATH.
 nd_parent() {
@@ -350,13 +374,26 @@ nd_backup() {
 # the current file, then the new part, then the current file from byte FROM (1-based) on.
 # EXPECT has just been checked, so the old bytes are the planned ones.
 nd_write() {
-	nd_expect "$1" "$2"
 	nd_parent "$1" "$3"
+	nd_old=
+	case $2 in
+	absent|dir|link:*) nd_expect "$1" "$2" ;;
+	*)
+		# The file checked is the file read: opened once, then only used through fd 7.
+		if [ -f "$1" ] && [ ! -L "$1" ]; then exec 7< "$1"; nd_old=1; fi
+		if [ "$2" != any ]; then
+			nd_h=
+			if [ -n "$nd_old" ]; then nd_h=$(sha256sum <&7); fi
+			[ "${nd_h%% *}" = "$2" ] || nd_fail "$1 changed since it was planned; run plan again"
+		fi ;;
+	esac
 	nd_backup "$1"
 	nd_w=$1
 	shift 2
 	if [ -n "$nd_as" ]; then
-		nd_user "$nd_as" 'nd_put "$@"' "$nd_w" "$@"
+		# The user opens the current file itself: it reads only what it may.
+		nd_old=$nd_old nd_user "$nd_as" 'if [ -n "$nd_old" ]; then exec 7< "$1"; fi; nd_put "$@"' "$nd_w" "$@" 7<&-
+		exec 7<&-
 	else
 		nd_put "$nd_w" "$@"
 	fi
@@ -809,22 +846,31 @@ mod tests {
             "{out:?}"
         );
         assert!(!real.join("f").exists());
-        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o775)).unwrap();
+        // A directory others can change is fine for its own entries (the write goes through
+        // descriptors), not above them: they could swap what is below.
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o777)).unwrap();
         let out = run_script(
             dir.path(),
             &action_script(&write(&real.join("f"), b"x", Expect::Absent), None),
+        );
+        assert!(out.status.success(), "{out:?}");
+        std::fs::create_dir(real.join("sub")).unwrap();
+        let out = run_script(
+            dir.path(),
+            &action_script(&write(&real.join("sub/f"), b"x", Expect::Absent), None),
         );
         assert_eq!(out.status.code(), Some(3), "{out:?}");
         assert!(
             String::from_utf8_lossy(&out.stderr)
-                .contains("can be changed by users other than root (mode 775)"),
+                .contains("can be changed by users other than root (mode 777)"),
             "{out:?}"
         );
+        assert!(!real.join("sub/f").exists());
         // Sticky and world-writable (/tmp) is fine: no one else can replace the file there.
         std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o1777)).unwrap();
         let out = run_script(
             dir.path(),
-            &action_script(&write(&real.join("f"), b"x", Expect::Absent), None),
+            &action_script(&write(&real.join("sub/g"), b"x", Expect::Absent), None),
         );
         assert!(out.status.success(), "{out:?}");
     }

@@ -77,8 +77,20 @@ fn a_planted_temp_file_does_not_make_root_write_elsewhere() {
     let hosts = Hosts::up(1);
     add_user(&hosts, "h1");
     as_u(&hosts, "h1", "mkdir -m 700 /home/u/.ssh");
-    let inv = hosts.inventory("inventory.yml", "");
     let pb = authorized_key_playbook(&hosts);
+    planted_run(&hosts, &pb, "/home/u/.ssh");
+    // The same for a root file written as root in a directory u owns (descriptors).
+    hosts.sh_ok("h1", "mkdir -p /etc/nd-userdir && chown u /etc/nd-userdir");
+    let pb = hosts.write_file(
+        "pb2.yml",
+        "steps:\n  - name: f\n    hosts: all\n    file: { path: /etc/nd-userdir/x.conf, content: \"x\\n\" }\n",
+    );
+    planted_run(&hosts, &pb, "/etc/nd-userdir");
+}
+
+/// Apply `pb` while user u plants `.novadock.RUN` in `dir` as a symlink to /etc/nd-pwned.
+fn planted_run(hosts: &Hosts, pb: &std::path::Path, dir: &str) {
+    let inv = hosts.inventory("inventory.yml", "");
     let args = [
         "apply",
         "-i",
@@ -100,12 +112,12 @@ fn a_planted_temp_file_does_not_make_root_write_elsewhere() {
     let mut plant = String::new();
     for t in before..=after + 1 {
         plant.push_str(&format!(
-            "ln -s /etc/nd-pwned /home/u/.ssh/.novadock.{}-{}; ",
+            "ln -s /etc/nd-pwned {dir}/.novadock.{}-{}; ",
             run_time(t),
             child.id()
         ));
     }
-    as_u(&hosts, "h1", &plant);
+    as_u(hosts, "h1", &plant);
     let r = Run::from(child.wait_with_output().unwrap());
     let pwned = hosts.sh("h1", "ls -l /etc/nd-pwned");
     assert_ne!(
@@ -142,16 +154,42 @@ fn writes_in_a_users_directory_run_as_that_user_and_others_are_refused() {
             .read_str("h1", "/home/u/.ssh/authorized_keys")
             .contains(KEY)
     );
-    // A root file in a directory the user owns: refused, not written through.
-    hosts.sh_ok("h1", "mkdir -p /etc/nd-userdir && chown u /etc/nd-userdir");
+    // A root file directly in a directory u owns: written through descriptors, so a symlink
+    // u plants at the temporary name is refused, not followed.
+    hosts.sh_ok(
+        "h1",
+        "mkdir -p /etc/nd-userdir/sub && chown u /etc/nd-userdir",
+    );
     let pb = hosts.write_file(
         "pb2.yml",
-        "steps:\n  - name: f\n    hosts: all\n    file: { path: /etc/nd-userdir/x.conf, content: \"x\\n\" }\n",
+        "steps:\n  - name: f\n    hosts: all\n    file: { path: /etc/nd-userdir/x.conf, content: \"x\\n\", mode: \"0600\" }\n",
+    );
+    let r = apply(&hosts, &inv, &pb);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        hosts.sh_ok("h1", "stat -c '%U %a' /etc/nd-userdir/x.conf"),
+        "root 600\n"
+    );
+    // Below it, u could swap the directory itself: refused.
+    let pb = hosts.write_file(
+        "pb3.yml",
+        "steps:\n  - name: f\n    hosts: all\n    file: { path: /etc/nd-userdir/sub/x.conf, content: \"x\\n\" }\n",
     );
     let r = apply(&hosts, &inv, &pb);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("/etc/nd-userdir is owned by u"), "{r:?}");
-    assert_eq!(hosts.sh("h1", "test -e /etc/nd-userdir/x.conf").code, 1);
+    assert_eq!(hosts.sh("h1", "test -e /etc/nd-userdir/sub/x.conf").code, 1);
+    // A system account's directory (Debian's /etc/nova is nova:nova 0770) is not refused.
+    hosts.sh_ok(
+        "h1",
+        "useradd -r nd-svc && mkdir -p /etc/nd-svc/rootwrap.d && chown nd-svc:nd-svc /etc/nd-svc && chmod 770 /etc/nd-svc",
+    );
+    let pb = hosts.write_file(
+        "pb4.yml",
+        "steps:\n  - name: f\n    hosts: all\n    file: { path: /etc/nd-svc/rootwrap.d/x.filters, content: \"x\\n\" }\n",
+    );
+    let r = apply(&hosts, &inv, &pb);
+    assert_eq!(r.code, 0, "{r:?}");
 }
 
 /// Finding 5: any local user could take the apply lock in world-writable /run/lock (and its
