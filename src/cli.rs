@@ -81,14 +81,10 @@ struct Common {
     /// Inventory file (YAML).
     #[arg(short, long, value_name = "INVENTORY")]
     inventory: PathBuf,
-    /// Playbook file; when not on disk, the embedded playbook of that name is used.
-    #[arg(
-        short,
-        long,
-        value_name = "PLAYBOOK",
-        default_value = "playbooks/bootstrap.yml"
-    )]
-    playbook: PathBuf,
+    /// Playbook file; when not on disk, the embedded playbook of that name is used. Without
+    /// it, the embedded playbooks/bootstrap.yml (never one in the current directory).
+    #[arg(short, long, value_name = "PLAYBOOK")]
+    playbook: Option<PathBuf>,
     /// Only these hosts and groups (comma separated).
     #[arg(short, long, value_name = "HOSTS")]
     limit: Option<String>,
@@ -301,10 +297,18 @@ struct Loaded {
     limit: Option<Arc<BTreeSet<String>>>,
 }
 
+const DEFAULT_PLAYBOOK: &str = "playbooks/bootstrap.yml";
+
 fn load(c: &Common) -> Result<Loaded> {
     let inventory = Inventory::load(&c.inventory).context("invalid inventory")?;
     printer::add_secrets(&inventory.secrets);
-    let playbook = Playbook::load(&c.playbook).map_err(|e| match e {
+    // A playbook runs as root on every host: only the one shipped inside this binary unless
+    // the operator names a file (a `playbooks/` in the current directory is not the product's).
+    let loaded = match &c.playbook {
+        Some(p) => Playbook::load(p),
+        None => Playbook::embedded(std::path::Path::new(DEFAULT_PLAYBOOK)),
+    };
+    let playbook = loaded.map_err(|e| match e {
         crate::playbook::PlaybookError::NotFound(_) => hinted(
             e.to_string(),
             format!(

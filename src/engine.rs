@@ -17,7 +17,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Semaphore;
 
 pub const PENDING_FILE: &str = "/var/lib/novadock/pending-handlers";
-pub const LOCK_FILE: &str = "/run/lock/novadock.lock";
+/// In a directory only root can enter: /run/lock is world-writable, so any local user could
+/// hold a lock there (or plant a symlink in its place).
+pub const LOCK_FILE: &str = "/run/novadock/lock";
+/// Shell that makes /run/novadock (0700) and checks that it is root's own directory; on
+/// stdout too, where the lock holder's answer is read.
+const LOCK_DIR_SH: &str = "[ -d /run/novadock ] || mkdir -m 700 /run/novadock\n\
+     if [ -L /run/novadock ] || [ ! -O /run/novadock ]; then\n\
+     \tnd_e='/run/novadock is not a directory of root only; remove it'\n\
+     \tprintf 'novadock: %s\\n' \"$nd_e\"; printf 'novadock: %s\\n' \"$nd_e\" >&2; exit 3\n\
+     fi\n";
 /// What a script that found the apply lock taken prints, and its exit code.
 const LOCK_HELD: &str = "novadock-lock-held ";
 const LOCK_HELD_CODE: i32 = 75;
@@ -846,7 +855,7 @@ impl HostRun {
         if lock_inline {
             // Held by this script's shell until it exits: the whole of this run's changes.
             script.push_str(&format!(
-                "[ -d /run/lock ] || mkdir -p /run/lock\n\
+                "{LOCK_DIR_SH}\
                  exec 9>>{LOCK_FILE}\n\
                  if ! flock -n 9; then printf '{LOCK_HELD} %s\\n' \"$(head -n 1 {LOCK_FILE})\"; exit {LOCK_HELD_CODE}; fi\n\
                  printf '%s\\n' {} > {LOCK_FILE}\n",
@@ -939,7 +948,11 @@ impl HostRun {
     }
 
     fn held_by(&self, holder: &str) -> String {
-        let mut e = format!("{} is locked by another apply: {holder}", self.host.name);
+        let mut e = format!(
+            "{} is locked by another apply: {}",
+            self.host.name,
+            crate::printer::escape_line(holder)
+        );
         // A run killed here: the script it sent goes on, and holds the lock, until it is done.
         let gone = holder
             .split_once("(pid ")
@@ -964,7 +977,7 @@ impl HostRun {
         }
         let who = self.lock_owner();
         let script = format!(
-            "mkdir -p /run/lock\n\
+            "{LOCK_DIR_SH}\
              exec 9>>{LOCK_FILE}\n\
              if ! flock -n 9; then printf 'HELD %s\\n' \"$(head -n 1 {LOCK_FILE})\"; exit 0; fi\n\
              printf '%s\\n' {} > {LOCK_FILE}\n\
@@ -1023,9 +1036,14 @@ pub fn build_step(
         }
         return Ok(Box::new(steps::Each { items: built }));
     }
-    // A shell runs `command` text: values go in quoted.
+    // A shell runs `command` text: values go in quoted; `creates:` is a path, not shell.
     let rendered = if kind == "command" {
-        renderer.render_shell_value(args, vars)
+        renderer.render_shell_value(args, vars).and_then(|mut r| {
+            if let (Some(m), Some(c)) = (r.as_mapping_mut(), args.get("creates")) {
+                m.insert("creates".into(), renderer.render_value(c, vars)?);
+            }
+            Ok(r)
+        })
     } else {
         renderer.render_value(args, vars)
     };
@@ -1163,10 +1181,16 @@ fn command_failure(host: &str, what: &[String], out: &ExecOutput) -> String {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !stdout.trim().is_empty() {
-        msg.push_str(&format!("\nstdout:\n{}", tail(&stdout)));
+        msg.push_str(&format!(
+            "\nstdout:\n{}",
+            crate::printer::escape(&tail(&stdout))
+        ));
     }
     if !stderr.trim().is_empty() {
-        msg.push_str(&format!("\nstderr:\n{}", tail(&stderr)));
+        msg.push_str(&format!(
+            "\nstderr:\n{}",
+            crate::printer::escape(&tail(&stderr))
+        ));
     }
     if stderr.contains("sudo: a password is required") {
         msg.push_str("\nhint: the SSH user needs passwordless sudo (NOPASSWD) for novadock");

@@ -244,9 +244,10 @@ pub fn script(probes: &[Probe], marker: &str) -> String {
     }
     for (i, p) in probes.iter().enumerate() {
         if let Probe::Cmd(cmd) = p {
-            // A subshell: a probe's `exit` or `cd` cannot disturb the others.
+            // A subshell: a probe's `exit` or `cd` cannot disturb the others. `eval`, not
+            // `sh -c`: the probe's text (secrets included) stays off every process's arguments.
             s.push_str(&format!(
-                "(sh -c {}) </dev/null 2>/dev/null\nprintf '\\n%s {i} %s\\n' \"$nd_m\" \"$?\"\n",
+                "(eval {}) </dev/null 2>/dev/null\nprintf '\\n%s {i} %s\\n' \"$nd_m\" \"$?\"\n",
                 quote(cmd)
             ));
         }
@@ -270,10 +271,8 @@ pub fn script_each(probes: &[Probe], marker: &str) -> String {
     for (i, p) in probes.iter().enumerate() {
         match p {
             Probe::File(path) => s.push_str(&format!("nd_file {}", quote(path))),
-            // A subshell: a probe's `exit` or `cd` cannot disturb the others.
-            Probe::Cmd(cmd) => {
-                s.push_str(&format!("(sh -c {}) </dev/null 2>/dev/null", quote(cmd)))
-            }
+            // As in [`script`]: a subshell, the text off the arguments.
+            Probe::Cmd(cmd) => s.push_str(&format!("(eval {}) </dev/null 2>/dev/null", quote(cmd))),
             Probe::Peer { .. } => s.push_str("true"),
         }
         s.push_str(&format!(

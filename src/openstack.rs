@@ -271,6 +271,26 @@ pub fn detect(probe_output: &str) -> Option<(Detected, String)> {
 mod tests {
     use super::*;
 
+    /// Finding 12 of issue 14: a name with a newline ended the `# label` comment, and the
+    /// rest of it ran as a command.
+    #[test]
+    fn a_label_with_a_newline_stays_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let pwned = dir.path().join("pwned");
+        let auth = Auth {
+            openrc: Some("/dev/null".into()),
+            cloud: None,
+        };
+        let label = format!("openstack flavor x\ntouch {}\n#", pwned.display());
+        let script = auth.change(&label, "pass\n", &serde_json::json!({}));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(!pwned.exists(), "the label ran: {out:?}");
+    }
+
     #[test]
     fn versions_map_to_releases() {
         let nova = |v| Release::from_nova_version(v).map(|d| d.release().name());
@@ -467,8 +487,10 @@ impl Auth {
     /// A change: `args` reaches Python as base64 JSON, so no value is ever parsed as code.
     pub fn change(&self, label: &str, body: &str, args: &serde_json::Value) -> String {
         let b64 = crate::plan::base64(args.to_string().as_bytes()).replace('\n', "");
+        // A no-op command, not a comment: a name with a newline would end a comment.
         format!(
-            "# {label}\n{}",
+            ": {}\n{}",
+            crate::shell::quote(label),
             self.python(&format!(
                 "ARGS = json.loads(base64.b64decode('{b64}'))\n{body}"
             ))

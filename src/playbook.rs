@@ -136,6 +136,11 @@ impl Playbook {
             })?;
             return Self::parse(path, &text, Some(path.to_path_buf()));
         }
+        Self::embedded(path)
+    }
+
+    /// The playbook of that name shipped inside the binary, whatever is on disk.
+    pub(crate) fn embedded(path: &Path) -> Result<Playbook, PlaybookError> {
         let text = assets::embedded_playbook(path)
             .ok_or_else(|| PlaybookError::NotFound(path.to_path_buf()))?;
         let shown = PathBuf::from(format!("embedded:{}", path.display()));
@@ -216,7 +221,12 @@ impl Playbook {
         };
         if let Some(import) = &raw.import {
             // Beside this playbook on disk, else embedded; one level deep, no cycles possible.
-            let beside = path.parent().map(|d| d.join(import));
+            // An embedded playbook imports embedded ones only.
+            let beside = playbook
+                .disk_path
+                .as_deref()
+                .and_then(Path::parent)
+                .map(|d| d.join(import));
             let base = match beside.filter(|p| p.exists()) {
                 Some(p) => Playbook::load(&p)?,
                 None => {

@@ -25,13 +25,42 @@ fn state() -> &'static RwLock<State> {
     })
 }
 
-/// Secret values (from `secret_env`/`secret_file`) are replaced by `********` in all output.
+/// Secret values (from `secret_env`/`secret_file`) are replaced by `********` in all output,
+/// in every form they can take there: each line of a multi-line one (diffs show lines), JSON-
+/// and Debug-escaped, and shell-quoted (command summaries).
 pub fn add_secrets(secrets: &[String]) {
     let mut s = state().write().expect("printer lock");
-    s.secrets
-        .extend(secrets.iter().filter(|x| !x.is_empty()).cloned());
-    // Longest first, so a secret containing another is masked whole.
+    for secret in secrets.iter().filter(|x| !x.is_empty()) {
+        s.secrets.extend(forms(secret));
+    }
     s.secrets.sort_by_key(|x| std::cmp::Reverse(x.len()));
+    s.secrets.dedup();
+}
+
+/// What `secret` can look like in output. Lines shorter than 4 characters are not masked on
+/// their own (they would mask half the output); the whole secret still is.
+fn forms(secret: &str) -> Vec<String> {
+    let mut base = vec![secret.to_string()];
+    base.extend(
+        secret
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.chars().count() >= 4 && *l != secret)
+            .map(str::to_string),
+    );
+    let mut out = Vec::new();
+    for b in base {
+        let shell = b.replace('\'', "'\\''");
+        for v in [b.clone(), shell] {
+            let json = serde_json::to_string(&v).expect("strings serialize");
+            out.push(json[1..json.len() - 1].to_string());
+            let debug = format!("{v:?}");
+            out.push(debug[1..debug.len() - 1].to_string());
+            out.push(v);
+        }
+    }
+    out.retain(|x| !x.is_empty());
+    out
 }
 
 pub fn mask(text: &str) -> String {
@@ -80,10 +109,56 @@ pub fn cyan(t: &str) -> String {
     paint(Style::new().cyan(), t)
 }
 
-/// One line (or several) of human output on stderr.
+/// One line (or several) of human output on stderr. Control characters are escaped here,
+/// whatever a caller forgot: only the colors this printer adds get through.
 pub fn say(text: &str) {
     let mut e = std::io::stderr().lock();
-    let _ = writeln!(e, "{}", mask(text));
+    let _ = writeln!(e, "{}", escape_with(&mask(text), true, color()));
+}
+
+/// Text from outside novadock (a host's output, a Glance name, the lock file's holder) made
+/// safe to print: control characters other than newline and tab are shown as `\x1b`, so it
+/// cannot move the cursor, retitle the terminal or overwrite a line.
+pub(crate) fn escape(text: &str) -> String {
+    escape_with(text, true, false)
+}
+
+/// As [`escape`], newlines and tabs too: for a value shown within one line.
+pub(crate) fn escape_line(text: &str) -> String {
+    escape_with(text, false, false)
+}
+
+fn escape_with(text: &str, keep_lines: bool, keep_colors: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if keep_colors && let Some(n) = sgr_len(rest) {
+            out.push_str(&rest[..n]);
+            rest = &rest[n..];
+            continue;
+        }
+        rest = &rest[c.len_utf8()..];
+        if c.is_control() && !(keep_lines && (c == '\n' || c == '\t')) {
+            // Every control character is below U+0100: `\x1b`, as a terminal user reads it.
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else if matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            // Bidirectional overrides reorder what follows on the line.
+            out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Length of a color sequence (`ESC [ digits ; m`) at the start of `s`.
+fn sgr_len(s: &str) -> Option<usize> {
+    let body = s.strip_prefix("\x1b[")?;
+    let n = body
+        .bytes()
+        .take_while(|b| b.is_ascii_digit() || *b == b';')
+        .count();
+    (body.as_bytes().get(n) == Some(&b'm')).then_some(2 + n + 1)
 }
 
 /// The `--json` document on stdout.
@@ -199,5 +274,46 @@ pub fn trace(what: impl FnOnce() -> String) {
         ON.get_or_init(|| std::env::var_os("NOVADOCK_TRACE").map(|_| std::time::Instant::now()))
     {
         eprintln!("[{:8.3}] {}", t0.elapsed().as_secs_f64(), what());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_form_of_a_secret_is_known() {
+        let f = forms("pa\"ss\\wo'rd\n-----BEGIN KEY-----\nMIIEvQIB\nab\n");
+        for form in [
+            "pa\"ss\\wo'rd\n-----BEGIN KEY-----\nMIIEvQIB\nab\n",
+            "pa\"ss\\wo'rd",
+            "pa\\\"ss\\\\wo'rd",
+            "pa\"ss\\wo'\\''rd",
+            "MIIEvQIB",
+            "-----BEGIN KEY-----",
+        ] {
+            assert!(f.iter().any(|x| x == form), "{form:?} not in {f:?}");
+        }
+        assert!(!f.iter().any(|x| x == "ab"), "{f:?}");
+    }
+
+    #[test]
+    fn outside_text_cannot_drive_the_terminal() {
+        let evil = "img\x1b]0;pwned\x07\r\nh1: ok\t\u{202e}x\u{9b}";
+        assert_eq!(
+            escape_line(evil),
+            "img\\x1b]0;pwned\\x07\\x0d\\x0ah1: ok\\x09\\u{202e}x\\x9b"
+        );
+        assert_eq!(escape("a\nb\tc\rd"), "a\nb\tc\\x0dd");
+        // The printer's own colors survive, anything else is shown escaped.
+        let colored = format!(
+            "{}\x1b[2J",
+            Style::new().green().force_styling(true).apply_to("ok")
+        );
+        assert_eq!(
+            escape_with(&colored, true, true),
+            "\x1b[32mok\x1b[0m\\x1b[2J"
+        );
+        assert_eq!(escape_with("\x1b[31;1mred", true, false), "\\x1b[31;1mred");
     }
 }

@@ -22,6 +22,8 @@ pub struct Renderer {
     /// `groups`: every group of the inventory → its hosts (name, address, port, user,
     /// nova_host), for files on one host that list others (the prefetch job's inventory).
     groups: Value,
+    /// Secret values: never rendered as templates (a `{{` in a password is text).
+    secrets: std::collections::BTreeSet<String>,
 }
 
 fn describe(e: &minijinja::Error) -> String {
@@ -79,6 +81,7 @@ impl Renderer {
             env,
             shell_env,
             groups: Value::from(std::collections::BTreeMap::<String, Value>::new()),
+            secrets: Default::default(),
         }
     }
 
@@ -130,6 +133,7 @@ impl Renderer {
             groups.entry(g.clone()).or_default();
         }
         self.groups = Value::from_serialize(&groups);
+        self.secrets = inventory.secrets.iter().cloned().collect();
         self
     }
 
@@ -164,16 +168,24 @@ impl Renderer {
             Value::from(host.inventory_dir.display().to_string()),
         );
         // Variables may use other variables (`"{{ inventory_dir }}/drivers"`): render string
-        // values against the others a few times, as Ansible resolves them lazily.
+        // values against the others a few times, as Ansible resolves them lazily. Always the
+        // text as written, never a result (a value inserted is not a template), and never a
+        // secret's value.
+        let templates: Vec<(String, String)> = map
+            .iter()
+            .filter_map(|(k, v)| {
+                let s = v.as_str()?;
+                (s.contains("{{") && !self.secrets.contains(s)).then(|| (k.clone(), s.to_string()))
+            })
+            .collect();
         for _ in 0..3 {
             let ctx = Value::from(map.clone());
             let mut changed = false;
-            for v in map.values_mut() {
-                if let Some(s) = v.as_str().filter(|s| s.contains("{{"))
-                    && let Ok(r) = self.env.render_str(s, &ctx)
-                    && r != s
+            for (k, text) in &templates {
+                if let Ok(r) = self.env.render_str(text, &ctx)
+                    && map.get(k).and_then(|v| v.as_str()) != Some(r.as_str())
                 {
-                    *v = Value::from(r);
+                    map.insert(k.clone(), Value::from(r));
                     changed = true;
                 }
             }

@@ -135,7 +135,7 @@ fn the_example_inventory_is_valid() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         err,
-        "ok: inventories/example.yml and playbooks/bootstrap.yml are valid: 3 hosts, 26 steps, 5 handlers\n"
+        "ok: inventories/example.yml and embedded:playbooks/bootstrap.yml are valid: 3 hosts, 26 steps, 5 handlers\n"
     );
 }
 

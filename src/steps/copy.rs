@@ -21,12 +21,16 @@ pub struct Copy {
     pub exclude: Vec<String>,
     pub owner: Option<String>,
     pub group: Option<String>,
-    /// Mode of the files (directories get 0755 unless they exist).
+    /// Mode of the files; without it each keeps its mode here (directories get 0755 unless
+    /// they exist).
     pub mode: Option<Mode>,
-    /// Loaded in `validate`: (relative path, content), directories first.
+    /// Loaded in `validate`: (relative path, content and mode), directories first.
     #[serde(skip)]
-    tree: Vec<(String, Option<Vec<u8>>)>,
+    tree: Vec<(String, Option<SrcFile>)>,
 }
+
+/// A source file's content and mode.
+type SrcFile = (Vec<u8>, u32);
 
 fn plural(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
@@ -48,7 +52,7 @@ impl Copy {
         &self,
         root: &Path,
         rel: &Path,
-        out: &mut Vec<(String, Option<Vec<u8>>)>,
+        out: &mut Vec<(String, Option<SrcFile>)>,
     ) -> std::io::Result<()> {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(root.join(rel))?
             .map(|e| e.map(|e| e.path()))
@@ -64,11 +68,18 @@ impl Copy {
                 continue;
             }
             let r = rel.join(&name);
-            if p.is_dir() {
+            // Not followed: a link to /etc/shadow in a source tree would go out as its target.
+            let meta = std::fs::symlink_metadata(&p)?;
+            if meta.file_type().is_symlink() {
+                return Err(std::io::Error::other(format!(
+                    "{} is a symlink; copy does not follow symlinks (copy its target instead)",
+                    p.display()
+                )));
+            } else if meta.is_dir() {
                 out.push((r.display().to_string(), None));
                 self.walk(root, &r, out)?;
             } else {
-                out.push((r.display().to_string(), Some(std::fs::read(&p)?)));
+                out.push((r.display().to_string(), Some(read_file(&p)?)));
             }
         }
         Ok(())
@@ -130,8 +141,15 @@ impl StepKind for Copy {
                         )));
                     }
                 },
-                Some(bytes) => {
-                    let o = plan_file_content(&dest, fact, bytes.clone(), &file_attrs, false)?;
+                Some((bytes, mode)) => {
+                    let kept = Attrs {
+                        mode: file_attrs
+                            .mode
+                            .clone()
+                            .or(Some(format!("{:o}", mode & 0o7777))),
+                        ..file_attrs.clone()
+                    };
+                    let o = plan_file_content(&dest, fact, bytes.clone(), &kept, false)?;
                     if o.changed() {
                         changed.push(dest.clone());
                         if let Some(d) = o.diff {
@@ -177,10 +195,21 @@ pub fn load(mut c: Copy) -> Result<Copy, StepError> {
         c.walk(&src, Path::new(""), &mut tree)
             .map_err(|e| StepError::Invalid(format!("cannot read {}: {e}", c.src)))?;
     } else {
-        let bytes = std::fs::read(&src)
+        let file = read_file(&src)
             .map_err(|e| StepError::Invalid(format!("cannot read {}: {e}", c.src)))?;
-        tree.push((String::new(), Some(bytes)));
+        tree.push((String::new(), Some(file)));
     }
     c.tree = tree;
     Ok(c)
+}
+
+/// A file's content and mode (of the same open file).
+fn read_file(p: &Path) -> std::io::Result<SrcFile> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = std::fs::File::open(p)?;
+    let mode = f.metadata()?.permissions().mode();
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    Ok((bytes, mode))
 }

@@ -22,7 +22,7 @@ pub struct Package {
 impl Package {
     fn probe(&self) -> String {
         format!(
-            "dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' {}",
+            "dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' -- {}",
             join(&self.all_names())
         )
     }
@@ -40,10 +40,12 @@ impl StepKind for Package {
             return Err(StepError::Invalid("`names` is empty".into()));
         }
         for n in self.names.iter().chain(&self.satisfied_by) {
-            // Debian package names (with an optional =version or :arch).
-            if !n
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+-.:=~_".contains(&b))
+            // Debian package names (with an optional =version or :arch); they start with a
+            // letter or digit, so no name is read as an option.
+            if !n.starts_with(|c: char| c.is_ascii_alphanumeric())
+                || !n
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.:=~_".contains(&b))
             {
                 return Err(StepError::Invalid(format!(
                     "`{n}` is not a Debian package name"
@@ -101,7 +103,7 @@ impl StepKind for Package {
             command.push_str("apt-get update -q\n");
         }
         command.push_str(&format!(
-            "apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {}",
+            "apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -- {}",
             names.iter().map(|n| quote(n)).collect::<Vec<_>>().join(" ")
         ));
         Ok(Outcome {
@@ -163,5 +165,21 @@ mod tests {
         let o = plan(&p, "docker.io ii \n");
         assert!(!o.changed());
         assert_eq!(o.note, None);
+    }
+
+    /// Issue 14, finding 16: a name that starts with `-` would be an option of apt-get.
+    #[test]
+    fn names_cannot_be_options() {
+        let p = |n: &str| Package {
+            names: vec![n.into()],
+            update_cache: false,
+            satisfied_by: vec![],
+        };
+        for bad in ["-oAPT::Update::Pre-Invoke::=reboot", "--purge", "-y"] {
+            assert!(p(bad).validate().is_err(), "{bad}");
+        }
+        for good in ["docker.io", "python3-nova=2:26.2.2-1", "libc6:amd64", "0ad"] {
+            assert!(p(good).validate().is_ok(), "{good}");
+        }
     }
 }
