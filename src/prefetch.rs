@@ -512,9 +512,7 @@ impl Downloads {
             "exec timeout {DOWNLOAD_TIMEOUT_SECS} {}",
             self.access.python(DOWNLOAD_PY)
         );
-        let mut file = tokio::fs::File::create(path)
-            .await
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let mut file = crate::image::create_spool_file(path)?;
         crate::printer::trace(|| format!("download {} start", image.id));
         let mut s = self.ctl.stream(&script).await.map_err(|e| e.to_string())?;
         let request = self.access.request(serde_json::json!({ "id": image.id }));
@@ -950,8 +948,7 @@ async fn converge(
     let need_spool = cfg.source == Source::Glance
         && !cfg.dry_run
         && !downloads.readers.lock().expect("not poisoned").is_empty();
-    if need_spool && let Err(e) = std::fs::create_dir_all(&spool_dir) {
-        let msg = format!("cannot create {}: {e}", spool_dir.display());
+    if need_spool && let Err(msg) = crate::image::create_private_dir(&spool_dir) {
         let hosts = checked
             .into_iter()
             .map(|c| finish(c, vec![], Some(msg.clone())))
