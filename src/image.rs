@@ -214,7 +214,10 @@ async fn save_from(
     let t = crate::transport::connect(host, connect).await?;
     let r = async {
         let mut s = t
-            .stream(&format!("exec docker save -- {}", crate::shell::quote(name)))
+            .stream(&format!(
+                "exec docker save -- {}",
+                crate::shell::quote(name)
+            ))
             .await
             .map_err(|e| e.to_string())?;
         drop(s.stdin);

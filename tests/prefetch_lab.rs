@@ -137,7 +137,8 @@ fn prefetch_keeps_every_docker_host_current() {
     let lab_ = Lab::fresh();
     // The timer is installed but never fires on its own during the test: runs are started
     // explicitly, so each step's effect is known.
-    let vars = "  prefetch_on_calendar: \"2099-01-01\"\n  prefetch_registries: [\"127.0.0.14:5000\"]\n";
+    let vars =
+        "  prefetch_on_calendar: \"2099-01-01\"\n  prefetch_registries: [\"127.0.0.14:5000\"]\n";
     let inv = lab_.inventory("lab.yml", "", vars);
     let apply = lab_.novadock(&["apply", "-i", &inv, "--yes"]);
     assert_eq!(apply.code, 0, "{apply:?}");
@@ -172,7 +173,10 @@ fn prefetch_keeps_every_docker_host_current() {
     );
     // No rootwrap `ln` filter (finding 9).
     assert_eq!(
-        on("cmp1", "test -e /etc/nova/rootwrap.d/docker.filters && echo present || echo absent"),
+        on(
+            "cmp1",
+            "test -e /etc/nova/rootwrap.d/docker.filters && echo present || echo absent"
+        ),
         "absent\n"
     );
     let pinned = on("ctl", "cat /etc/novadock/known_hosts");

@@ -1,0 +1,223 @@
+//! Issue 14 (prefetch): the compute-host program against a real dockerd, on a Debian host
+//! booted with systemd-nspawn (tests/lab/host, like tests/systemd.rs; run it under
+//! `flock /tmp/novadock-hosts.lock`). The end-to-end run with Glance is in prefetch_lab.rs.
+
+mod common;
+
+use common::{Run, repo};
+use std::process::{Command, Stdio};
+
+const NAME: &str = "nd-secp-test";
+const ADDR: &str = "127.0.0.62";
+/// The program bootstrap installs on the computes and novadock sends (include_str! of it).
+const HOST_PY: &str = include_str!("../templates/prefetch/prefetch-host.py");
+
+struct Host;
+
+impl Host {
+    fn up() -> Host {
+        common::require_root();
+        let out = Command::new(repo().join("tests/lab/host"))
+            .args(["up", NAME, ADDR, "--docker"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tests/lab/host up: {:?}",
+            Run::from(out)
+        );
+        let h = Host;
+        let r = h.sh("command -v dockerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io >/dev/null 2>&1; systemctl start docker && docker info >/dev/null");
+        assert_eq!(r.code, 0, "docker on the test host: {r:?}");
+        h
+    }
+
+    fn sh(&self, script: &str) -> Run {
+        Run::from(
+            Command::new(repo().join("tests/lab/host"))
+                .args(["exec", NAME, "sh", "-c", script])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap(),
+        )
+    }
+
+    fn ok(&self, script: &str) -> String {
+        let r = self.sh(script);
+        assert_eq!(r.code, 0, "{script}\n{r:?}");
+        r.stdout
+    }
+
+    /// The host program with `request` and the tarball at `tar` (a path on the host) on stdin.
+    fn run(&self, request: &serde_json::Value, tar: Option<&str>) -> Run {
+        let data = tar.map_or(String::new(), |t| format!("; cat {t}"));
+        self.sh(&format!(
+            "{{ printf '%s\\n' '{request}'{data}; }} | python3 -c '{}'",
+            HOST_PY.replace('\'', "'\\''")
+        ))
+    }
+
+    fn docker_id(&self, reference: &str) -> Option<String> {
+        let r = self.sh(&format!(
+            "docker image inspect --format '{{{{.Id}}}}' -- '{reference}'"
+        ));
+        (r.code == 0).then(|| r.stdout.trim().to_string())
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("tests/lab/host"))
+            .args(["down", NAME])
+            .stdin(Stdio::null())
+            .output();
+    }
+}
+
+fn load(h: &Host, tar: &str, id: &str, name: &str, public: bool, hash: Option<&str>) -> Run {
+    let (size, sha) = {
+        let out = h.ok(&format!(
+            "stat -c %s {tar}; sha512sum {tar} | cut -d' ' -f1"
+        ));
+        let mut l = out.lines();
+        (
+            l.next().unwrap().parse::<u64>().unwrap(),
+            l.next().unwrap().to_string(),
+        )
+    };
+    let req = serde_json::json!({
+        "op": "load", "id": id, "name": name, "public": public, "algo": "sha512",
+        "hash": hash.unwrap_or(&sha), "size": size, "source": "glance", "registries": [],
+    });
+    h.run(&req, Some(tar))
+}
+
+/// Findings 2 and 16: no tag from the tarball reaches dockerd, a tarball tagged with another
+/// name is refused, a hash mismatch loads nothing, images are tagged glance/ID (and by name
+/// only when public), and registry pulls are held to the operator's list.
+#[test]
+fn loader_tags_by_glance_id_and_never_by_the_tarball() {
+    let h = Host::up();
+    h.ok(r#"set -e; cd /root; rm -rf seed; mkdir seed; echo a > seed/a; tar -C seed -cf a.tar .
+echo b > seed/a; tar -C seed -cf b.tar .
+docker import a.tar library/nginx:latest >/dev/null; docker save library/nginx:latest > evil.tar
+docker tag library/nginx:latest nd/good:1; docker save nd/good:1 > good.tar
+docker rmi library/nginx:latest nd/good:1 >/dev/null
+docker import b.tar nd/other:1 >/dev/null; docker save nd/other:1 > other.tar; docker rmi nd/other:1 >/dev/null"#);
+
+    // A tenant's tarball that says `nginx` under the Glance name nd/evil: refused, nothing named.
+    let r = load(
+        &h,
+        "/root/evil.tar",
+        "11111111-0000-0000-0000-000000000001",
+        "nd/evil",
+        true,
+        None,
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("not with its Glance name nd/evil: refused"),
+        "{r:?}"
+    );
+    assert!(h.docker_id("library/nginx:latest").is_none());
+    assert!(h.docker_id("nginx:latest").is_none());
+    assert!(
+        h.docker_id("glance/11111111-0000-0000-0000-000000000001:latest")
+            .is_none()
+    );
+
+    // Not Glance's bytes: dockerd never gets a manifest, so nothing at all is loaded.
+    let before = h.ok("docker image ls -aq --no-trunc | sort");
+    let r = load(
+        &h,
+        "/root/other.tar",
+        "11111111-0000-0000-0000-000000000002",
+        "nd/other:1",
+        true,
+        Some("00"),
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("not loaded"), "{r:?}");
+    assert_eq!(h.ok("docker image ls -aq --no-trunc | sort"), before);
+
+    // A private image: tagged by its Glance id only, never by its (tenant-chosen) name.
+    let r = load(
+        &h,
+        "/root/good.tar",
+        "11111111-0000-0000-0000-000000000003",
+        "nd/good:1",
+        false,
+        None,
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let id = h
+        .docker_id("glance/11111111-0000-0000-0000-000000000003:latest")
+        .expect("tagged by id");
+    assert!(h.docker_id("nd/good:1").is_none());
+    let rec = h.ok("cat /var/lib/novadock/prefetch/11111111-0000-0000-0000-000000000003.json");
+    let rec: serde_json::Value = serde_json::from_str(&rec).unwrap();
+    assert_eq!(rec["docker_id"], id.as_str());
+    assert_eq!(
+        rec["ref"],
+        "glance/11111111-0000-0000-0000-000000000003:latest"
+    );
+    assert_eq!(rec["name_ref"], serde_json::Value::Null);
+    assert_eq!(h.ok("stat -c %a /var/lib/novadock/prefetch"), "700\n");
+
+    // A public image gets its name too.
+    let r = load(
+        &h,
+        "/root/good.tar",
+        "11111111-0000-0000-0000-000000000004",
+        "nd/good:1",
+        true,
+        None,
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(h.docker_id("nd/good:1"), Some(id.clone()));
+
+    // Registry mode: only listed registries, only references (never an option).
+    for (name, msg) in [
+        ("evil.example:5000/x:1", "not in prefetch_registries"),
+        ("--help", "is not a docker reference"),
+    ] {
+        let req = serde_json::json!({
+            "op": "load", "id": "11111111-0000-0000-0000-000000000005", "name": name,
+            "public": true, "algo": "sha512", "hash": "x", "size": 1, "source": "registry",
+            "registries": ["127.0.0.14:5000"],
+        });
+        let r = h.run(&req, None);
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(r.stderr.contains(msg), "{name}: {r:?}");
+    }
+
+    // The state check sees the records, and prune removes the id's tag with the record.
+    let r = h.run(&serde_json::json!({"op": "check"}), None);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("glance/11111111-0000-0000-0000-000000000004:latest"),
+        "{r:?}"
+    );
+    let req = serde_json::json!({
+        "op": "prune", "glance_id": "11111111-0000-0000-0000-000000000004", "docker_id": id,
+        "name_ref": "nd/good:1", "remove_image": false,
+    });
+    let r = h.run(&req, None);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        h.docker_id("glance/11111111-0000-0000-0000-000000000004:latest")
+            .is_none()
+    );
+    assert!(
+        h.docker_id("glance/11111111-0000-0000-0000-000000000003:latest")
+            .is_some()
+    );
+
+    // Anything else is refused (the program is the prefetch key's forced command).
+    let r = h.run(&serde_json::json!({"op": "shell", "cmd": "id"}), None);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("unknown operation"), "{r:?}");
+}
