@@ -450,6 +450,33 @@ async fn upload(
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Issue 14, finding 1: a planted directory or symlink is refused, never written through.
+    #[tokio::test]
+    async fn spool_is_private_and_never_planted() {
+        let base = tempfile::tempdir().unwrap();
+        let planted = base.path().join("planted");
+        std::fs::create_dir(&planted).unwrap();
+        let e = super::create_private_dir(&planted).unwrap_err();
+        assert!(e.contains("already exists: refusing"), "{e}");
+        let fresh = base.path().join("fresh");
+        super::create_private_dir(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let target = base.path().join("target");
+        std::os::unix::fs::symlink(&target, fresh.join("image.tar")).unwrap();
+        assert!(super::create_spool_file(&fresh.join("image.tar")).is_err());
+        assert!(!target.exists());
+        super::create_spool_file(&fresh.join("x.tar")).unwrap();
+        let mode = std::fs::metadata(fresh.join("x.tar"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_ne!(super::spool_dir("image"), super::spool_dir("image"));
+    }
+
     use super::repo_tags;
 
     fn entry(name: &str, body: &[u8]) -> Vec<u8> {
