@@ -12,13 +12,23 @@ const ADDR: &str = "127.0.0.62";
 /// The program bootstrap installs on the computes and novadock sends (include_str! of it).
 const HOST_PY: &str = include_str!("../templates/prefetch/prefetch-host.py");
 
-struct Host;
+fn lab_dir() -> String {
+    std::env::var("NOVADOCK_LAB_DIR").unwrap_or_else(|_| "/var/lib/novadock-lab".into())
+}
+
+struct Host {
+    name: &'static str,
+}
 
 impl Host {
-    fn up() -> Host {
+    fn boot(name: &'static str, addr: &str, docker: bool) -> Host {
         common::require_root();
+        let mut args = vec!["up", name, addr];
+        if docker {
+            args.push("--docker");
+        }
         let out = Command::new(repo().join("tests/lab/host"))
-            .args(["up", NAME, ADDR, "--docker"])
+            .args(&args)
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -27,7 +37,11 @@ impl Host {
             "tests/lab/host up: {:?}",
             Run::from(out)
         );
-        let h = Host;
+        Host { name }
+    }
+
+    fn up() -> Host {
+        let h = Host::boot(NAME, ADDR, true);
         let r = h.sh("command -v dockerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io >/dev/null 2>&1; systemctl start docker && docker info >/dev/null");
         assert_eq!(r.code, 0, "docker on the test host: {r:?}");
         h
@@ -36,11 +50,26 @@ impl Host {
     fn sh(&self, script: &str) -> Run {
         Run::from(
             Command::new(repo().join("tests/lab/host"))
-                .args(["exec", NAME, "sh", "-c", script])
+                .args(["exec", self.name, "sh", "-c", script])
                 .stdin(Stdio::null())
                 .output()
                 .unwrap(),
         )
+    }
+
+    /// Writes `content` to `path` on the host with `mode`.
+    fn put(&self, path: &str, content: &[u8], mode: &str) {
+        use std::io::Write;
+        let mut c = Command::new(repo().join("tests/lab/host"))
+            .args(["exec", self.name, "sh", "-c"])
+            .arg(format!(
+                "mkdir -p \"$(dirname {path})\" && cat > {path} && chmod {mode} {path}"
+            ))
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(content).unwrap();
+        assert!(c.wait().unwrap().success(), "writing {path}");
     }
 
     fn ok(&self, script: &str) -> String {
@@ -69,7 +98,7 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         let _ = Command::new(repo().join("tests/lab/host"))
-            .args(["down", NAME])
+            .args(["down", self.name])
             .stdin(Stdio::null())
             .output();
     }
@@ -220,4 +249,96 @@ docker import b.tar nd/other:1 >/dev/null; docker save nd/other:1 > other.tar; d
     let r = h.run(&serde_json::json!({"op": "shell", "cmd": "id"}), None);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("unknown operation"), "{r:?}");
+}
+
+/// Finding 10: the prefetch unit as bootstrap renders it runs sandboxed on a real systemd, with
+/// its SSH control sockets in its own runtime directory: a local user who plants
+/// /tmp/novadock-0 no longer stops every run.
+#[test]
+fn prefetch_unit_is_sandboxed_on_real_systemd() {
+    const UNIT_HOST: &str = "nd-secp-unit";
+    const UNIT_ADDR: &str = "127.0.0.63";
+    let h = Host::boot(UNIT_HOST, UNIT_ADDR, false);
+    let lab = lab_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.yml");
+    std::fs::write(
+        &inv,
+        format!(
+            "ssh:\n  identity_file: {lab}/id_ed25519\n  known_hosts: {lab}/known_hosts\nhosts:\n  u: {{ address: {UNIT_ADDR} }}\nvars:\n  prefetch_binary_path: /usr/local/bin/novadock\n  prefetch_prune: false\n  prefetch_spool_dir: /var/tmp\n  prefetch_timeout: 10min\n"
+        ),
+    )
+    .unwrap();
+    let pb = dir.path().join("pb.yml");
+    std::fs::write(
+        &pb,
+        "steps:\n  - name: the prefetch unit\n    hosts: all\n    template: { src: prefetch/novadock-prefetch.service.j2, dest: /etc/systemd/system/novadock-prefetch.service, mode: \"0644\" }\n",
+    )
+    .unwrap();
+    let r = Run::from(
+        Command::new(common::bin())
+            .args(["apply", "-i"])
+            .arg(&inv)
+            .arg("-p")
+            .arg(&pb)
+            .arg("--yes")
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    // The job on this host reaches its "controller" (this host) over SSH, as it reaches
+    // computes: that needs the control-socket directory.
+    h.put(
+        "/usr/local/bin/novadock",
+        &std::fs::read(common::bin()).unwrap(),
+        "0755",
+    );
+    h.put(
+        "/etc/novadock/id",
+        &std::fs::read(format!("{lab}/id_ed25519")).unwrap(),
+        "0600",
+    );
+    h.put(
+        "/etc/novadock/known_hosts",
+        &std::fs::read(format!("{lab}/known_hosts")).unwrap(),
+        "0644",
+    );
+    h.put(
+        "/etc/novadock/prefetch.yml",
+        format!("ssh:\n  user: root\n  identity_file: /etc/novadock/id\n  known_hosts: /etc/novadock/known_hosts\nhosts:\n  ctl: {{ address: {UNIT_ADDR}, groups: [controllers] }}\nvars:\n  openstack_openrc: /root/no-openrc\n").as_bytes(),
+        "0600",
+    );
+    // A local user plants the control-socket directory novadock falls back to.
+    h.ok("setpriv --reuid=65534 --regid=65534 --clear-groups mkdir -m 0777 /tmp/novadock-0");
+    let show = h.ok("systemctl daemon-reload && systemctl show -p PrivateTmp -p NoNewPrivileges -p ProtectSystem -p ProtectHome -p UMask -p RuntimeDirectory -p CapabilityBoundingSet novadock-prefetch.service");
+    for want in [
+        "PrivateTmp=yes",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=read-only",
+        "UMask=0077",
+        "RuntimeDirectory=novadock-prefetch",
+        "CapabilityBoundingSet=cap_dac_read_search",
+    ] {
+        assert!(show.contains(want), "{want} not in\n{show}");
+    }
+    let exposure = h.ok("systemd-analyze security --no-pager novadock-prefetch.service | tail -1");
+    let level: f64 = exposure
+        .split("novadock-prefetch.service: ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in {exposure}"));
+    assert!(level < 5.0, "{exposure}");
+    // It runs: through SSH (sockets in /run/novadock-prefetch) up to the missing openrc.
+    let r = h.sh("systemctl start novadock-prefetch.service; journalctl -u novadock-prefetch.service --no-pager -o cat");
+    assert!(
+        r.stdout.contains("discovery on the controller ctl failed")
+            && r.stdout.contains("no-openrc")
+            && !r.stdout.contains("control sockets"),
+        "{r:?}"
+    );
 }
