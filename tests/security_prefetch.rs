@@ -342,3 +342,118 @@ fn prefetch_unit_is_sandboxed_on_real_systemd() {
         "{r:?}"
     );
 }
+
+/// The prefetch key's line in authorized_keys as bootstrap writes it, with `from`.
+fn bootstrap_key_options(from: &str) -> String {
+    let pb: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo().join("playbooks/bootstrap.yml")).unwrap(),
+    )
+    .unwrap();
+    let step = pb["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| {
+            s["authorized_key"]["key_from"]["path"].as_str() == Some("{{ prefetch_key }}.pub")
+        })
+        .expect("bootstrap authorizes the prefetch key");
+    let options = step["authorized_key"]["options"].as_str().unwrap();
+    options.replace(
+        "{{ prefetch_key_from or groups.controllers[0].address }}",
+        from,
+    )
+}
+
+/// Finding 8: the prefetch key is no root shell. With bootstrap's options it runs the
+/// prefetch program whatever command the client asks for, and only from the controller.
+#[test]
+fn prefetch_key_runs_the_prefetch_program_only() {
+    let hosts = common::Hosts::up(1);
+    hosts.put(
+        "h1",
+        "/usr/local/lib/novadock/prefetch-host.py",
+        HOST_PY.as_bytes(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("prefetch");
+    let kg = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "nd-prefetch-test",
+            "-f",
+        ])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(kg.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    // The test hosts' sshd reads this file (tests/hosts/up), not ~/.ssh/authorized_keys.
+    let keys = hosts.path("authorized_keys");
+    let original = std::fs::read_to_string(&keys).unwrap();
+    let authorize = |from: &str| {
+        let options = bootstrap_key_options(from);
+        assert!(
+            options.starts_with("restrict,from=") && options.contains(",command="),
+            "{options}"
+        );
+        std::fs::write(&keys, format!("{original}{options} {public}")).unwrap();
+    };
+    let ssh = |command: &str, stdin: &str| {
+        use std::io::Write;
+        let mut c = Command::new("ssh")
+            .arg("-i")
+            .arg(&key)
+            .args([
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+            ])
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                hosts.path("known_hosts").display()
+            ))
+            .arg(format!("root@{}", hosts.address("h1")))
+            .arg(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        Run::from(c.wait_with_output().unwrap())
+    };
+    authorize("127.0.0.0/8");
+    // A shell command is not run: the program wants its JSON request.
+    let r = ssh("id; touch /root/pwned", "");
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("expected a JSON request") && !r.stdout.contains("uid=0"),
+        "{r:?}"
+    );
+    hosts.sh_ok("h1", "test ! -e /root/pwned");
+    // What the job sends is served, whatever command line comes with it.
+    let r = ssh("sh -c 'exec python3 -c anything'", "{\"op\":\"check\"}\n");
+    // (These hosts share the VM's /usr: a docker CLI may be there, a dockerd is not.)
+    assert!(
+        r.stdout.starts_with("ND_RECORDS\n")
+            || r.stderr.contains("docker is not installed on this host"),
+        "{r:?}"
+    );
+    let r = ssh("true", "{\"op\":\"shell\",\"cmd\":\"id\"}\n");
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("unknown operation"), "{r:?}");
+    // From anywhere but the controller, the key does not log in.
+    authorize("10.9.9.9");
+    let r = ssh("id", "");
+    assert_eq!(r.code, 255, "{r:?}");
+    assert!(r.stderr.contains("Permission denied"), "{r:?}");
+}
