@@ -11,6 +11,7 @@ import calendar
 import os
 import re
 import signal
+import stat
 import threading
 import time
 from urllib.parse import quote
@@ -42,6 +43,17 @@ class Interrupted(Exception):
 
 def on_signal(signum, _frame):
     raise Interrupted("interrupted by signal %d" % signum)
+
+
+def private_file(path):
+    """Opens `path` for writing in its root-only directory (made 0700 here): never through a
+    symlink, never in a directory another user could write (issue 14)."""
+    d = os.path.dirname(path)
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    st = os.lstat(d)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise RuntimeError("%s is not a private directory of this user" % d)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
 
 
 def aborted():
@@ -313,7 +325,7 @@ def main():
             # "pid starttime": whoever signals us can tell us from a recycled pid.
             with open("/proc/self/stat") as f:
                 start = f.read().rsplit(")", 1)[1].split()[19]
-            with open(pidfile, "w") as f:
+            with os.fdopen(private_file(pidfile), "w") as f:
                 f.write("%d %s\n" % (os.getpid(), start))
         if aborted():
             raise Interrupted("the run was aborted (novadock was interrupted)")

@@ -425,12 +425,17 @@ async fn connect(h: &Host, inv: &Inventory, o: &Options) -> Result<Box<dyn Trans
     crate::transport::connect(h, &c).await
 }
 
+/// Where a run's pid and abort files live on the controller (made 0700 by whoever needs it).
+pub(crate) const BOOT_TIME_DIR: &str = "/run/novadock-boot-time";
+
 impl Cx {
+    // In a root-only directory, not /tmp: a local user could plant a symlink at a
+    // predictable name there and have root write through it (issue 14, finding 15).
     fn pidfile(&self) -> String {
-        format!("/tmp/novadock-{}pid", self.prefix)
+        format!("{BOOT_TIME_DIR}/{}pid", self.prefix)
     }
     fn abortfile(&self) -> String {
-        format!("/tmp/novadock-{}abort", self.prefix)
+        format!("{BOOT_TIME_DIR}/{}abort", self.prefix)
     }
 
     /// One Python run on the controller.
@@ -814,7 +819,8 @@ fn rmi_script(image: &str) -> String {
 /// server of this run by its prefix.
 async fn cleanup(cx: &Cx) -> Result<()> {
     let script = format!(
-        "touch {abort}
+        "mkdir -p -m 0700 {dir} && [ ! -L {dir} ] && [ \"$(stat -c %u {dir})\" = \"$(id -u)\" ] || exit 1
+(umask 077 && : >> {abort})
 if [ -f {pid} ] && read -r p start < {pid}; then
   if [ \"$(sed 's/.*) //' /proc/$p/stat 2>/dev/null | cut -d' ' -f20)\" = \"$start\" ]; then
     kill -TERM \"$p\"
@@ -823,6 +829,7 @@ if [ -f {pid} ] && read -r p start < {pid}; then
 fi",
         abort = crate::shell::quote(&cx.abortfile()),
         pid = crate::shell::quote(&cx.pidfile()),
+        dir = crate::shell::quote(BOOT_TIME_DIR),
     );
     cx.controller
         .exec(&script)

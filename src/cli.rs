@@ -721,6 +721,8 @@ fn run_prefetch(a: &PrefetchArgs) -> Result<ExitCode> {
         dry_run: a.dry_run,
         prune: a.prune,
         spool_dir: spool_dir("prefetch"),
+        projects: cloud.list_var("prefetch_projects")?,
+        registries: cloud.list_var("prefetch_registries")?,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -67,6 +67,31 @@ impl Cloud {
         }
     }
 
+    /// A list of strings (e.g. `prefetch_projects`), else the bootstrap playbook's default.
+    pub fn list_var(&self, k: &str) -> Result<Vec<String>> {
+        let value = match self.controller.vars.get(k) {
+            None | Some(serde_yaml::Value::Null) => bootstrap_default(k),
+            Some(v) => Some(v.clone()),
+        };
+        let bad = || {
+            anyhow::anyhow!(
+                "{}: variable `{k}` must be a list of strings",
+                self.inventory.path.display()
+            )
+        };
+        match value {
+            None | Some(serde_yaml::Value::Null) => Ok(vec![]),
+            Some(serde_yaml::Value::Sequence(items)) => items
+                .into_iter()
+                .map(|v| match v {
+                    serde_yaml::Value::String(s) => Ok(s),
+                    _ => Err(bad()),
+                })
+                .collect(),
+            Some(_) => Err(bad()),
+        }
+    }
+
     /// A variable the embedded bootstrap playbook always defines.
     pub fn var_or_default(&self, k: &str) -> Result<String> {
         self.var(k)?

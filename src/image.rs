@@ -33,13 +33,47 @@ pub struct AddConfig {
     pub spool_dir: PathBuf,
 }
 
-/// `$TMPDIR/novadock-NAME`, else under /var/tmp (disk, not a tmpfs): where images wait while
-/// they are checked or fanned out.
+/// `$TMPDIR/novadock-NAME-RANDOM`, else under /var/tmp (disk, not a tmpfs): where images
+/// wait while they are checked or fanned out. The random part keeps a local user from
+/// planting it in advance; [`create_private_dir`] refuses it if they did anyway.
 pub fn spool_dir(name: &str) -> PathBuf {
+    use std::io::Read;
+    let mut r = [0u8; 8];
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut r));
+    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
     std::env::var_os("TMPDIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/tmp"))
-        .join(format!("novadock-{name}"))
+        .join(format!("novadock-{name}-{hex}"))
+}
+
+/// Creates `dir` as a new directory of mode 0700. One that exists is refused, whoever made
+/// it: in a world-writable parent it may be someone else's, or a symlink to anywhere.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => format!(
+                "{} already exists: refusing to spool images into a directory this run did not create",
+                dir.display()
+            ),
+            _ => format!("cannot create {}: {e}", dir.display()),
+        })
+}
+
+/// A new spool file (0600), never through a symlink and never an existing file.
+pub(crate) fn create_spool_file(path: &Path) -> Result<tokio::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map(tokio::fs::File::from_std)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))
 }
 
 #[derive(Debug, Serialize)]
@@ -180,13 +214,14 @@ async fn save_from(
     let t = crate::transport::connect(host, connect).await?;
     let r = async {
         let mut s = t
-            .stream(&format!("exec docker save {}", crate::shell::quote(name)))
+            .stream(&format!(
+                "exec docker save -- {}",
+                crate::shell::quote(name)
+            ))
             .await
             .map_err(|e| e.to_string())?;
         drop(s.stdin);
-        let mut file = tokio::fs::File::create(dest)
-            .await
-            .map_err(|e| format!("{}: {e}", dest.display()))?;
+        let mut file = create_spool_file(dest)?;
         tokio::io::copy(&mut s.stdout, &mut file)
             .await
             .map_err(|e| format!("receiving docker save from {}: {e}", host.name))?;
@@ -256,8 +291,7 @@ pub async fn add(cfg: &AddConfig) -> Result<AddResult, ImageError> {
     let (path, spooled) = match &cfg.source {
         Source::File(p) => (p.clone(), false),
         Source::Host(h) => {
-            std::fs::create_dir_all(&cfg.spool_dir)
-                .map_err(|e| ImageError::Source(format!("{}: {e}", cfg.spool_dir.display())))?;
+            create_private_dir(&cfg.spool_dir).map_err(ImageError::Source)?;
             let p = cfg.spool_dir.join("image.tar");
             save_from(h, &cfg.connect, &name, &p)
                 .await
@@ -416,6 +450,33 @@ async fn upload(
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Issue 14, finding 1: a planted directory or symlink is refused, never written through.
+    #[tokio::test]
+    async fn spool_is_private_and_never_planted() {
+        let base = tempfile::tempdir().unwrap();
+        let planted = base.path().join("planted");
+        std::fs::create_dir(&planted).unwrap();
+        let e = super::create_private_dir(&planted).unwrap_err();
+        assert!(e.contains("already exists: refusing"), "{e}");
+        let fresh = base.path().join("fresh");
+        super::create_private_dir(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let target = base.path().join("target");
+        std::os::unix::fs::symlink(&target, fresh.join("image.tar")).unwrap();
+        assert!(super::create_spool_file(&fresh.join("image.tar")).is_err());
+        assert!(!target.exists());
+        super::create_spool_file(&fresh.join("x.tar")).unwrap();
+        let mode = std::fs::metadata(fresh.join("x.tar"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_ne!(super::spool_dir("image"), super::spool_dir("image"));
+    }
+
     use super::repo_tags;
 
     fn entry(name: &str, body: &[u8]) -> Vec<u8> {

@@ -58,6 +58,10 @@ pub struct Config {
     pub connect: ConnectOptions,
     /// Where downloads are spooled while they fan out to hosts.
     pub spool_dir: PathBuf,
+    /// Projects whose private docker images are distributed too (by default public ones only).
+    pub projects: Vec<String>,
+    /// Registries the `registry` source may pull from (`docker.io` for Docker Hub).
+    pub registries: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -71,6 +75,12 @@ pub struct GlanceImage {
     /// Hash algorithm and value (os_hash_algo/os_hash_value, or md5 `checksum` before Rocky).
     pub algo: String,
     pub hash: String,
+    /// Visible to every project: only these are tagged with their Glance name on hosts.
+    #[serde(default)]
+    pub public: bool,
+    /// The project that owns the image.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +112,8 @@ struct RawImage {
     checksum: Option<String>,
     os_hash_algo: Option<String>,
     os_hash_value: Option<String>,
+    visibility: Option<String>,
+    owner: Option<String>,
 }
 
 /// What one API session on the controller found, and how to reach Glance's data after it.
@@ -162,7 +174,8 @@ pub(crate) async fn cloud_session(
 /// One API session: the docker images (server-side filter) and the aggregate's live members.
 const DISCOVER_PY: &str = r#"def main():
     conn = openstack.connect()
-    images = [{k: i.get(k) for k in ("id", "name", "size", "checksum", "os_hash_algo", "os_hash_value")}
+    images = [{k: i.get(k) for k in ("id", "name", "size", "checksum", "os_hash_algo", "os_hash_value",
+                                       "visibility", "owner")}
               for i in docker_images(conn, "&status=active")]
     agg = [a for a in conn.compute.aggregates() if a.name == ARGS["aggregate"]]
     services = {s.host: s.state for s in conn.compute.services() if s.binary == "nova-compute"}
@@ -238,6 +251,8 @@ fn image_of(raw: RawImage) -> Result<GlanceImage, String> {
         size: raw.size.unwrap_or(0),
         algo,
         hash,
+        public: raw.visibility.as_deref() == Some("public"),
+        owner: raw.owner,
     })
 }
 
@@ -251,6 +266,25 @@ pub fn docker_ref(name: &str) -> String {
     }
 }
 
+/// The images every host gets: public ones, and those of the operator's allow-listed
+/// projects. Discovery sees every project's images (it runs as admin); loading a tenant's
+/// private image everywhere would let any tenant fill every host's disk. The registry source
+/// pulls by name, from a registry Glance does not vouch for: public images only.
+pub fn distributed(
+    images: Vec<GlanceImage>,
+    projects: &[String],
+    source: Source,
+) -> Vec<GlanceImage> {
+    images
+        .into_iter()
+        .filter(|i| {
+            i.public
+                || (source == Source::Glance
+                    && i.owner.as_ref().is_some_and(|o| projects.contains(o)))
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------
 // Host state and the decision per (host, image)
 
@@ -259,9 +293,12 @@ pub fn docker_ref(name: &str) -> String {
 pub struct Record {
     pub glance_id: String,
     pub name: String,
-    /// The reference the image was loaded under (normally `docker_ref(name)`).
+    /// The reference the image was tagged with: `glance/ID:latest` ([`glance_ref`]).
     #[serde(rename = "ref")]
     pub reference: String,
+    /// Its Glance name as a docker reference, when it was tagged with it too (public images).
+    #[serde(default)]
+    pub name_ref: Option<String>,
     pub algo: String,
     pub hash: String,
     pub docker_id: String,
@@ -300,27 +337,19 @@ impl Reason {
 }
 
 pub fn decide(image: &GlanceImage, state: &HostState) -> Reason {
-    let reference = docker_ref(&image.name);
+    let reference = glance_ref(&image.id);
     match state.records.iter().find(|r| r.glance_id == image.id) {
-        Some(r) if r.hash == image.hash => match state.docker.get(&r.reference) {
-            Some(id) if *id == r.docker_id => Reason::Current,
-            Some(_) => Reason::Stale,
-            None => Reason::Missing,
-        },
-        Some(_) => Reason::Stale,
-        None => {
-            let replaced = state
-                .records
-                .iter()
-                .any(|r| r.reference == reference && r.glance_id != image.id);
-            if !state.docker.contains_key(&reference) {
-                Reason::Missing
-            } else if replaced {
-                Reason::Stale
-            } else {
-                Reason::Unverified
+        // A record of another reference is from before images were tagged by Glance id.
+        Some(r) if r.hash == image.hash && r.reference == reference => {
+            match state.docker.get(&reference) {
+                Some(id) if *id == r.docker_id => Reason::Current,
+                Some(_) => Reason::Stale,
+                None => Reason::Missing,
             }
         }
+        Some(_) => Reason::Stale,
+        None if state.docker.contains_key(&reference) => Reason::Unverified,
+        None => Reason::Missing,
     }
 }
 
@@ -343,12 +372,47 @@ pub fn prunable(images: &[GlanceImage], state: &HostState) -> Vec<(Record, bool)
         .collect()
 }
 
-const CHECK_SH: &str = r#"command -v docker >/dev/null 2>&1 || { echo "docker is not installed on this host" >&2; exit 3; }
-echo ND_RECORDS
-for f in /var/lib/novadock/prefetch/*.json; do [ -f "$f" ] && { cat "$f"; echo; }; done
-echo ND_IMAGES
-docker image ls --no-trunc --format '{{.ID}} {{.Repository}}:{{.Tag}}'
-"#;
+/// The compute-host side of the job (check, load, prune), reading its request as JSON on
+/// stdin. bootstrap installs the same file as the forced command of the prefetch key, so the
+/// key can run nothing else; with another key it is sent with `python3 -c`.
+pub(crate) const HOST_PY: &str = include_str!("../templates/prefetch/prefetch-host.py");
+
+/// What a host's dockerd calls a Glance image, whatever its name: the driver looks it up so.
+pub fn glance_ref(glance_id: &str) -> String {
+    format!("glance/{}:latest", glance_id.to_ascii_lowercase())
+}
+
+/// Starts [`HOST_PY`] on the host and sends it `request` (the first line of its stdin).
+async fn host_op(
+    t: &dyn Transport,
+    request: &serde_json::Value,
+) -> Result<crate::transport::Stream, String> {
+    let cmd = format!("exec python3 -c {}", crate::shell::quote(HOST_PY));
+    let mut s = t.stream(&cmd).await.map_err(|e| e.to_string())?;
+    s.stdin
+        .write_all(format!("{request}\n").as_bytes())
+        .await
+        .map_err(|e| format!("sending the request to the host: {e}"))?;
+    Ok(s)
+}
+
+/// A host operation without data: its stdout, or its error.
+async fn host_call(t: &dyn Transport, request: &serde_json::Value) -> Result<String, String> {
+    let mut s = host_op(t, request).await?;
+    let _ = s.stdin.shutdown().await;
+    drop(s.stdin);
+    let mut stdout = Vec::new();
+    let _ = s.stdout.read_to_end(&mut stdout).await;
+    let out = s.done.await.map_err(|e| e.to_string())?;
+    if !out.success() {
+        return Err(format!(
+            "{} (exit {})",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            out.code.map_or("signal".into(), |c| c.to_string())
+        ));
+    }
+    Ok(String::from_utf8_lossy(&stdout).into_owned())
+}
 
 pub fn parse_state(stdout: &str) -> Result<HostState, String> {
     let mut st = HostState::default();
@@ -380,99 +444,13 @@ pub fn parse_state(stdout: &str) -> Result<HostState, String> {
     Ok(st)
 }
 
-/// Runs on the host, reading the image on stdin: hash while feeding `docker load`, and
-/// record the load only when the bytes are exactly Glance's. Prints one JSON line.
-const LOAD_PY: &str = r#"import hashlib, json, os, subprocess, sys, threading, time
-a = json.loads(sys.argv[1])
-d = "/var/lib/novadock/prefetch"
-def fail(msg):
-    sys.stderr.write(msg + "\n")
-    sys.exit(1)
-def docker_id(ref):
-    r = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", ref], capture_output=True, text=True)
-    return r.stdout.strip() if r.returncode == 0 else None
-os.makedirs(d, exist_ok=True)
-loaded, warning, n = [], None, 0
-if a["source"] == "glance":
-    h = hashlib.new(a["algo"])
-    p = subprocess.Popen(["docker", "load"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    outs = {}
-    def drain(k, f):
-        outs[k] = f.read()
-    ts = [threading.Thread(target=drain, args=kv) for kv in (("out", p.stdout), ("err", p.stderr))]
-    for t in ts:
-        t.start()
-    src, broken = sys.stdin.buffer, False
-    while True:
-        b = src.read1(1 << 20)
-        if not b:
-            break
-        h.update(b)
-        n += len(b)
-        if not broken:
-            try:
-                p.stdin.write(b)
-            except BrokenPipeError:
-                broken = True
-    try:
-        p.stdin.close()
-    except BrokenPipeError:
-        pass
-    rc = p.wait()
-    for t in ts:
-        t.join()
-    loaded = [l.split(": ", 1)[1].strip() for l in outs["out"].decode(errors="replace").splitlines() if l.startswith("Loaded image")]
-    if n != a["size"] or h.hexdigest() != a["hash"]:
-        # Not Glance's bytes (cut short, or changed in Glance meanwhile): never recorded, and
-        # whatever it loaded does not stay under the name.
-        for ref in loaded:
-            subprocess.run(["docker", "rmi", ref], capture_output=True)
-        fail("received %d bytes (%s %s), Glance has %d bytes (%s %s): not recorded" % (n, a["algo"], h.hexdigest()[:16], a["size"], a["algo"], a["hash"][:16]))
-    if rc != 0:
-        fail("docker load failed (exit %d): %s" % (rc, outs["err"].decode(errors="replace").strip()))
-else:
-    r = subprocess.run(["docker", "pull", a["name"]], capture_output=True, text=True)
-    if r.returncode != 0:
-        fail("docker pull %s failed (exit %d): %s" % (a["name"], r.returncode, r.stderr.strip()))
-    loaded = [a["ref"]]
-ref = a["ref"]
-did = docker_id(ref)
-if did is None:
-    if not loaded:
-        fail("docker load loaded nothing named %s" % ref)
-    warning = "the image holds %s, not its Glance name %s: nova-docker cannot boot it" % (", ".join(loaded), a["name"])
-    ref = loaded[0]
-    did = docker_id(ref)
-    if did is None:
-        fail("%s is not in dockerd after loading it" % ref)
-rec = {"glance_id": a["id"], "name": a["name"], "ref": ref, "algo": a["algo"], "hash": a["hash"], "docker_id": did, "loaded_at": int(time.time())}
-tmp = os.path.join(d, ".%s.json.tmp" % a["id"])
-with open(tmp, "w") as f:
-    json.dump(rec, f)
-    f.flush()
-    os.fsync(f.fileno())
-os.replace(tmp, os.path.join(d, "%s.json" % a["id"]))
-dfd = os.open(d, os.O_RDONLY)
-os.fsync(dfd)
-os.close(dfd)
-print(json.dumps({"docker_id": did, "ref": ref, "bytes": n, "warning": warning}))
-"#;
-
-/// Removes a record's image unless a container uses it; then the record.
-fn prune_script(r: &Record, remove_image: bool) -> String {
-    use crate::shell::quote;
-    let rec = quote(&format!("{STATE_DIR}/{}.json", r.glance_id));
-    let id = quote(&r.docker_id);
-    if !remove_image {
-        return format!("rm -f {rec}\necho removed-record\n");
-    }
-    format!(
-        r#"if [ -n "$(docker ps -a -q --filter ancestor={id})" ]; then echo in-use; exit 0; fi
-if docker image inspect {id} >/dev/null 2>&1; then docker rmi {id} >/dev/null || exit 1; fi
-rm -f {rec}
-echo removed
-"#
-    )
+/// Removes a record (its `glance/ID` tag, and with `remove_image` its name tag, so the image
+/// goes with its last name) unless a container uses the image.
+fn prune_request(r: &Record, remove_image: bool) -> serde_json::Value {
+    serde_json::json!({
+        "op": "prune", "glance_id": r.glance_id, "docker_id": r.docker_id,
+        "name_ref": r.name_ref, "remove_image": remove_image,
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -534,9 +512,7 @@ impl Downloads {
             "exec timeout {DOWNLOAD_TIMEOUT_SECS} {}",
             self.access.python(DOWNLOAD_PY)
         );
-        let mut file = tokio::fs::File::create(path)
-            .await
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let mut file = crate::image::create_spool_file(path)?;
         crate::printer::trace(|| format!("download {} start", image.id));
         let mut s = self.ctl.stream(&script).await.map_err(|e| e.to_string())?;
         let request = self.access.request(serde_json::json!({ "id": image.id }));
@@ -822,7 +798,7 @@ async fn discover(
     let d = cloud_session(ctl, &cfg.auth, &cfg.aggregate)
         .await
         .map_err(err)?;
-    let images = d.images;
+    let images = distributed(d.images, &cfg.projects, cfg.source);
     let nova_name = |h: &Host| {
         h.vars
             .get("nova_host")
@@ -972,8 +948,7 @@ async fn converge(
     let need_spool = cfg.source == Source::Glance
         && !cfg.dry_run
         && !downloads.readers.lock().expect("not poisoned").is_empty();
-    if need_spool && let Err(e) = std::fs::create_dir_all(&spool_dir) {
-        let msg = format!("cannot create {}: {e}", spool_dir.display());
+    if need_spool && let Err(msg) = crate::image::create_private_dir(&spool_dir) {
         let hosts = checked
             .into_iter()
             .map(|c| finish(c, vec![], Some(msg.clone())))
@@ -997,6 +972,7 @@ async fn converge(
         let sem = sem.clone();
         let downloads = downloads.clone();
         let source = cfg.source;
+        let registries = cfg.registries.clone();
         let dry = cfg.dry_run;
         let multi = multi.clone();
         async move {
@@ -1031,7 +1007,16 @@ async fn converge(
                     continue;
                 }
                 let t0 = Instant::now();
-                let r = load(t, image, source, &downloads, &c.target.host.name, &multi).await;
+                let r = load(
+                    t,
+                    image,
+                    source,
+                    &registries,
+                    &downloads,
+                    &c.target.host.name,
+                    &multi,
+                )
+                .await;
                 if source == Source::Glance {
                     downloads.release(&image.id);
                 }
@@ -1062,23 +1047,18 @@ async fn converge(
                         detail: Some("gone from Glance".into()),
                     };
                     if !dry {
-                        match t.exec(&prune_script(rec, *remove_image)).await {
-                            Ok(o) if o.success() => {
-                                if String::from_utf8_lossy(&o.stdout).trim() == "in-use" {
+                        match host_call(t, &prune_request(rec, *remove_image)).await {
+                            Ok(o) => {
+                                if o.trim() == "in-use" {
                                     item.action = "keep";
                                     item.detail =
                                         Some("gone from Glance, but a container uses it".into());
                                 }
                             }
-                            Ok(o) => {
-                                item.ok = false;
-                                let e = String::from_utf8_lossy(&o.stderr).trim().to_string();
-                                item.detail = Some(e.clone());
-                                failure = Some(format!("prune {}: {e}", rec.name));
-                            }
                             Err(e) => {
                                 item.ok = false;
-                                failure = Some(e.to_string());
+                                item.detail = Some(e.clone());
+                                failure = Some(format!("prune {}: {e}", rec.name));
                             }
                         }
                     }
@@ -1124,15 +1104,10 @@ async fn check(
     connect: &ConnectOptions,
 ) -> Result<(Box<dyn Transport>, HostState), String> {
     let t = crate::transport::connect(host, connect).await?;
-    let out = t.exec(CHECK_SH).await.map_err(|e| e.to_string())?;
-    if !out.success() {
-        return Err(format!(
-            "state check failed (exit {}): {}",
-            out.code.map_or("signal".into(), |c| c.to_string()),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let state = parse_state(&String::from_utf8_lossy(&out.stdout))?;
+    let out = host_call(t.as_ref(), &serde_json::json!({ "op": "check" }))
+        .await
+        .map_err(|e| format!("state check failed: {e}"))?;
+    let state = parse_state(&out)?;
     Ok((t, state))
 }
 
@@ -1140,21 +1115,17 @@ async fn load(
     t: &dyn Transport,
     image: &GlanceImage,
     source: Source,
+    registries: &[String],
     downloads: &Arc<Downloads>,
     host: &str,
     multi: &indicatif::MultiProgress,
 ) -> Result<(u64, Option<String>), String> {
-    let args = serde_json::json!({
-        "id": image.id, "name": image.name, "ref": docker_ref(&image.name),
+    let request = serde_json::json!({
+        "op": "load", "id": image.id, "name": image.name, "public": image.public,
         "algo": image.algo, "hash": image.hash, "size": image.size,
-        "source": source,
+        "source": source, "registries": registries,
     });
-    let script = format!(
-        "exec python3 -c {} {}",
-        crate::shell::quote(LOAD_PY),
-        crate::shell::quote(&args.to_string())
-    );
-    let mut s = t.stream(&script).await.map_err(|e| e.to_string())?;
+    let mut s = host_op(t, &request).await?;
     let bar = crate::printer::bytes_bar(multi, image.size, &format!("{host} {}", image.name));
     let fed = if source == Source::Glance {
         let spool = downloads.get(image);
@@ -1222,13 +1193,16 @@ mod tests {
             size: 10,
             algo: "sha512".into(),
             hash: hash.into(),
+            public: true,
+            owner: Some("p1".into()),
         }
     }
     fn rec(id: &str, name: &str, hash: &str, docker: &str) -> Record {
         Record {
             glance_id: id.into(),
             name: name.into(),
-            reference: docker_ref(name),
+            reference: glance_ref(id),
+            name_ref: Some(docker_ref(name)),
             algo: "sha512".into(),
             hash: hash.into(),
             docker_id: docker.into(),
@@ -1248,21 +1222,50 @@ mod tests {
         let i = img("g1", "app", "h1");
         let mut st = HostState::default();
         assert_eq!(decide(&i, &st), Reason::Missing);
+        // The Glance name in dockerd says nothing: a tenant may have any image under it.
         st.docker.insert("app:latest".into(), "sha256:a".into());
+        assert_eq!(decide(&i, &st), Reason::Missing);
+        st.docker
+            .insert("glance/g1:latest".into(), "sha256:a".into());
         assert_eq!(decide(&i, &st), Reason::Unverified);
         st.records.push(rec("g1", "app", "h1", "sha256:a"));
         assert_eq!(decide(&i, &st), Reason::Current);
-        // the name now points at another image
-        st.docker.insert("app:latest".into(), "sha256:b".into());
+        // the Glance id's tag now points at another image
+        st.docker
+            .insert("glance/g1:latest".into(), "sha256:b".into());
         assert_eq!(decide(&i, &st), Reason::Stale);
         // removed from dockerd
         st.docker.clear();
         assert_eq!(decide(&i, &st), Reason::Missing);
         // changed in Glance (same id, new checksum)
-        st.docker.insert("app:latest".into(), "sha256:a".into());
+        st.docker
+            .insert("glance/g1:latest".into(), "sha256:a".into());
         assert_eq!(decide(&img("g1", "app", "h2"), &st), Reason::Stale);
-        // replaced in Glance under the same name (new id)
-        assert_eq!(decide(&img("g2", "app", "h3"), &st), Reason::Stale);
+        // another Glance image of the same name is an image of its own
+        assert_eq!(decide(&img("g2", "app", "h3"), &st), Reason::Missing);
+        // a record from before the glance/ID tags is reloaded
+        st.records[0].reference = "app:latest".into();
+        assert_eq!(decide(&i, &st), Reason::Stale);
+    }
+
+    #[test]
+    fn only_public_and_allowed_projects_are_distributed() {
+        let mut private = img("p", "tenant/app", "h");
+        private.public = false;
+        private.owner = Some("tenant".into());
+        let public = img("q", "nginx", "h");
+        let all = vec![private.clone(), public.clone()];
+        let ids = |v: Vec<GlanceImage>| v.into_iter().map(|i| i.id).collect::<Vec<_>>();
+        assert_eq!(ids(distributed(all.clone(), &[], Source::Glance)), ["q"]);
+        assert_eq!(
+            ids(distributed(all.clone(), &["tenant".into()], Source::Glance)),
+            ["p", "q"]
+        );
+        // the registry source pulls by name: never a private image
+        assert_eq!(
+            ids(distributed(all, &["tenant".into()], Source::Registry)),
+            ["q"]
+        );
     }
 
     #[test]
@@ -1300,6 +1303,8 @@ mod tests {
             checksum: md5.map(Into::into),
             os_hash_algo: algo.map(Into::into),
             os_hash_value: val.map(Into::into),
+            visibility: Some("public".into()),
+            owner: None,
         };
         assert_eq!(
             image_of(raw(Some("sha512"), Some("v"), Some("m")))

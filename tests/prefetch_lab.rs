@@ -137,7 +137,8 @@ fn prefetch_keeps_every_docker_host_current() {
     let lab_ = Lab::fresh();
     // The timer is installed but never fires on its own during the test: runs are started
     // explicitly, so each step's effect is known.
-    let vars = "  prefetch_on_calendar: \"2099-01-01\"\n";
+    let vars =
+        "  prefetch_on_calendar: \"2099-01-01\"\n  prefetch_registries: [\"127.0.0.14:5000\"]\n";
     let inv = lab_.inventory("lab.yml", "", vars);
     let apply = lab_.novadock(&["apply", "-i", &inv, "--yes"]);
     assert_eq!(apply.code, 0, "{apply:?}");
@@ -154,12 +155,29 @@ fn prefetch_keeps_every_docker_host_current() {
         ),
         "enabled\nactive\n"
     );
-    // The controller's key is restricted on the computes, and their host keys are pinned.
+    // The controller's key runs the prefetch program only (issue 14, finding 8), and the
+    // computes' host keys are pinned.
     let authorized = on("cmp1", "cat /root/.ssh/authorized_keys");
     assert!(
-        authorized.contains("restrict ssh-ed25519 ")
+        authorized.contains("restrict,from=\"127.0.0.0/8\",command=\"python3 /usr/local/lib/novadock/prefetch-host.py\" ssh-ed25519 ")
             && authorized.contains(" novadock-prefetch@ctl\n"),
         "{authorized}"
+    );
+    let shell = on(
+        "ctl",
+        "ssh -i /etc/novadock/prefetch_ed25519 -o UserKnownHostsFile=/etc/novadock/known_hosts -o BatchMode=yes root@127.0.0.12 id </dev/null 2>&1; echo rc=$?",
+    );
+    assert!(
+        !shell.contains("uid=0") && shell.contains("expected a JSON request"),
+        "{shell}"
+    );
+    // No rootwrap `ln` filter (finding 9).
+    assert_eq!(
+        on(
+            "cmp1",
+            "test -e /etc/nova/rootwrap.d/docker.filters && echo present || echo absent"
+        ),
+        "absent\n"
     );
     let pinned = on("ctl", "cat /etc/novadock/known_hosts");
     assert!(
@@ -444,14 +462,20 @@ tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1
     assert!(docker_id("cmp1", "nd/two:latest").is_some());
     assert!(record("cmp2", &two).is_none());
 
-    // A Glance name that differs from the tarball's repo:tag cannot boot: said loudly.
-    let _odd = upload("nd/inner:latest", "nd/outer:latest", "4001", 0);
+    // A tarball tagged with another name than its Glance name is refused before dockerd
+    // sees a name (issue 14, finding 2): neither name, nor its Glance id, is tagged.
+    let odd = upload("nd/inner:latest", "nd/outer:latest", "4001", 0);
     let r = lab_.novadock(&["prefetch", "-i", &inv3, "--limit", "cmp1"]);
-    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.code, 1, "{r:?}");
     assert!(
-        r.stderr.contains("  ! cmp1: warning: nd/outer:latest: the image holds nd/inner:latest, not its Glance name nd/outer:latest: nova-docker cannot boot it\n"),
+        r.stderr.contains("the tarball is tagged nd/inner:latest, not with its Glance name nd/outer:latest: refused"),
         "{r:?}"
     );
+    assert!(docker_id("cmp1", "nd/inner:latest").is_none());
+    assert!(docker_id("cmp1", "nd/outer:latest").is_none());
+    assert!(docker_id("cmp1", &format!("glance/{odd}:latest")).is_none());
+    assert!(record("cmp1", &odd).is_none());
+    os(&format!("image delete {odd}"));
 
     // `image add`: the paper's `docker save | glance image-create`, checked and idempotent.
     on("cmp3", "docker tag nd/one:latest nd/added:1");
@@ -524,6 +548,7 @@ exit 1"#,
         "127.0.0.14:5000/nd/reg:1",
         "--from-host",
         "cmp3",
+        "--public",
     ]);
     assert_eq!(r.code, 0, "{r:?}");
     let r = lab_.novadock(&[
@@ -536,4 +561,25 @@ exit 1"#,
         "{r:?}"
     );
     assert!(docker_id("cmp1", "127.0.0.14:5000/nd/reg:1").is_some());
+}
+
+/// Issue 14, finding 2: a tenant's private image is not distributed, and no tenant can
+/// replace another image's name on the hosts; every image is known by its Glance id.
+#[test]
+fn prefetch_tags_by_glance_id_and_skips_private_images() {
+    let lab_ = Lab::fresh();
+    let inv = lab_.inventory("lab.yml", "", "  prefetch_on_calendar: \"2099-01-01\"\n");
+    let apply = lab_.novadock(&["apply", "-i", &inv, "--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let public = upload("nd/pub:1", "nd/pub:1", "4101", 0);
+    // A private image: uploaded the same way, then made private.
+    let private = upload("nd/priv:1", "nd/priv:1", "4102", 0);
+    os(&format!("image set --private {private}"));
+    let r = lab_.novadock(&["prefetch", "-i", &inv, "--limit", "cmp1"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let id = docker_id("cmp1", &format!("glance/{public}:latest")).expect("tagged by Glance id");
+    assert_eq!(docker_id("cmp1", "nd/pub:1"), Some(id.clone()));
+    assert_eq!(record("cmp1", &public).unwrap()["docker_id"], id.as_str());
+    assert!(docker_id("cmp1", &format!("glance/{private}:latest")).is_none());
+    assert!(docker_id("cmp1", "nd/priv:1").is_none());
 }
