@@ -56,7 +56,7 @@ def reserved_from_conf(conf):
 def hypervisor_version(version):
     """Docker's version '24.0.5' as Nova's integer 24000005."""
     parts = []
-    for p in str(version).split('-')[0].split('.')[:3]:
+    for p in str(version).split('-')[0].split('+')[0].split('.')[:3]:
         digits = ''.join(c for c in p if c.isdigit())
         parts.append(int(digits or 0))
     while len(parts) < 3:
