@@ -70,21 +70,28 @@ def _veth(a, b, mtu):
         _run('ip', 'link', 'set', b, 'mtu', str(mtu))
 
 
+def _delete_link(dev):
+    """Deletes a device; one that vanishes meanwhile (a veth whose peer's namespace is
+    being torn down after the container stopped) is fine, one that stays is not."""
+    if _exists(dev):
+        _run('ip', 'link', 'del', dev, ok=(0, 1))
+        if _exists(dev):
+            raise RuntimeError('cannot delete network device %s' % dev)
+
+
 def _unplug(cfg):
     if cfg['type'] == 'ovs':
         if cfg.get('hybrid'):
             _run('ovs-vsctl', '--timeout=120', '--', '--if-exists', 'del-port',
                  cfg['bridge'], cfg['qvo'])
             for dev in (cfg['qvo'], cfg['qbr']):
-                if _exists(dev):
-                    _run('ip', 'link', 'del', dev)
+                _delete_link(dev)
         else:
             _run('ovs-vsctl', '--timeout=120', '--', '--if-exists', 'del-port',
                  cfg['bridge'], cfg['tap'])
     # Deleting one end of a veth deletes its peer too; the brq bridge stays (Neutron's).
     for dev in (cfg['tap'], cfg['peer']):
-        if _exists(dev):
-            _run('ip', 'link', 'del', dev)
+        _delete_link(dev)
 
 
 @vif_ctx.entrypoint
