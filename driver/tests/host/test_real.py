@@ -429,3 +429,22 @@ def test_nova_loads_it_through_the_shim_novadock_writes():
     finally:
         os.unlink(shim)
         CONF.clear_override('compute_driver')
+
+
+def test_privsep_starts_for_user_nova_through_sudo():
+    """As nova-compute runs it: user nova, the default helper command (sudo
+    privsep-helper with nova's config files), allowed by Debian nova-common's sudoers."""
+    script = (
+        'import os, nova.conf\n'
+        'CONF = nova.conf.CONF\n'
+        'CONF(["--config-file", "/etc/nova/nova.conf"], project="nova")\n'
+        'from novadock_driver import driver, netplug\n'
+        'driver._set_privsep_helper()\n'
+        'print(CONF.novadock_privileged.helper_command)\n'
+        'print(",".join(netplug.interfaces(os.getpid())))\n')
+    r = subprocess.run(['runuser', '-u', 'nova', '--', 'python3', '-c', script],
+                       capture_output=True, text=True, cwd='/tmp')
+    assert r.returncode == 0, r.stderr[-3000:]
+    helper, names = r.stdout.strip().splitlines()[-2:]
+    assert helper == 'sudo privsep-helper --config-file /etc/nova/nova.conf'
+    assert 'lo' in names.split(',')
