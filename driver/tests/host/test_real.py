@@ -448,3 +448,23 @@ def test_privsep_starts_for_user_nova_through_sudo():
     helper, names = r.stdout.strip().splitlines()[-2:]
     assert helper == 'sudo privsep-helper --config-file /etc/nova/nova.conf'
     assert 'lo' in names.split(',')
+
+
+def test_plug_vifs_at_start_replugs_what_a_running_container_lost(drv, tiny_tar):
+    image_id = drv._glance.add(tiny_tar)
+    va = _vif('bridge', '10.77.0.11', 'fa:16:3e:77:00:11', LB)
+    vb = _vif('bridge', '10.77.0.12', 'fa:16:3e:77:00:12', LB)
+    ctx, a = _spawn(drv, image_id, network_info=model.NetworkInfo([va]))
+    _, b = _spawn(drv, image_id, network_info=model.NetworkInfo([vb]))
+    try:
+        tap = ('tap' + va['id'])[:14]
+        sh('ip', 'link', 'del', tap)  # takes eth0 of the container with it
+        assert in_ns(_pid(drv, a), 'ip', 'link', 'show', 'eth0', check=False) == ''
+        drv.plug_vifs(a, a.info_cache.network_info)
+        assert os.path.exists('/sys/class/net/' + tap)
+        _ping(_pid(drv, a), '10.77.0.12')
+        drv.plug_vifs(a, a.info_cache.network_info)  # nothing missing: nothing done
+        _ping(_pid(drv, a), '10.77.0.12')
+    finally:
+        drv.destroy(ctx, a, a.info_cache.network_info)
+        drv.destroy(ctx, b, b.info_cache.network_info)
