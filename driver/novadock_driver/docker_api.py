@@ -135,6 +135,21 @@ def stream_errors(raw):
     return errs
 
 
+def loaded_image_ids(raw):
+    """Image ids a `docker load` answer names ("Loaded image ID: sha256:...")."""
+    ids = []
+    for line in raw.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        text = doc.get('stream', '') if isinstance(doc, dict) else ''
+        for part in text.splitlines():
+            if part.startswith('Loaded image ID: '):
+                ids.append(part[len('Loaded image ID: '):].strip())
+    return ids
+
+
 def demux_logs(raw):
     """Text of a non-TTY container's log stream (8-byte frame headers removed)."""
     out = bytearray()

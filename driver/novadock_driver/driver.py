@@ -20,7 +20,14 @@ from oslo_concurrency import lockutils
 from oslo_log import log as logging
 
 from novadock_driver import TAG_FORMAT, TRAIT, conf, containers, netplug, resources, tarball, vifs
-from novadock_driver.docker_api import Client, DockerError, demux_logs, quote, stream_errors
+from novadock_driver.docker_api import (
+    Client,
+    DockerError,
+    demux_logs,
+    loaded_image_ids,
+    quote,
+    stream_errors,
+)
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -456,14 +463,21 @@ class DockerDriver(driver.ComputeDriver):
             length = tmp.tell()
             tmp.seek(0)
             # Loaded only once verified, and without any tag of the tarball's own.
-            errs = stream_errors(self.docker.upload('/images/load', tmp, length,
-                                                    {'quiet': 1}))
+            answer = self.docker.upload('/images/load', tmp, length, {'quiet': 1})
+        errs = stream_errors(answer)
         if errs:
             raise exception.ImageUnacceptable(
                 image_id=image_id, reason='docker load: %s' % '; '.join(errs))
         if self.docker.get('/images/%s/json' % quote(config), missing_ok=True) is None:
-            raise exception.ImageUnacceptable(
-                image_id=image_id, reason='docker load did not produce image %s' % config)
+            # dockerd's containerd image store names an image by its manifest digest,
+            # which only the load answer tells.
+            ids = set(loaded_image_ids(answer))
+            if len(ids) != 1:
+                raise exception.ImageUnacceptable(
+                    image_id=image_id,
+                    reason='docker load did not produce image %s (it reports %s)'
+                           % (config, sorted(ids) or 'none'))
+            config = ids.pop()
         repo, tag = (TAG_FORMAT % image_id).rsplit(':', 1)
         self.docker.call('POST', '/images/%s/tag' % quote(config),
                          {'repo': repo, 'tag': tag, 'force': 1})
