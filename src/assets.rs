@@ -5,6 +5,37 @@ use std::path::{Path, PathBuf};
 
 static PLAYBOOKS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/playbooks");
 static TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
+/// novadock's own Nova driver package (driver/novadock_driver), installed by bootstrap.yml's
+/// `docker_driver_source: bundled`.
+static DRIVER: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/driver/novadock_driver");
+
+/// Names a `copy` step can take as `src: bundled:NAME`.
+pub(crate) const BUNDLED: &[&str] = &["novadock_driver"];
+
+/// The files of a bundled tree as (relative path, content), directories as `None`, sorted
+/// so that a directory comes before what it holds.
+pub(crate) fn bundled_tree(name: &str) -> Option<Vec<(String, Option<Vec<u8>>)>> {
+    fn walk(d: &Dir<'_>, out: &mut Vec<(String, Option<Vec<u8>>)>) {
+        for e in d.entries() {
+            match e {
+                include_dir::DirEntry::Dir(sub) => {
+                    out.push((sub.path().display().to_string(), None));
+                    walk(sub, out);
+                }
+                include_dir::DirEntry::File(f) => {
+                    out.push((f.path().display().to_string(), Some(f.contents().to_vec())));
+                }
+            }
+        }
+    }
+    if name != "novadock_driver" {
+        return None;
+    }
+    let mut out = Vec::new();
+    walk(&DRIVER, &mut out);
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(out)
+}
 
 /// Template lookup: a `templates/` folder on disk first, then the embedded copy.
 #[derive(Debug, Clone)]

@@ -395,11 +395,17 @@ fn check(c: &Common) -> Result<ExitCode> {
         for &i in ids {
             let step = &l.playbook.steps[i];
             let what = format!("step {} ({}) on {}", i + 1, step.name, host.name);
-            if let Some(w) = &step.when
-                && let Err(e) = l.renderer.condition(w, &vars)
-            {
-                problems.push(format!("{what}: {e}"));
-                continue;
+            // As apply does: a step whose condition is false is not built (its arguments
+            // may name variables that only its source kind defines, e.g. docker_driver_path).
+            if let Some(w) = &step.when {
+                match l.renderer.condition(w, &vars) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        problems.push(format!("{what}: {e}"));
+                        continue;
+                    }
+                }
             }
             let built = build_step(
                 &l.renderer,

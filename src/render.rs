@@ -399,6 +399,43 @@ mod tests {
         assert!(e.to_string().contains("undefined"), "{e}");
     }
 
+    /// bootstrap.yml's driver source: `bundled` unless the inventory names a driver path,
+    /// and the site directory the bundled package goes to.
+    #[test]
+    fn bootstrap_driver_source_defaults() {
+        let pb = crate::playbook::Playbook::load(Path::new("playbooks/bootstrap.yml")).unwrap();
+        let r = Renderer::new(Arc::new(Templates::embedded_only()), pb.vars.clone());
+        let inv = Inventory::parse(Path::new("i.yml"), "hosts: { h: { address: local } }").unwrap();
+        let mut host = inv.hosts[0].clone();
+        let ctx = r.context(&host);
+        let get = |ctx: &Value, k: &str| r.render_str(&format!("{{{{ {k} }}}}"), ctx).unwrap();
+        assert_eq!(get(&ctx, "docker_driver_source"), "bundled");
+        assert_eq!(get(&ctx, "nova_site_dir"), "/usr/lib/python3/dist-packages");
+        assert_eq!(
+            get(
+                &ctx,
+                "docker_driver_import or ('novadock_driver.driver.DockerDriver' if docker_driver_source == 'bundled' else '')"
+            ),
+            "novadock_driver.driver.DockerDriver"
+        );
+        host.vars
+            .insert("docker_driver_path".into(), "/srv/drv".into());
+        let ctx = r.context(&host);
+        assert_eq!(get(&ctx, "docker_driver_source"), "path");
+        host.vars
+            .insert("docker_driver_source".into(), "pip".into());
+        host.vars.insert(
+            "nova_virt_dir".into(),
+            "/opt/nova/lib/python3.11/site-packages/nova/virt".into(),
+        );
+        let ctx = r.context(&host);
+        assert_eq!(get(&ctx, "docker_driver_source"), "pip");
+        assert_eq!(
+            get(&ctx, "nova_site_dir"),
+            "/opt/nova/lib/python3.11/site-packages"
+        );
+    }
+
     #[test]
     fn conditions() {
         let (r, ctx) = setup();

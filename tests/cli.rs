@@ -135,8 +135,7 @@ fn the_example_inventory_is_valid() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         err,
-        "ok: inventories/example.yml and embedded:playbooks/bootstrap.yml are valid: 3 hosts, 28 steps, 5 handlers
-"
+        "ok: inventories/example.yml and embedded:playbooks/bootstrap.yml are valid: 3 hosts, 28 steps, 5 handlers\n"
     );
 }
 

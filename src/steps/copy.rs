@@ -1,5 +1,6 @@
 //! `copy`: a file or a directory tree from this machine to the host (e.g. a Nova driver's
-//! source, installed "from a path"). Only files whose content differs are written.
+//! source, installed "from a path"), or a tree bundled in the binary (`src: bundled:NAME`,
+//! novadock's own Nova driver). Only files whose content differs are written.
 
 use super::{
     Mode, PlanCx, StepError, StepKind, attrs, describe_attrs, plan_file_content, require_absolute,
@@ -12,7 +13,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Copy {
-    /// Absolute path on this machine (`{{ inventory_dir }}/...` for one beside the inventory).
+    /// Absolute path on this machine (`{{ inventory_dir }}/...` for one beside the inventory),
+    /// or `bundled:NAME` for a tree embedded in novadock (assets::BUNDLED).
     pub src: String,
     /// Absolute path on the host; for a directory `src`, the directory that mirrors it.
     pub dest: String,
@@ -97,7 +99,15 @@ impl Copy {
 impl StepKind for Copy {
     fn validate(&self) -> Result<(), StepError> {
         require_absolute(&self.dest)?;
-        if !self.src.starts_with('/') {
+        if let Some(name) = self.src.strip_prefix("bundled:") {
+            if !crate::assets::BUNDLED.contains(&name) {
+                return Err(StepError::Invalid(format!(
+                    "src `{}`: novadock bundles no `{name}` (it has: {})",
+                    self.src,
+                    crate::assets::BUNDLED.join(", ")
+                )));
+            }
+        } else if !self.src.starts_with('/') {
             return Err(StepError::Invalid(format!(
                 "src `{}` must be absolute (use {{{{ inventory_dir }}}}/... for a path beside the inventory)",
                 self.src
@@ -186,6 +196,24 @@ impl StepKind for Copy {
 /// Read the source tree; called once the arguments are rendered.
 pub fn load(mut c: Copy) -> Result<Copy, StepError> {
     c.validate()?;
+    if let Some(name) = c.src.strip_prefix("bundled:") {
+        let tree = crate::assets::bundled_tree(name)
+            .ok_or_else(|| StepError::Invalid(format!("novadock bundles no `{name}`")))?;
+        // A build from a worktree where Python ran may have embedded its caches.
+        let mut kept: Vec<(String, Option<SrcFile>)> = vec![(String::new(), None)];
+        kept.extend(
+            tree.into_iter()
+                .filter(|(rel, _)| {
+                    !Path::new(rel)
+                        .components()
+                        .any(|p| c.excluded(&p.as_os_str().to_string_lossy()))
+                })
+                // Bundled files are modules: readable by all, as a package installs them.
+                .map(|(rel, b)| (rel, b.map(|b| (b, 0o644)))),
+        );
+        c.tree = kept;
+        return Ok(c);
+    }
     let src = PathBuf::from(&c.src);
     let meta = std::fs::metadata(&src)
         .map_err(|e| StepError::Invalid(format!("cannot read {}: {e}", c.src)))?;
@@ -212,4 +240,58 @@ fn read_file(p: &Path) -> std::io::Result<SrcFile> {
     let mut bytes = Vec::new();
     f.read_to_end(&mut bytes)?;
     Ok((bytes, mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundled(src: &str) -> Result<Copy, StepError> {
+        let c: Copy = serde_yaml::from_str(&format!(
+            "{{ src: \"{src}\", dest: /usr/lib/python3/dist-packages/novadock_driver }}"
+        ))
+        .unwrap();
+        load(c)
+    }
+
+    #[test]
+    fn the_bundled_driver_is_the_package_in_driver() {
+        let c = bundled("bundled:novadock_driver").unwrap();
+        let files: Vec<&str> = c
+            .tree
+            .iter()
+            .filter(|(_, b)| b.is_some())
+            .map(|(r, _)| r.as_str())
+            .collect();
+        for f in [
+            "__init__.py",
+            "driver.py",
+            "netplug.py",
+            "tarball.py",
+            "vifs.py",
+        ] {
+            assert!(files.contains(&f), "{f} not in {files:?}");
+        }
+        assert!(files.iter().all(|f| f.ends_with(".py")), "{files:?}");
+        let on_disk = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("driver/novadock_driver/driver.py"),
+        )
+        .unwrap();
+        let embedded = c.tree.iter().find(|(r, _)| r == "driver.py").unwrap();
+        assert_eq!(
+            embedded.1.as_ref().map(|(b, m)| (b.as_slice(), *m)),
+            Some((on_disk.as_slice(), 0o644))
+        );
+        assert_eq!(
+            c.tree[0],
+            (String::new(), None),
+            "the directory itself comes first"
+        );
+    }
+
+    #[test]
+    fn only_bundled_trees_novadock_has() {
+        let e = bundled("bundled:../../etc").unwrap_err().to_string();
+        assert!(e.contains("novadock bundles no `../../etc`"), "{e}");
+    }
 }

@@ -76,6 +76,13 @@ pub fn shim(import: &str, class: &str) -> Result<String, String> {
 impl StepKind for NovaDriver {
     fn validate(&self) -> Result<(), StepError> {
         require_absolute(&self.virt_dir)?;
+        // The bundled driver goes into the directory above it (nova_site_dir).
+        if !self.virt_dir.ends_with("/nova/virt") {
+            return Err(StepError::Invalid(format!(
+                "`virt_dir` must be the nova/virt directory of nova-compute's Python, without a trailing slash (e.g. /usr/lib/python3/dist-packages/nova/virt), got `{}`",
+                self.virt_dir
+            )));
+        }
         if !is_identifier(&self.module) || !is_identifier(&self.class) {
             return Err(StepError::Invalid(format!(
                 "`module` and `class` must be Python identifiers, got `{}` and `{}`",
