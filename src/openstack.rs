@@ -29,6 +29,8 @@ pub const RELEASES: &[&str] = &[
     "dalmatian",
     "epoxy",
     "flamingo",
+    "gazpacho",
+    "hibiscus",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,6 +47,8 @@ impl Release {
             "2024.2" => "dalmatian",
             "2025.1" => "epoxy",
             "2025.2" => "flamingo",
+            "2026.1" => "gazpacho",
+            "2026.2" => "hibiscus",
             other => other,
         };
         RELEASES.iter().position(|r| *r == n).map(Release)
@@ -58,26 +62,54 @@ impl Release {
         RELEASES[self.0]
     }
 
-    /// From an installed nova version ("2:26.2.2-1~deb12u4", "26.2.2", "2014.1.3").
-    pub fn from_nova_version(v: &str) -> Option<Release> {
+    fn newest() -> Release {
+        Release(RELEASES.len() - 1)
+    }
+
+    /// From an installed nova version ("2:26.2.2-1~deb12u4", "26.2.2", "2014.1.3"): nova 12 =
+    /// Liberty … nova 34 = Hibiscus (2026.2). A newer major is `Newer`: the newest known rules.
+    pub fn from_nova_version(v: &str) -> Option<Detected> {
+        Release::from_major(v, 12)
+    }
+
+    /// From an installed glance version: glance 11 = Liberty … glance 33 = Hibiscus (2026.2).
+    pub fn from_glance_version(v: &str) -> Option<Detected> {
+        Release::from_major(v, 11)
+    }
+
+    /// Majors count one per release from Liberty (`liberty_major`) on; before that, years.
+    fn from_major(v: &str, liberty_major: u32) -> Option<Detected> {
         let (major, minor) = major_minor(v)?;
+        let liberty = Release::r("liberty").0;
+        let known = |r| Some(Detected::Known(r));
         match major {
-            2014 => Some(Release::r(if minor == 1 { "icehouse" } else { "juno" })),
-            2015 => Some(Release::r("kilo")),
-            // nova 12 = Liberty ... nova 32 = Flamingo
-            12..=32 => Some(Release(Release::r("liberty").0 + (major as usize - 12))),
+            2014 => known(Release::r(if minor == 1 { "icehouse" } else { "juno" })),
+            2015 => known(Release::r("kilo")),
+            m if m >= liberty_major && m < 2000 => {
+                let i = liberty + (m - liberty_major) as usize;
+                if i < RELEASES.len() {
+                    known(Release(i))
+                } else {
+                    Some(Detected::Newer(Release::newest()))
+                }
+            }
             _ => None,
         }
     }
+}
 
-    /// From an installed glance version: glance 11 = Liberty ... glance 31 = Flamingo.
-    pub fn from_glance_version(v: &str) -> Option<Release> {
-        let (major, minor) = major_minor(v)?;
-        match major {
-            2014 => Some(Release::r(if minor == 1 { "icehouse" } else { "juno" })),
-            2015 => Some(Release::r("kilo")),
-            11..=31 => Some(Release(Release::r("liberty").0 + (major as usize - 11))),
-            _ => None,
+/// A release read off an installed version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detected {
+    Known(Release),
+    /// Newer than any release novadock knows: planned with the newest known one's rules.
+    Newer(Release),
+}
+
+impl Detected {
+    pub fn release(self) -> Release {
+        match self {
+            Detected::Known(r) | Detected::Newer(r) => r,
         }
     }
 }
@@ -188,12 +220,22 @@ pub fn resolve_release(
                 .cmd(RELEASE_PROBE)
                 .map(|c| c.stdout.as_str())
                 .unwrap_or("");
-            let (r, from) = detect(out).ok_or_else(|| {
+            let (d, from) = detect(out).ok_or_else(|| {
                 format!(
                     "{what}: cannot detect the OpenStack release (no python3-nova or python3-glance installed); set `release:`"
                 )
             })?;
-            Ok((r, format!("release {r}, detected from {from}")))
+            Ok(match d {
+                Detected::Known(r) => (r, format!("release {r}, detected from {from}")),
+                // Defaults rarely change between releases; a wrong error would block a working
+                // cloud, so the newest rules are used, visibly.
+                Detected::Newer(r) => (
+                    r,
+                    format!(
+                        "warning: {from} is newer than the releases novadock knows; planned with the rules of {r}, the newest known"
+                    ),
+                ),
+            })
         }
         Some(name) => {
             let r = Release::named(name).ok_or_else(|| {
@@ -208,7 +250,7 @@ pub fn resolve_release(
 }
 
 /// The release from [`RELEASE_PROBE`]'s output, with what it was read from.
-pub fn detect(probe_output: &str) -> Option<(Release, String)> {
+pub fn detect(probe_output: &str) -> Option<(Detected, String)> {
     for line in probe_output.lines() {
         let Some((pkg, version)) = line.split_once(' ') else {
             continue;
@@ -231,40 +273,93 @@ mod tests {
 
     #[test]
     fn versions_map_to_releases() {
+        let nova = |v| Release::from_nova_version(v).map(|d| d.release().name());
+        let glance = |v| Release::from_glance_version(v).map(|d| d.release().name());
+        assert_eq!(nova("2:26.2.2-1~deb12u4"), Some("zed"));
+        assert_eq!(glance("2:25.1.0-2+deb12u3"), Some("zed"));
+        assert_eq!(nova("13.1.4"), Some("mitaka"));
+        assert_eq!(nova("2014.1.5"), Some("icehouse"));
+        assert_eq!(glance("12.0.0"), Some("mitaka"));
+        assert_eq!(nova("30.0.0"), Some("dalmatian"));
+        // Debian trixie's 2025.1 (nova 31, glance 30), and the 2026 releases.
+        assert_eq!(nova("2:31.0.0-6"), Some("epoxy"));
+        assert_eq!(glance("2:30.0.0-3"), Some("epoxy"));
+        assert_eq!(nova("33.0.0"), Some("gazpacho"));
+        assert_eq!(glance("32.0.0"), Some("gazpacho"));
+        assert_eq!(nova("34.0.0"), Some("hibiscus"));
+        assert_eq!(glance("33.0.0"), Some("hibiscus"));
         assert_eq!(
-            Release::from_nova_version("2:26.2.2-1~deb12u4")
-                .unwrap()
-                .name(),
-            "zed"
+            Release::from_nova_version("34.1.0"),
+            Some(Detected::Known(Release::r("hibiscus")))
         );
-        assert_eq!(
-            Release::from_glance_version("2:25.1.0-2+deb12u3")
-                .unwrap()
-                .name(),
-            "zed"
-        );
-        assert_eq!(
-            Release::from_nova_version("13.1.4").unwrap().name(),
-            "mitaka"
-        );
-        assert_eq!(
-            Release::from_nova_version("2014.1.5").unwrap().name(),
-            "icehouse"
-        );
-        assert_eq!(
-            Release::from_glance_version("12.0.0").unwrap().name(),
-            "mitaka"
-        );
-        assert_eq!(
-            Release::from_nova_version("30.0.0").unwrap().name(),
-            "dalmatian"
-        );
+        assert_eq!(nova("11.0.0"), None);
+        assert_eq!(nova("x"), None);
         assert_eq!(Release::named("2024.1").unwrap().name(), "caracal");
+        assert_eq!(Release::named("2026.1").unwrap().name(), "gazpacho");
+        assert_eq!(Release::named("2026.2").unwrap().name(), "hibiscus");
+        assert_eq!(Release::named("Hibiscus").unwrap().name(), "hibiscus");
         assert!(Release::named("grizzly").is_none());
         assert_eq!(
             detect("python3-nova 2:26.2.2-1~deb12u4\npython3-glance 2:25.1.0-2\n"),
-            Some((Release::r("zed"), "python3-nova 2:26.2.2-1~deb12u4".into()))
+            Some((
+                Detected::Known(Release::r("zed")),
+                "python3-nova 2:26.2.2-1~deb12u4".into()
+            ))
         );
+    }
+
+    fn probed(out: &str) -> crate::facts::Facts {
+        let mut f = crate::facts::Facts::default();
+        f.cmds.insert(
+            RELEASE_PROBE.into(),
+            crate::facts::CmdFact {
+                code: 0,
+                stdout: out.into(),
+            },
+        );
+        f
+    }
+
+    #[test]
+    fn a_newer_major_gets_the_newest_rules_and_a_warning() {
+        assert_eq!(
+            Release::from_nova_version("35.0.0"),
+            Some(Detected::Newer(Release::r("hibiscus")))
+        );
+        assert_eq!(
+            Release::from_glance_version("40.2.0"),
+            Some(Detected::Newer(Release::r("hibiscus")))
+        );
+        let facts = probed("python3-nova 35.0.0\n");
+        let (r, how) = resolve_release(None, &facts, "x").unwrap();
+        assert_eq!(r.name(), "hibiscus");
+        assert_eq!(
+            how,
+            "warning: python3-nova 35.0.0 is newer than the releases novadock knows; planned with the rules of hibiscus, the newest known"
+        );
+        let (r, how) = resolve_release(Some("2026.1"), &facts, "x").unwrap();
+        assert_eq!((r.name(), how.as_str()), ("gazpacho", "release gazpacho"));
+        let facts = probed("python3-nova 2:33.0.0-1\n");
+        let (r, how) = resolve_release(Some("auto"), &facts, "x").unwrap();
+        assert_eq!(
+            (r.name(), how.as_str()),
+            (
+                "gazpacho",
+                "release gazpacho, detected from python3-nova 2:33.0.0-1"
+            )
+        );
+    }
+
+    #[test]
+    fn defaults_of_the_2026_releases_are_those_of_zed() {
+        // Read from nova 34.0.0's nova/conf/scheduler.py and glance 33.0.0's
+        // glance/common/config.py: unchanged since Zed.
+        for k in KNOWN {
+            assert_eq!(
+                known(k, Release::r("hibiscus")),
+                known(k, Release::r("zed"))
+            );
+        }
     }
 
     #[test]

@@ -34,6 +34,28 @@ fn describe(e: &minijinja::Error) -> String {
     msg
 }
 
+/// `a | combine(b)`: the mapping `a` with `b`'s keys set over it (shallow), as Ansible's
+/// `combine`: playbook defaults that an inventory mapping overrides key by key.
+fn combine(a: Value, b: Value) -> Result<Value, minijinja::Error> {
+    let mut out = std::collections::BTreeMap::new();
+    for m in [&a, &b] {
+        if m.is_undefined() || m.is_none() {
+            continue;
+        }
+        if m.kind() != minijinja::value::ValueKind::Map {
+            return Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("combine works on mappings, not {}", m.kind()),
+            ));
+        }
+        for k in m.try_iter()? {
+            let v = m.get_item(&k)?;
+            out.insert(k.to_string(), v);
+        }
+    }
+    Ok(Value::from(out))
+}
+
 impl Renderer {
     pub fn new(templates: Arc<Templates>, defaults: serde_yaml::Mapping) -> Renderer {
         let mut env = Environment::new();
@@ -41,6 +63,7 @@ impl Renderer {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
         env.set_loader(move |name| Ok(templates.get(name)));
+        env.add_filter("combine", combine);
         let mut shell_env = env.clone();
         shell_env.set_formatter(|out, _state, value| {
             let text = match value.as_str() {
@@ -287,6 +310,29 @@ mod tests {
         );
         let ctx = r.context(&inv.hosts[0]);
         (r, ctx)
+    }
+
+    #[test]
+    fn combine_sets_the_second_mapping_over_the_first() {
+        let (r, _) = setup();
+        let ctx: Value = Value::from_serialize(serde_json::json!({
+            "d": { "live-restore": true, "bridge": "none" },
+            "o": { "bridge": "docker0", "debug": true },
+        }));
+        assert_eq!(
+            r.render_str("{{ d | combine(o) | tojson }}", &ctx).unwrap(),
+            r#"{"bridge":"docker0","debug":true,"live-restore":true}"#
+        );
+        assert_eq!(
+            r.render_str("{{ d | combine({}) | tojson }}", &ctx)
+                .unwrap(),
+            r#"{"bridge":"none","live-restore":true}"#
+        );
+        let e = r.render_str("{{ d | combine([1]) }}", &ctx).unwrap_err();
+        assert!(
+            e.to_string().contains("combine works on mappings, not seq"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -13,14 +13,24 @@ pub struct Package {
     /// Run `apt-get update` before installing (only when something is missing).
     #[serde(default)]
     pub update_cache: bool,
+    /// Packages that do the same job: when one is installed, nothing is installed over it
+    /// (docker.io must not replace Docker's own docker-ce, which apt would remove).
+    #[serde(default)]
+    pub satisfied_by: Vec<String>,
 }
 
 impl Package {
     fn probe(&self) -> String {
         format!(
             "dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' {}",
-            join(&self.names)
+            join(&self.all_names())
         )
+    }
+
+    fn all_names(&self) -> Vec<String> {
+        let mut all = self.names.clone();
+        all.extend(self.satisfied_by.iter().cloned());
+        all
     }
 }
 
@@ -29,7 +39,7 @@ impl StepKind for Package {
         if self.names.is_empty() {
             return Err(StepError::Invalid("`names` is empty".into()));
         }
-        for n in &self.names {
+        for n in self.names.iter().chain(&self.satisfied_by) {
             // Debian package names (with an optional =version or :arch).
             if !n
                 .bytes()
@@ -60,6 +70,17 @@ impl StepKind for Package {
                 status.starts_with("ii").then_some(name)
             })
             .collect();
+        if let Some(other) = self
+            .satisfied_by
+            .iter()
+            .find(|n| installed.contains(&n.as_str()))
+        {
+            let mut o = Outcome::unchanged(format!("packages {}", self.names.join(", ")));
+            o.note = Some(format!(
+                "{other} is installed: kept, nothing installed over it"
+            ));
+            return Ok(o);
+        }
         let missing: Vec<&String> = self
             .names
             .iter()
@@ -91,5 +112,56 @@ impl StepKind for Package {
             summary: format!("install {}", names.join(", ")),
             ..Default::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{CmdFact, Facts};
+
+    fn plan(p: &Package, dpkg: &str) -> Outcome {
+        let mut facts = Facts::default();
+        facts.cmds.insert(
+            p.probe(),
+            CmdFact {
+                code: 0,
+                stdout: dpkg.into(),
+            },
+        );
+        let renderer = crate::render::Renderer::new(
+            std::sync::Arc::new(crate::assets::Templates::embedded_only()),
+            Default::default(),
+        );
+        let vars = minijinja::Value::from(());
+        p.plan(&PlanCx {
+            facts: &facts,
+            renderer: &renderer,
+            vars: &vars,
+        })
+        .unwrap()
+    }
+
+    fn docker() -> Package {
+        serde_yaml::from_str("{ names: [docker.io], satisfied_by: [docker-ce, moby-engine] }")
+            .unwrap()
+    }
+
+    #[test]
+    fn an_installed_alternative_is_kept() {
+        let p = docker();
+        assert!(p.probe().ends_with(" docker.io docker-ce moby-engine"));
+        let o = plan(&p, "docker-ce ii \n");
+        assert!(!o.changed());
+        assert_eq!(
+            o.note.as_deref(),
+            Some("docker-ce is installed: kept, nothing installed over it")
+        );
+        // Removed, with config files left ("rc"), it no longer counts.
+        let o = plan(&p, "docker-ce rc \n");
+        assert_eq!(o.summary, "install docker.io");
+        let o = plan(&p, "docker.io ii \n");
+        assert!(!o.changed());
+        assert_eq!(o.note, None);
     }
 }
