@@ -37,20 +37,27 @@ fn pages() -> Vec<(&'static str, &'static str)> {
 fn title(topic: &str, text: &str) -> String {
     let first = text.lines().next().unwrap_or("");
     let first = first.strip_prefix("# ").unwrap_or(first);
-    let title = match first.split_once(": ") {
-        Some((head, rest)) if head.replace(' ', "-") == topic => rest,
-        _ => first,
-    };
-    let mut chars = title.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
+    match first.split_once(": ") {
+        Some((head, rest)) if head.replace(' ', "-") == topic => {
+            let mut chars = rest.chars();
+            chars
+                .next()
+                .map(|c| c.to_uppercase().chain(chars).collect())
+                .unwrap_or_default()
+        }
+        _ => first.to_string(),
+    }
 }
 
 fn topics() -> String {
     let pages = pages();
-    let width = pages.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    // At least 16 wide: a new page with a longer name adds its line without moving the others.
+    let width = pages
+        .iter()
+        .map(|(n, _)| n.len())
+        .max()
+        .unwrap_or(0)
+        .max(16);
     let mut s = String::from("The novadock manual. `novadock help TOPIC` prints a page:\n\n");
     for (name, text) in &pages {
         s.push_str(&format!("  {name:width$}  {}\n", title(name, text)));
@@ -107,6 +114,10 @@ mod tests {
         assert_eq!(
             title("steps", "# Step kinds: the reference\n"),
             "Step kinds: the reference"
+        );
+        assert_eq!(
+            title("driver", "# novadock's driver\n"),
+            "novadock's driver"
         );
     }
 

@@ -339,17 +339,17 @@ fn help_prints_the_manual_built_into_the_binary() {
         out,
         "The novadock manual. `novadock help TOPIC` prints a page:
 
-  boot-time  How long a server takes to boot
-  bootstrap  The shipped playbooks: bootstrap and add-compute
-  commands   Commands, options, exit codes and output
-  image-add  A docker image into Glance, checked
-  internals  Internals: how a run works
-  inventory  Inventory: hosts, groups, variables
-  lab        The lab: a real OpenStack on this machine
-  playbook   Playbook: steps, handlers, templating
-  prefetch   Glance's docker images on every Docker compute host
-  steps      Step kinds: the reference
-  tests      Tests: the tiers and what each checks
+  boot-time         How long a server takes to boot
+  bootstrap         The shipped playbooks: bootstrap and add-compute
+  commands          Commands, options, exit codes and output
+  image-add         A docker image into Glance, checked
+  internals         Internals: how a run works
+  inventory         Inventory: hosts, groups, variables
+  lab               The lab: a real OpenStack on this machine
+  playbook          Playbook: steps, handlers, templating
+  prefetch          Glance's docker images on every Docker compute host
+  steps             Step kinds: the reference
+  tests             Tests: the tiers and what each checks
 
 A link to NAME.md in a page is the topic NAME. `novadock COMMAND --help` lists a command's options;
 `novadock help COMMAND` shows the same for a command without a page.
