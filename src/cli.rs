@@ -1,4 +1,4 @@
-//! The command line: `check`, `plan`, `apply`, `boot-time`, `completions`.
+//! The command line: `check`, `plan`, `apply`, `boot-time`, `completions`, `help`.
 
 use crate::assets::{self, Templates};
 use crate::cloud::Cloud;
@@ -21,12 +21,14 @@ use std::sync::Arc;
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 success (plan: no changes), 1 error, 2 plan has changes pending.
-Docs: README.md — inventory, playbook and step reference.";
+Docs: `novadock help` lists the manual's topics (inventory, playbook, steps, …);
+`novadock help TOPIC` prints one.";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "novadock",
     version,
+    disable_help_subcommand = true,
     about = "Run Docker as a Nova hypervisor next to KVM: plan and apply an OpenStack cloud's config over SSH",
     after_help = AFTER_HELP
 )]
@@ -73,6 +75,12 @@ enum Command {
     Completions {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
+    },
+    /// The manual, built in: list its topics, or print one.
+    #[command(after_help = "Examples:\n  novadock help\n  novadock help steps")]
+    Help {
+        /// A topic, or a command (the same as COMMAND --help).
+        topic: Option<String>,
     },
 }
 
@@ -267,6 +275,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Help { topic } => help(topic.as_deref()),
         Command::Check(c) => check(&c),
         Command::Plan(r) => execute(&r, Mode::Plan, false),
         Command::Apply(a) => execute(&a.run, Mode::Apply, a.yes),
@@ -287,6 +296,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
             accept_new_host_keys: b.conn.accept_new_host_keys,
         }),
     }
+}
+
+fn help(topic: Option<&str>) -> Result<ExitCode> {
+    let commands: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    // A reader's `| head` closing the pipe is not an error worth a panic.
+    let out = |text: &str| {
+        let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    };
+    match crate::help::resolve(topic, &commands)? {
+        crate::help::Help::Page(text) => out(text),
+        crate::help::Help::Topics(text) => out(&text),
+        // Exactly `novadock COMMAND --help`: clap renders it as a "display help" outcome.
+        crate::help::Help::Command(name) => {
+            let _ = Cli::try_parse_from(["novadock", &name, "--help"])
+                .err()
+                .context("clap accepted `--help` as a command line")?
+                .print();
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 struct Loaded {

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cloud;
 pub mod engine;
 pub mod facts;
+mod help;
 pub mod image;
 pub mod ini;
 pub mod inventory;

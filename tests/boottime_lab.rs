@@ -1,3 +1,4 @@
+#![cfg(feature = "lab-tests")] // a test tier: docs/tests.md
 //! `novadock boot-time` against the lab's real OpenStack Zed (tests/lab), issue 7: a 300 MB
 //! docker image put in Glance with `novadock image add` and on the Docker hosts with
 //! `novadock prefetch`, 10 servers of flavor d1.large timed and deleted, then

@@ -328,3 +328,62 @@ fn boot_time_needs_a_controller_and_a_host_to_compare_on() {
     );
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn help_prints_the_manual_built_into_the_binary() {
+    // From an empty directory: an installed novadock has no docs/ beside it.
+    let d = tempfile::tempdir().unwrap();
+    let (code, out, err) = novadock(&["help"], d.path());
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        "The novadock manual. `novadock help TOPIC` prints a page:
+
+  boot-time         How long a server takes to boot
+  bootstrap         The shipped playbooks: bootstrap and add-compute
+  commands          Commands, options, exit codes and output
+  image-add         A docker image into Glance, checked
+  internals         Internals: how a run works
+  inventory         Inventory: hosts, groups, variables
+  lab               The lab: a real OpenStack on this machine
+  playbook          Playbook: steps, handlers, templating
+  prefetch          Glance's docker images on every Docker compute host
+  steps             Step kinds: the reference
+  tests             Tests: the tiers and what each checks
+
+A link to NAME.md in a page is the topic NAME. `novadock COMMAND --help` lists a command's options;
+`novadock help COMMAND` shows the same for a command without a page.
+"
+    );
+    // A page is the file in docs/, byte for byte.
+    let steps =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/steps.md"))
+            .unwrap();
+    assert_eq!(
+        novadock(&["help", "steps"], d.path()),
+        (0, steps, String::new())
+    );
+    // A command without a page: exactly its --help.
+    let plan = novadock(&["plan", "--help"], d.path());
+    assert_eq!(plan.0, 0);
+    assert_eq!(novadock(&["help", "plan"], d.path()), plan);
+    assert_eq!(
+        novadock(&["help", "nope"], d.path()),
+        (
+            1,
+            String::new(),
+            "error: no help topic `nope`\nhint: topics: boot-time, bootstrap, commands, image-add, internals, inventory, lab, playbook, prefetch, steps, tests; `novadock help` lists them with their titles\n".into()
+        )
+    );
+    // --help points there, not at a README an installed user does not have.
+    let (code, out, _) = novadock(&["--help"], d.path());
+    assert_eq!(code, 0);
+    assert!(
+        out.ends_with("\nExit codes: 0 success (plan: no changes), 1 error, 2 plan has changes pending.\nDocs: `novadock help` lists the manual's topics (inventory, playbook, steps, …);\n`novadock help TOPIC` prints one.\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\n  help         The manual, built in: list its topics, or print one\n"),
+        "{out}"
+    );
+}

@@ -1,3 +1,4 @@
+#![cfg(feature = "hosts-tests")] // a test tier: docs/tests.md
 //! End to end: the real binary against real sshd hosts (see tests/common and tests/hosts).
 
 mod common;

@@ -1,3 +1,4 @@
+#![cfg(feature = "lab-tests")] // a test tier: docs/tests.md
 //! The shipped bootstrap playbook against the lab's real OpenStack Zed (tests/lab): Glance and
 //! Nova config, flavors, the docker aggregate, the Docker driver on cmp1/cmp2, then adding
 //! cmp3. Slow (it resets the lab first); run by the README's test command.

@@ -1,3 +1,4 @@
+#![cfg(feature = "lab-tests")] // a test tier: docs/tests.md
 //! `novadock prefetch` and its systemd timer against the lab's real Glance and dockerds
 //! (issue: prefetch). Slow: it resets the lab, bootstraps it, then walks through the cases an
 //! operator meets — first load, nothing to do, an image replaced in Glance, a host down, a

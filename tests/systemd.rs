@@ -1,3 +1,4 @@
+#![cfg(feature = "hosts-tests")] // a test tier: docs/tests.md
 //! Steps that need a real systemd (`service`, daemon-reload, handlers restarting units) and
 //! real apt/dpkg (`package`), against a Debian bookworm host booted with systemd-nspawn
 //! (tests/lab/host).

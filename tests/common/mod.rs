@@ -25,7 +25,7 @@ pub fn require_root() {
     let euid = unsafe { libc::geteuid() };
     assert_eq!(
         euid, 0,
-        "this test starts real sshd hosts in mount namespaces and needs root; run the README's test command as root"
+        "this test needs root: it starts real hosts (sshd in mount namespaces, systemd-nspawn); run its tier as root: `tests/run-all hosts` or `tests/run-all lab` (docs/tests.md)"
     );
     assert!(
         Path::new("/usr/sbin/sshd").exists(),
