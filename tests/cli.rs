@@ -342,6 +342,7 @@ fn help_prints_the_manual_built_into_the_binary() {
   boot-time         How long a server takes to boot
   bootstrap         The shipped playbooks: bootstrap and add-compute
   commands          Commands, options, exit codes and output
+  driver            novadock's Nova Docker driver
   image-add         A docker image into Glance, checked
   internals         Internals: how a run works
   inventory         Inventory: hosts, groups, variables
@@ -372,7 +373,7 @@ A link to NAME.md in a page is the topic NAME. `novadock COMMAND --help` lists a
         (
             1,
             String::new(),
-            "error: no help topic `nope`\nhint: topics: boot-time, bootstrap, commands, image-add, internals, inventory, lab, playbook, prefetch, steps, tests; `novadock help` lists them with their titles\n".into()
+            "error: no help topic `nope`\nhint: topics: boot-time, bootstrap, commands, driver, image-add, internals, inventory, lab, playbook, prefetch, steps, tests; `novadock help` lists them with their titles\n".into()
         )
     );
     // --help points there, not at a README an installed user does not have.

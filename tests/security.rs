@@ -1,3 +1,4 @@
+#![cfg(feature = "hosts-tests")] // a test tier: docs/tests.md
 //! Regression tests for the engine-side findings of issue 14 (a tenant or a local user against
 //! novadock), on real sshd hosts. Each test failed before its fix.
 

@@ -1,3 +1,4 @@
+#![cfg(feature = "hosts-tests")] // a test tier: docs/tests.md
 //! Issue 14 (prefetch): the compute-host program against a real dockerd, on a Debian host
 //! booted with systemd-nspawn (tests/lab/host, like tests/systemd.rs; run it under
 //! `flock /tmp/novadock-hosts.lock`). The end-to-end run with Glance is in prefetch_lab.rs.
