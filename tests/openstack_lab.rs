@@ -204,7 +204,7 @@ docker import --change 'CMD ["/bin/sleep", "infinity"]' /root/tiny-rootfs.tar la
     // 6. Add cmp3: --limit shows only cmp3's changes and its aggregate membership.
     let inv3 = lab.inventory(
         "lab3.yml",
-        "  cmp3: { address: 127.0.0.14, groups: [docker_computes] }\n",
+        "  cmp3: { address: 10.11.0.14, groups: [docker_computes] }\n",
         "",
     );
     let plan3 = lab.novadock(&["plan", "-i", &inv3, "--limit", "cmp3"]);
@@ -241,7 +241,7 @@ docker import --change 'CMD ["/bin/sleep", "infinity"]' /root/tiny-rootfs.tar la
     // 7. Clear errors: an unknown compute host is named; bad credentials give OpenStack's words.
     let bad_host = lab.inventory(
         "bad-host.yml",
-        "  cmp3: { address: 127.0.0.14, groups: [docker_computes], vars: { nova_host: cmp9 } }\n",
+        "  cmp3: { address: 10.11.0.14, groups: [docker_computes], vars: { nova_host: cmp9 } }\n",
         "",
     );
     let r = lab.novadock(&["plan", "-i", &bad_host]);
