@@ -96,8 +96,9 @@ uw placement-api 8778 /etc/placement/placement-api-uwsgi.ini 2 8
 # nova-api is eventlet-patched: with several uwsgi threads per process a request
 # can hang forever ("greenlet.error: cannot switch to a different thread").
 uw nova-api 8774 /etc/nova/nova-api-uwsgi.ini 4 1
-# neutron-api is eventlet-patched too (Debian ships 8 x 32).
-uw neutron-api 9696 /etc/neutron/neutron-api-uwsgi.ini 2 1
+# neutron-api is eventlet-patched too (Debian ships 8 x 32). Its init script reads
+# /etc/default/neutron-server (NAME=neutron-server), not .../neutron-api: without it, it binds :9696.
+uw neutron-server 9696 /etc/neutron/neutron-api-uwsgi.ini 2 1
 
 auth() { # user
   cat <<EOF
