@@ -397,7 +397,9 @@ host_down() {
     fi
   fi
   rm -f "$d/nspawn.pid"
-  host_net_down "$name"
+  # A power cycle (--keep) leaves the host's namespace, so its address refuses connections
+  # at once (RST) until it is back, as a 127.0.0.x host did; otherwise the namespace goes.
+  [ "$keep" = --keep ] || host_net_down "$name"
   if mountpoint -q "$d/root" 2>/dev/null; then
     for _ in $(seq 50); do umount "$d/root" 2>/dev/null && break; sleep 0.2; done
     mountpoint -q "$d/root" && die "host $name: $d/root is still mounted (busy?)"
@@ -468,6 +470,7 @@ ensure_role() {
   $LAB_SRC/host down $name           # discard it"
     fi
     host_down "$name" --keep
+    host_net_down "$name"
     local up; up=$(hdir "$name")/upper
     # Per-host identity is not part of an image.
     : >"$up/etc/resolv.conf"
