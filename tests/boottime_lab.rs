@@ -73,7 +73,7 @@ impl Drop for Cleanup {
 
 fn novadock(dir: &std::path::Path, args: &[&str]) -> Run {
     let r = Run::from(
-        Command::new(env!("CARGO_BIN_EXE_novadock"))
+        common::lab::operator(env!("CARGO_BIN_EXE_novadock"))
             .args(args)
             .env("NO_COLOR", "1")
             .env("XDG_RUNTIME_DIR", dir)

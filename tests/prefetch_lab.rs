@@ -182,7 +182,7 @@ fn prefetch_keeps_every_docker_host_current() {
     );
     let pinned = on("ctl", "cat /etc/novadock/known_hosts");
     assert!(
-        pinned.contains("127.0.0.12 ssh-ed25519 ") && pinned.contains("127.0.0.13 ssh-ed25519 ")
+        pinned.contains("10.11.0.12 ssh-ed25519 ") && pinned.contains("10.11.0.13 ssh-ed25519 ")
     );
 
     // 0. The inventory's `images:` are seeded into Glance by the bootstrap, shown in the plan.
@@ -311,7 +311,7 @@ tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1
         "{log}"
     );
     assert!(
-        log.contains("  x cmp2: failed: cannot connect to 127.0.0.13"),
+        log.contains("  x cmp2: failed: cannot connect to 10.11.0.13"),
         "{log}"
     );
     assert!(record("cmp1", &two).is_some());
@@ -381,7 +381,8 @@ tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1
         .args([
             "-qefc",
             &format!(
-                "{} prefetch -i {inv} --limit cmp1",
+                "ip netns exec {} {} prefetch -i {inv} --limit cmp1",
+                common::lab::LAB_NS,
                 env!("CARGO_BIN_EXE_novadock")
             ),
             "/dev/null",
@@ -407,7 +408,7 @@ tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1
     // 6. cmp3 joins the aggregate (add a compute host); the next timer run loads onto it.
     let inv3 = lab_.inventory(
         "lab3.yml",
-        "  cmp3: { address: 127.0.0.14, groups: [docker_computes] }\n",
+        "  cmp3: { address: 10.11.0.14, groups: [docker_computes] }\n",
         vars,
     );
     let add = lab_.novadock(&[
@@ -422,7 +423,7 @@ tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1
     ]);
     assert_eq!(add.code, 0, "{add:?}");
     assert!(
-        on("ctl", "cat /etc/novadock/prefetch.yml").contains("\"cmp3\": { address: \"127.0.0.14\"")
+        on("ctl", "cat /etc/novadock/prefetch.yml").contains("\"cmp3\": { address: \"10.11.0.14\"")
     );
     let (ok, log) = timer_run();
     assert!(ok, "{log}");
@@ -531,14 +532,14 @@ tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1
     os(&format!("image delete {}", second["id"].as_str().unwrap()));
 
     // The `registry` source, the paper's way: `docker pull NAME` on the host. The registry is
-    // Debian's docker-registry on cmp3, on its own address (docker trusts 127.0.0.0/8 over http).
+    // Debian's docker-registry on cmp3 (in the compute image), on cmp3's address (plain http:
+    // the lab inventory's docker_daemon lists it in insecure-registries).
     on(
         "cmp3",
         r#"set -e
-DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -q --no-install-recommends docker-registry >/dev/null
-printf 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/docker-registry\nhttp:\n  addr: 127.0.0.14:5000\n' > /etc/docker/registry/config.yml
+printf 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/docker-registry\nhttp:\n  addr: 10.11.0.14:5000\n' > /etc/docker/registry/config.yml
 systemctl restart docker-registry
-for i in $(seq 50); do docker tag nd/one:latest 127.0.0.14:5000/nd/reg:1 && docker push 127.0.0.14:5000/nd/reg:1 >/dev/null 2>&1 && exit 0; sleep 0.2; done
+for i in $(seq 50); do docker tag nd/one:latest 10.11.0.14:5000/nd/reg:1 && docker push 10.11.0.14:5000/nd/reg:1 >/dev/null 2>&1 && exit 0; sleep 0.2; done
 exit 1"#,
     );
     let r = lab_.novadock(&[
@@ -546,7 +547,7 @@ exit 1"#,
         "add",
         "-i",
         &inv3,
-        "127.0.0.14:5000/nd/reg:1",
+        "10.11.0.14:5000/nd/reg:1",
         "--from-host",
         "cmp3",
         "--public",
@@ -558,10 +559,10 @@ exit 1"#,
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
         r.stderr
-            .contains("  ~ cmp1: loaded 127.0.0.14:5000/nd/reg:1 (missing)\n"),
+            .contains("  ~ cmp1: loaded 10.11.0.14:5000/nd/reg:1 (missing)\n"),
         "{r:?}"
     );
-    assert!(docker_id("cmp1", "127.0.0.14:5000/nd/reg:1").is_some());
+    assert!(docker_id("cmp1", "10.11.0.14:5000/nd/reg:1").is_some());
 }
 
 /// Issue 14, finding 2: a tenant's private image is not distributed, and no tenant can

@@ -5,6 +5,18 @@
 use super::{Run, repo};
 use std::process::{Command, Stdio};
 
+/// The lab's own network namespace (tests/lab/lib.sh LAB_NS): the operator's side. The
+/// hosts' addresses (inventories/lab.yml) are reachable only from there.
+pub const LAB_NS: &str = "novadock-lab";
+
+/// `program` run in the lab's namespace, as an operator's workstation on the lab network.
+/// (`ip netns exec` execs it: the child's PID is the program's own.)
+pub fn operator(program: &str) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", LAB_NS, program]);
+    c
+}
+
 pub fn lab(script: &str, args: &[&str]) -> Run {
     let out = Command::new(repo().join("tests/lab").join(script))
         .args(args)
@@ -74,7 +86,7 @@ impl Lab {
     }
 
     pub fn novadock_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_novadock"));
+        let mut c = operator(env!("CARGO_BIN_EXE_novadock"));
         c.args(args)
             .env("NO_COLOR", "1")
             .env("XDG_RUNTIME_DIR", self.dir.path())

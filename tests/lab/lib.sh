@@ -8,12 +8,21 @@ LABDIR=${NOVADOCK_LAB_DIR:-/var/lib/novadock-lab}
 CACHE=${NOVADOCK_LAB_CACHE:-/var/cache/novadock-lab}
 KEY=$LABDIR/id_ed25519
 KNOWN=$LABDIR/known_hosts
+# The cluster's network (README "Topology"): every cluster host runs in its own
+# network namespace (nd-NAME) with eth0 on the management bridge labbr0, eth1 on
+# the provider bridge labbr1, eth2 on the tunnel bridge labbr2; the bridges live in the lab's own namespace
+# LAB_NS, which is also the operator's: ssh, novadock and the Rust lab tests run
+# there (lab_ns_exec), from LAB_OPERATOR. Nothing of it is in the VM's root
+# namespace: no route off the machine.
+LAB_NS=novadock-lab
+LAB_NET=10.11.0
+LAB_OPERATOR=$LAB_NET.1
 # All lab host names and addresses: written into every host's /etc/hosts.
-LAB_ETC_HOSTS="127.0.0.11 ctl
-127.0.0.12 cmp1
-127.0.0.13 cmp2
-127.0.0.14 cmp3
-127.0.0.15 kvm1"
+LAB_ETC_HOSTS="$LAB_NET.11 ctl
+$LAB_NET.12 cmp1
+$LAB_NET.13 cmp2
+$LAB_NET.14 cmp3
+$LAB_NET.15 kvm1"
 SSH_OPTS=(-i "$KEY" -o UserKnownHostsFile="$KNOWN" -o StrictHostKeyChecking=yes
   -o BatchMode=yes -o ConnectTimeout=5 -o LogLevel=ERROR -o GlobalKnownHostsFile=/dev/null)
 
@@ -32,6 +41,8 @@ ensure_tools() {
   command -v ssh >/dev/null || missing+=(openssh-client)
   command -v nsenter >/dev/null || missing+=(util-linux)
   command -v flock >/dev/null || missing+=(util-linux)
+  command -v ip >/dev/null || missing+=(iproute2)
+  command -v ethtool >/dev/null || missing+=(ethtool)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     apt-get update -qq || die "apt-get update failed"
@@ -91,7 +102,8 @@ prune_cache() {
   done
 }
 
-role_files() { find "$LAB_SRC/recipe/$1" -type f | sort; }
+# A role's files: its own and the common ones (recipe/common: Open vSwitch + agent).
+role_files() { find "$LAB_SRC/recipe/$1" "$LAB_SRC/recipe/common" -type f | sort; }
 role_hash() {
   # shellcheck disable=SC2046
   { base_hash; hash_of $(role_files "$1"); } | sha256sum | cut -c1-12
@@ -133,8 +145,7 @@ host_exec() {
 
 host_ssh() {
   local name=$1; shift
-  # shellcheck disable=SC2029  # CMD is meant to run on the host
-  ssh "${SSH_OPTS[@]}" "root@$(cat "$(hdir "$name")/addr")" "$@"
+  lab_ssh "$(cat "$(hdir "$name")/addr")" "$@"
 }
 
 # Replaces ADDR's lines in known_hosts by the host keys found under ROOT.
@@ -158,6 +169,68 @@ known_hosts_del() {
   ) 9>"$LABDIR/.known_hosts.lock"
 }
 
+# ---- network namespaces (README "Topology") ----
+# lab_ns_exec CMD...: runs CMD on the VM inside the lab's namespace (the operator's side).
+lab_ns_exec() { ip netns exec "$LAB_NS" "$@"; }
+in_lab_net() { [[ $1 == "$LAB_NET".* ]]; }
+
+# lab_ssh ADDR [ARGS...]: ssh root@ADDR with the lab key, from where ADDR is reachable.
+lab_ssh() {
+  local addr=$1; shift
+  # shellcheck disable=SC2029  # the command is meant to run on the host
+  if in_lab_net "$addr"; then
+    lab_ns_exec ssh "${SSH_OPTS[@]}" "root@$addr" "$@"
+  else
+    ssh "${SSH_OPTS[@]}" "root@$addr" "$@"
+  fi
+}
+
+# lab_net_up: the lab's namespace with the management bridge labbr0 (operator
+# address LAB_OPERATOR), the provider bridge labbr1 and the tunnel bridge labbr2
+# (no addresses). Idempotent.
+lab_net_up() {
+  (
+    flock 9
+    [ -e "/run/netns/$LAB_NS" ] || ip netns add "$LAB_NS" || exit 1
+    ip -n "$LAB_NS" link set lo up || exit 1
+    for br in labbr0 labbr1 labbr2; do
+      ip -n "$LAB_NS" link show "$br" >/dev/null 2>&1 ||
+        ip -n "$LAB_NS" link add "$br" type bridge || exit 1
+      ip -n "$LAB_NS" link set "$br" up || exit 1
+    done
+    ip -n "$LAB_NS" addr replace "$LAB_OPERATOR/24" dev labbr0 || exit 1
+  ) 9>"$LABDIR/.net.lock" || die "cannot set up the lab's network namespace $LAB_NS"
+}
+
+# host_net_up NAME ADDR: a fresh network namespace nd-NAME for the host: eth0
+# (ADDR/24) on labbr0, eth1 (no address: Neutron's provider network) on labbr1,
+# eth2 (no address: the VXLAN underlay, see recipe/common/lab-ovs-bridges) on labbr2.
+host_net_up() {
+  local name=$1 addr=$2 ns=nd-$1 i peer
+  lab_net_up
+  ip netns del "$ns" 2>/dev/null || true # left over from a crash; its veths go with it
+  ip netns add "$ns" || die "cannot create network namespace $ns"
+  ip -n "$ns" link set lo up
+  for i in 0 1 2; do
+    peer="${name:0:12}-$i"
+    ip -n "$LAB_NS" link del "$peer" 2>/dev/null || true
+    if ! { ip -n "$LAB_NS" link add "$peer" type veth peer name "eth$i" netns "$ns" &&
+      ip -n "$LAB_NS" link set "$peer" master "labbr$i" up && ip -n "$ns" link set "eth$i" up; }; then
+      die "cannot plug $name's eth$i into labbr$i"
+    fi
+    # OVS's userspace datapath sends what the kernel left to TX checksum
+    # offload with bad checksums: offload off on both ends (issue 12).
+    if ! { lab_ns_exec ethtool -K "$peer" tx off && ip netns exec "$ns" ethtool -K "eth$i" tx off; } >/dev/null 2>&1; then
+      die "ethtool -K tx off failed for $name's eth$i"
+    fi
+  done
+  ip -n "$ns" addr add "$addr/24" dev eth0 || die "cannot address $name's eth0"
+}
+
+host_net_down() {
+  ip netns del "nd-$1" 2>/dev/null || true
+}
+
 # Writes the per-host identity into the mounted root (host not booted).
 host_prep() {
   local root=$1 name=$2 addr=$3 hostname=$4 docker=$5
@@ -165,6 +238,8 @@ host_prep() {
   {
     echo "127.0.0.1 localhost"
     echo "$LAB_ETC_HOSTS"
+    # Other hosts (build hosts, the core's) resolve their own name too (postinsts run hostname -f).
+    grep -qE " $hostname\$" <<<"$LAB_ETC_HOSTS" || echo "127.0.1.1 $hostname"
   } >"$root/etc/hosts"
   # sshd listens on this host's own address only: all hosts share one network.
   mkdir -p "$root/etc/ssh/sshd_config.d"
@@ -205,10 +280,11 @@ WantedBy=sysinit.target
 EOF
     mkdir -p "$root/etc/systemd/system/sysinit.target.wants"
     ln -sf ../lab-cgroup-rw.service "$root/etc/systemd/system/sysinit.target.wants/lab-cgroup-rw.service"
-    # One shared network namespace: no docker0 bridge, no iptables rules.
+    # No docker0 bridge, no iptables rules (as inventories/lab.yml's docker_daemon).
     mkdir -p "$root/etc/docker"
-    cat >"$root/etc/docker/daemon.json" <<'EOF'
-{ "bridge": "none", "iptables": false, "ip6tables": false, "ip-forward": false, "ip-masq": false }
+    cat >"$root/etc/docker/daemon.json" <<EOF
+{ "bridge": "none", "iptables": false, "ip6tables": false, "ip-forward": false, "ip-masq": false,
+  "insecure-registries": ["$LAB_NET.14:5000"] }
 EOF
     # If the image has docker, this host runs it.
     if [ -f "$root/lib/systemd/system/docker.service" ]; then
@@ -238,7 +314,9 @@ host_up() {
     shift
   done
   [[ $name =~ ^[a-z][a-z0-9-]{0,30}$ ]] || die "bad host name '$name' (use [a-z][a-z0-9-]*)"
-  [[ $addr =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "bad address '$addr': lab hosts use 127.0.0.0/8 addresses"
+  # 127.x: the host shares the VM's network (the core's tests); $LAB_NET.x: its own namespace.
+  [[ $addr =~ ^(127\.[0-9]+\.[0-9]+|${LAB_NET//./\\.})\.[0-9]+$ ]] ||
+    die "bad address '$addr': lab hosts use 127.0.0.0/8 (VM's network) or $LAB_NET.0/24 (own namespace)"
   local d; d=$(hdir "$name")
   if host_pid "$name" >/dev/null; then
     [ "$(cat "$d/addr")" = "$addr" ] || die "host $name already runs with address $(cat "$d/addr")"
@@ -266,6 +344,13 @@ host_up() {
   [ -n "$prep" ] && "$prep" "$d/root" "$name" "$addr"
   known_hosts_set "$addr" "$d/root"
   local flags=()
+  if in_lab_net "$addr"; then
+    host_net_up "$name" "$addr"
+    # Own network namespace; OVS's userspace datapath makes its internal ports
+    # as tap devices (/dev/net/tun); Neutron's agents make namespaces (mount, setns).
+    flags+=("--network-namespace-path=/run/netns/nd-$name" --bind=/dev/net/tun --capability=all
+      "--system-call-filter=@mount @keyring bpf add_key keyctl")
+  fi
   if [ "$docker" = 1 ]; then
     # dockerd needs a plain directory (not overlayfs) for its own overlay2.
     mkdir -p "$d/docker" "$d/containerd"
@@ -287,7 +372,7 @@ wait_ssh() {
   local name=$1 addr=$2
   for _ in $(seq 240); do
     host_pid "$name" >/dev/null || die "host $name stopped while booting; see $(hdir "$name")/console.log"
-    if ssh "${SSH_OPTS[@]}" "root@$addr" true 2>/dev/null; then
+    if lab_ssh "$addr" true 2>/dev/null; then
       log "host $name up: ssh ${SSH_OPTS[*]:0:6} root@$addr"
       return 0
     fi
@@ -312,6 +397,9 @@ host_down() {
     fi
   fi
   rm -f "$d/nspawn.pid"
+  # A power cycle (--keep) leaves the host's namespace, so its address refuses connections
+  # at once (RST) until it is back, as a 127.0.0.x host did; otherwise the namespace goes.
+  [ "$keep" = --keep ] || host_net_down "$name"
   if mountpoint -q "$d/root" 2>/dev/null; then
     for _ in $(seq 50); do umount "$d/root" 2>/dev/null && break; sleep 0.2; done
     mountpoint -q "$d/root" && die "host $name: $d/root is still mounted (busy?)"
@@ -324,13 +412,28 @@ host_down() {
 }
 
 # Per-role build host: name, address, hostname. ctl's image binds its
-# services to 127.0.0.11, so it must be built as ctl on that address.
-role_build_addr() { case $1 in ctl) echo 127.0.0.11 ;; *) echo 127.0.0.19 ;; esac; }
+# services to ctl's address, so it must be built as ctl on that address.
+role_build_addr() { case $1 in ctl) echo "$LAB_NET.11" ;; *) echo "$LAB_NET.19" ;; esac; }
 role_build_hostname() { case $1 in ctl) echo ctl ;; *) echo "build-$1" ;; esac; }
 
 role_build_prep() { # ROOT NAME ADDR: copy the role's recipe into the build host
   rm -rf "$1/root/lab-role"
   cp -r "$LAB_SRC/recipe/$ROLE_BUILDING" "$1/root/lab-role"
+  cp -r "$LAB_SRC/recipe/common" "$1/root/lab-role/common"
+  # For the package download only (host_exec_vmnet); emptied before the image is kept.
+  rm -f "$1/etc/resolv.conf"
+  cat /etc/resolv.conf >"$1/etc/resolv.conf"
+}
+
+# host_exec_vmnet NAME CMD...: like host_exec, but in the VM's network namespace
+# (everything else the host's): a build host downloads its packages this way,
+# the only time a lab host reaches beyond the lab's own networks.
+host_exec_vmnet() {
+  local name=$1 leader; shift
+  leader=$(host_leader "$name") || die "host $name is not running"
+  nsenter -t "$leader" -m -u -i -p -C -- /usr/bin/env -i \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive "$@"
 }
 
 # ensure_role ROLE: builds the role's image layer once per hash: boots a build
@@ -352,6 +455,14 @@ ensure_role() {
     mkdir -p "$CACHE/apt-archives/$role/partial"
     ROLE_BUILDING=$role host_up "$name" "$addr" --hostname "$(role_build_hostname "$role")" \
       --bind "$CACHE/apt-archives/$role:/var/cache/apt/archives" --prep role_build_prep 2>>"$logf"
+    # Packages are downloaded with the VM's network; setup.sh installs them offline.
+    local pkgs
+    pkgs=$(grep -v '^#' "$LAB_SRC/recipe/$role/packages" | tr '\n' ' ')
+    # shellcheck disable=SC2086  # a word list
+    host_exec_vmnet "$name" apt-get install -d -y -q $pkgs >>"$logf" 2>&1 ||
+      die "role $role: package download failed (log: $logf)"
+    # The build itself has no network: no resolver to wait for.
+    host_exec "$name" sh -c ': >/etc/resolv.conf'
     if ! host_exec "$name" bash /root/lab-role/setup.sh >>"$logf" 2>&1; then
       tail -n 25 "$logf" >&2
       die "role $role build failed (log: $logf). The build host is left running for inspection:
@@ -359,8 +470,10 @@ ensure_role() {
   $LAB_SRC/host down $name           # discard it"
     fi
     host_down "$name" --keep
+    host_net_down "$name"
     local up; up=$(hdir "$name")/upper
     # Per-host identity is not part of an image.
+    : >"$up/etc/resolv.conf"
     rm -rf "$up/root/lab-role" "$up/root/.ssh" "$up"/etc/ssh/ssh_host_* \
       "$up/etc/ssh/sshd_config.d/00-lab.conf" "$up/var/lib/systemd/random-seed" "$up"/var/log/journal/*
     [ -f "$up/etc/machine-id" ] && : >"$up/etc/machine-id"
@@ -377,9 +490,9 @@ ensure_role() {
 
 # ---- the cluster of issue 3 ----
 # shellcheck disable=SC2034  # used by up/status/test
-CLUSTER_COMPUTES="cmp1:127.0.0.12:docker cmp2:127.0.0.13:docker cmp3:127.0.0.14:docker kvm1:127.0.0.15:nodocker"
+CLUSTER_COMPUTES="cmp1:$LAB_NET.12:docker cmp2:$LAB_NET.13:docker cmp3:$LAB_NET.14:docker kvm1:$LAB_NET.15:nodocker"
 # shellcheck disable=SC2034
-CTL_ADDR=127.0.0.11
+CTL_ADDR=$LAB_NET.11
 REPO_ROOT=$(cd "$LAB_SRC/../.." && pwd)
 INVENTORY=$REPO_ROOT/inventories/lab.yml
 
@@ -433,14 +546,23 @@ lab_disk_mib() {
   du -smx "$CACHE" "$LABDIR" 2>/dev/null | awk '{s += $1} END {print s + 0}'
 }
 
-# Listening TCP/UDP sockets of lab processes outside 127.0.0.0/8 (should be none).
+# What of the cluster reaches beyond the lab's own networks (should print nothing):
+# a cluster host in the VM's network namespace, a lab process listening there, a
+# route in a host's namespace other than its own lab links (no default route).
 lab_bad_listeners() {
-  local pids; pids=" $(lab_pids | tr '\n' ' ') "
+  local root h leader pids out
+  root=$(readlink /proc/1/ns/net)
+  for h in ctl cmp1 cmp2 cmp3 kvm1; do
+    leader=$(host_leader "$h") || continue
+    [ "$(readlink "/proc/$leader/ns/net")" != "$root" ] || echo "$h: runs in the VM's network namespace"
+    out=$(ip -n "nd-$h" route show default 2>&1; ip -n "nd-$h" -6 route show default 2>&1)
+    [ -z "$out" ] || echo "$h: default route: $out"
+  done
+  pids=" $(lab_pids | tr '\n' ' ') "
   ss -ltunpH | while read -r _ _ _ _ local _ procs; do
-    case $local in 127.*|\[::ffff:127.*) continue ;; esac
     local p
     while read -r p; do
-      case $pids in *" $p "*) echo "$local $procs"; break ;; esac
+      case $pids in *" $p "*) echo "in the VM's network namespace: $local $procs"; break ;; esac
     done < <(grep -o 'pid=[0-9]*' <<<"$procs" | cut -d= -f2)
   done
 }
@@ -456,17 +578,19 @@ ssh:
   identity_file: $KEY
   known_hosts: $KNOWN
 hosts:
-  ctl:  { address: 127.0.0.11, groups: [controllers] }
-  cmp1: { address: 127.0.0.12, groups: [docker_computes] }
-  cmp2: { address: 127.0.0.13, groups: [docker_computes] }
-  kvm1: { address: 127.0.0.15, groups: [kvm_computes] }
+  ctl:  { address: $LAB_NET.11, groups: [controllers] }
+  cmp1: { address: $LAB_NET.12, groups: [docker_computes] }
+  cmp2: { address: $LAB_NET.13, groups: [docker_computes] }
+  kvm1: { address: $LAB_NET.15, groups: [kvm_computes] }
 vars:
   openstack_release: zed
   # The lab's Docker driver (a test fixture), installed from its source like a real one.
   docker_driver_path: "{{ inventory_dir }}/../tests/lab/nova-docker-lab/nova/virt/dockerlab"
   docker_driver_module: dockerlab
-  # Several dockerds share the VM's network: no bridge, no iptables.
-  docker_daemon: { bridge: none, iptables: false, ip6tables: false, ip-forward: false, ip-masq: false }
+  # No docker0 bridge, no iptables rules: the hosts' networking is Neutron's (Open vSwitch).
+  # The prefetch test's registry on $LAB_NET.14 speaks plain http; docker trusts that
+  # on 127.0.0.0/8 only.
+  docker_daemon: { bridge: none, iptables: false, ip6tables: false, ip-forward: false, ip-masq: false, insecure-registries: ["$LAB_NET.14:5000"] }
 EOF
   mv "$INVENTORY.tmp" "$INVENTORY"
 }

@@ -1,11 +1,13 @@
 #!/bin/bash
 # Builds the lab controller image. Runs INSIDE a booted build host whose
-# hostname is ctl and which owns 127.0.0.11 (the image is only for ctl).
+# hostname is ctl and which owns 10.11.0.11 (the image is only for ctl).
 # Keystone, Glance (file store), Placement, Nova API/conductor/scheduler,
-# RabbitMQ, MariaDB, memcached, a read-only Neutron stub, the openstack CLI, /root/admin-openrc.
+# Neutron (server with ML2/OVS, DHCP, metadata and Open vSwitch agents) and its
+# networks lab-net and lab-vx, RabbitMQ, MariaDB, memcached, the openstack CLI,
+# /root/admin-openrc.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-IP=127.0.0.11
+IP=10.11.0.11
 RABBIT=rabbitpass ADMINPW=labadmin
 step() { echo "ctl-setup [$(date +%T)] $*"; }
 
@@ -50,12 +52,13 @@ keystone keystone/configure_db boolean false
 glance-common glance/configure_db boolean false
 placement-common placement/configure_db boolean false
 nova-common nova/configure_db boolean false
+neutron-common neutron/configure_db boolean false
 EOF
 
 step "apt install"
+# shellcheck disable=SC2046  # a word list; downloaded beforehand, installed offline
 apt-get install -y -q -o Dpkg::Options::=--force-confold \
-  rabbitmq-server mariadb-server python3-pymysql memcached keystone glance-api placement-api \
-  nova-api nova-conductor nova-scheduler python3-openstackclient curl >/root/ctl-apt.log 2>&1 ||
+  $(grep -v '^#' /root/lab-role/packages) >/root/ctl-apt.log 2>&1 ||
   { tail -30 /root/ctl-apt.log; exit 1; }
 
 step "configure"
@@ -63,6 +66,9 @@ step "configure"
 for u in nova-api-metadata.service iscsid.socket iscsid.service open-iscsi.service; do
   ln -sf /dev/null "/etc/systemd/system/$u"
 done
+# Neutron is configured and started further down (issue 12); not before.
+systemctl disable neutron-api neutron-rpc-server neutron-dhcp-agent neutron-metadata-agent \
+  neutron-openvswitch-agent >/dev/null 2>&1 || true
 # Conductor/scheduler wait for DB, rabbit and the placement user: enabled at the end (F6, F7).
 systemctl disable nova-conductor nova-scheduler >/dev/null 2>&1 || true
 
@@ -90,6 +96,9 @@ uw placement-api 8778 /etc/placement/placement-api-uwsgi.ini 2 8
 # nova-api is eventlet-patched: with several uwsgi threads per process a request
 # can hang forever ("greenlet.error: cannot switch to a different thread").
 uw nova-api 8774 /etc/nova/nova-api-uwsgi.ini 4 1
+# neutron-api is eventlet-patched too (Debian ships 8 x 32). Its init script reads
+# /etc/default/neutron-server (NAME=neutron-server), not .../neutron-api: without it, it binds :9696.
+uw neutron-server 9696 /etc/neutron/neutron-api-uwsgi.ini 2 1
 
 auth() { # user
   cat <<EOF
@@ -104,7 +113,9 @@ password = ${1}pass
 region_name = RegionOne
 EOF
 }
-for f in /etc/keystone/keystone.conf /etc/glance/glance-api.conf /etc/placement/placement.conf /etc/nova/nova.conf; do
+for f in /etc/keystone/keystone.conf /etc/glance/glance-api.conf /etc/placement/placement.conf /etc/nova/nova.conf \
+  /etc/neutron/neutron.conf /etc/neutron/plugins/ml2/ml2_conf.ini /etc/neutron/dhcp_agent.ini /etc/neutron/metadata_agent.ini; do
+  [ -f "$f" ] || continue
   [ -f "$f.orig" ] || cp "$f" "$f.orig"
 done
 # keystone.conf: only the database changes.
@@ -173,7 +184,9 @@ $(cache)
 [placement]
 $(auth placement)
 [neutron]
-$(auth nova)
+$(auth neutron)
+service_metadata_proxy = true
+metadata_proxy_shared_secret = labmetadata
 [glance]
 api_servers = http://$IP:9292
 [vnc]
@@ -195,19 +208,57 @@ chown root:nova /etc/nova/nova.conf
 chown root:keystone /etc/keystone/keystone.conf
 chmod 640 /etc/glance/glance-api.conf /etc/placement/placement.conf /etc/nova/nova.conf /etc/keystone/keystone.conf
 
-# Lab fixture: read-only Neutron stub (Nova's API needs a network endpoint, F5).
-install -m 755 /root/lab-role/neutron-stub.py /usr/local/bin/neutron-stub
-cat >/etc/systemd/system/neutron-stub.service <<'EOF'
-[Unit]
-Description=novadock lab fixture: read-only Neutron API stub on 127.0.0.11:9696
-After=network.target
-[Service]
-ExecStart=/usr/local/bin/neutron-stub 127.0.0.11 9696
-DynamicUser=yes
-Restart=on-failure
-[Install]
-WantedBy=multi-user.target
+# Neutron: ML2 with the Open vSwitch mechanism driver; flat provider network physnet1
+# (OVS bridge br-provider on eth1) and VXLAN self-service networks.
+cat >/etc/neutron/neutron.conf <<EOF
+[DEFAULT]
+core_plugin = ml2
+service_plugins =
+auth_strategy = keystone
+transport_url = rabbit://openstack:$RABBIT@$IP:5672/
+rpc_workers = 1
+rpc_state_report_workers = 1
+notify_nova_on_port_status_changes = true
+notify_nova_on_port_data_changes = true
+dhcp_agents_per_network = 1
+[database]
+connection = mysql+pymysql://neutron:neutrondbpass@$IP/neutron
+[keystone_authtoken]
+$(auth neutron)
+memcached_servers = $MEMCACHED
+[nova]
+$(auth nova)
+[agent]
+root_helper = sudo /usr/bin/neutron-rootwrap /etc/neutron/rootwrap.conf
+[oslo_concurrency]
+lock_path = /var/lib/neutron/lock
 EOF
+cat >/etc/neutron/plugins/ml2/ml2_conf.ini <<EOF
+[ml2]
+type_drivers = flat,vxlan
+tenant_network_types = vxlan
+mechanism_drivers = openvswitch
+extension_drivers = port_security
+[ml2_type_flat]
+flat_networks = physnet1
+[ml2_type_vxlan]
+vni_ranges = 1:1000
+EOF
+cat >/etc/neutron/dhcp_agent.ini <<EOF
+[DEFAULT]
+interface_driver = openvswitch
+dhcp_driver = neutron.agent.linux.dhcp.Dnsmasq
+enable_isolated_metadata = false
+EOF
+cat >/etc/neutron/metadata_agent.ini <<EOF
+[DEFAULT]
+nova_metadata_host = $IP
+metadata_proxy_shared_secret = labmetadata
+metadata_workers = 1
+EOF
+chown root:neutron /etc/neutron/neutron.conf /etc/neutron/plugins/ml2/ml2_conf.ini /etc/neutron/dhcp_agent.ini /etc/neutron/metadata_agent.ini
+chmod 640 /etc/neutron/neutron.conf /etc/neutron/plugins/ml2/ml2_conf.ini /etc/neutron/dhcp_agent.ini /etc/neutron/metadata_agent.ini
+bash /root/lab-role/common/neutron-ovs.sh
 
 cat >/root/admin-openrc <<EOF
 export OS_USERNAME=admin
@@ -234,15 +285,16 @@ rabbitmqctl set_permissions openstack ".*" ".*" ".*"
 step "databases"
 # Connections between 127.0.0.x addresses arrive from 127.0.0.1: '%' grants.
 {
-  for db in keystone glance placement nova_api nova nova_cell0; do
+  for db in keystone glance placement nova_api nova nova_cell0 neutron; do
     echo "CREATE DATABASE IF NOT EXISTS $db;"
   done
-  for u in keystone glance placement nova; do
+  for u in keystone glance placement nova neutron; do
     echo "CREATE USER IF NOT EXISTS '$u'@'%' IDENTIFIED BY '${u}dbpass';"
   done
   echo "GRANT ALL ON keystone.* TO 'keystone'@'%';"
   echo "GRANT ALL ON glance.* TO 'glance'@'%';"
   echo "GRANT ALL ON placement.* TO 'placement'@'%';"
+  echo "GRANT ALL ON neutron.* TO 'neutron'@'%';"
   for db in nova_api nova nova_cell0; do echo "GRANT ALL ON $db.* TO 'nova'@'%';"; done
 } | mysql
 as() { su -s /bin/sh -c "$2" "$1"; }
@@ -258,11 +310,12 @@ as nova "nova-manage api_db sync"
 as nova "nova-manage cell_v2 map_cell0 --database_connection mysql+pymysql://nova:novadbpass@$IP/nova_cell0"
 as nova "nova-manage cell_v2 list_cells" | grep -q ' cell1 ' || as nova "nova-manage cell_v2 create_cell --name=cell1"
 as nova "nova-manage db sync"
+as neutron "neutron-db-manage --config-file /etc/neutron/neutron.conf --config-file /etc/neutron/plugins/ml2/ml2_conf.ini upgrade heads" >/dev/null
 
 step "start APIs"
 # placement-api is installed disabled; enable every API so the image boots them.
-systemctl enable keystone glance-api placement-api nova-api neutron-stub >/dev/null 2>&1
-systemctl start keystone glance-api placement-api nova-api neutron-stub
+systemctl enable keystone glance-api placement-api nova-api >/dev/null 2>&1
+systemctl start keystone glance-api placement-api nova-api
 for _ in $(seq 120); do curl -sf "http://$IP:5000/v3" >/dev/null && break; sleep 0.5; done
 
 step "register users, services, endpoints"
@@ -270,7 +323,7 @@ step "register users, services, endpoints"
 . /root/admin-openrc
 os() { openstack "$@"; }
 os project show service >/dev/null 2>&1 || os project create --domain default service >/dev/null
-for u in glance nova placement; do
+for u in glance nova placement neutron; do
   os user show "$u" >/dev/null 2>&1 || os user create --domain default --password "${u}pass" "$u" >/dev/null
   os role add --project service --user "$u" admin
 done
@@ -286,6 +339,22 @@ svc image glance "http://$IP:9292"
 svc compute nova "http://$IP:8774/v2.1"
 svc placement placement "http://$IP:8778"
 svc network neutron "http://$IP:9696"
+
+step "start neutron"
+systemctl enable neutron-api neutron-rpc-server neutron-dhcp-agent neutron-metadata-agent >/dev/null 2>&1
+systemctl start openvswitch-switch lab-ovs-bridges
+systemctl start neutron-api neutron-rpc-server neutron-openvswitch-agent neutron-dhcp-agent neutron-metadata-agent
+for _ in $(seq 120); do curl -sf "http://$IP:9696/" >/dev/null && break; sleep 0.5; done
+
+step "networks lab-net (flat provider) and lab-vx (VXLAN)"
+if ! os network show lab-net >/dev/null 2>&1; then
+  os network create --share --external --provider-network-type flat --provider-physical-network physnet1 lab-net >/dev/null
+  os subnet create --network lab-net --subnet-range 10.20.0.0/24 --gateway none --dns-nameserver 0.0.0.0 lab-net-v4 >/dev/null
+fi
+if ! os network show lab-vx >/dev/null 2>&1; then
+  os network create --share --provider-network-type vxlan lab-vx >/dev/null
+  os subnet create --network lab-vx --subnet-range 10.30.0.0/24 --gateway none lab-vx-v4 >/dev/null
+fi
 
 step "start conductor, scheduler"
 systemctl enable nova-conductor nova-scheduler >/dev/null 2>&1
