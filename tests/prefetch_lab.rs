@@ -139,7 +139,7 @@ fn prefetch_keeps_every_docker_host_current() {
     // The timer is installed but never fires on its own during the test: runs are started
     // explicitly, so each step's effect is known.
     let vars =
-        "  prefetch_on_calendar: \"2099-01-01\"\n  prefetch_registries: [\"127.0.0.14:5000\"]\n";
+        "  prefetch_on_calendar: \"2099-01-01\"\n  prefetch_registries: [\"10.11.0.14:5000\"]\n";
     let inv = lab_.inventory("lab.yml", "", vars);
     let apply = lab_.novadock(&["apply", "-i", &inv, "--yes"]);
     assert_eq!(apply.code, 0, "{apply:?}");
@@ -160,13 +160,13 @@ fn prefetch_keeps_every_docker_host_current() {
     // computes' host keys are pinned.
     let authorized = on("cmp1", "cat /root/.ssh/authorized_keys");
     assert!(
-        authorized.contains("restrict,from=\"127.0.0.0/8\",command=\"python3 /usr/local/lib/novadock/prefetch-host.py\" ssh-ed25519 ")
+        authorized.contains("restrict,from=\"10.11.0.11\",command=\"python3 /usr/local/lib/novadock/prefetch-host.py\" ssh-ed25519 ")
             && authorized.contains(" novadock-prefetch@ctl\n"),
         "{authorized}"
     );
     let shell = on(
         "ctl",
-        "ssh -i /etc/novadock/prefetch_ed25519 -o UserKnownHostsFile=/etc/novadock/known_hosts -o BatchMode=yes root@127.0.0.12 id </dev/null 2>&1; echo rc=$?",
+        "ssh -i /etc/novadock/prefetch_ed25519 -o UserKnownHostsFile=/etc/novadock/known_hosts -o BatchMode=yes root@10.11.0.12 id </dev/null 2>&1; echo rc=$?",
     );
     assert!(
         !shell.contains("uid=0") && shell.contains("expected a JSON request"),
