@@ -143,6 +143,7 @@ fn boot_time_on_the_lab() {
             IMAGE,
             "--from-host",
             "cmp1",
+            "--public",
             "--json",
         ],
     );
@@ -163,7 +164,8 @@ fn boot_time_on_the_lab() {
         docker_hosts.contains(&"cmp1".to_string()) && docker_hosts.contains(&"cmp2".to_string()),
         "{aggregate}"
     );
-    // The prefetch job puts it on every Docker host before any boot.
+    // The prefetch job puts it on every Docker host before any boot (it distributes public
+    // images; a public image whose name is a docker reference is tagged by its name too).
     let pre = novadock(dir, &["prefetch", "-i", &inv]);
     assert_eq!(pre.code, 0, "{pre:?}");
     cleanup.loaded_on = docker_hosts.clone();
