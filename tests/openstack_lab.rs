@@ -301,29 +301,24 @@ docker import --change 'CMD ["/bin/sleep", "infinity"]' /root/tiny-rootfs.tar la
     );
 
     // A driver installed with pip outside nova.virt, loaded through the shim the plan writes:
-    // a server boots on it. (The package re-exports the lab's driver.)
+    // a server boots on it. (The package re-exports novadock's driver, installed above.)
     on(
         "cmp1",
         r#"set -e
 rm -rf /root/ndshim && mkdir -p /root/ndshim/ndshim_driver
 printf '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n\n[project]\nname = "ndshim-driver"\nversion = "1.0"\n' > /root/ndshim/pyproject.toml
-echo 'from nova.virt.dockerlab.driver import DockerDriver  # noqa: F401' > /root/ndshim/ndshim_driver/__init__.py"#,
+echo 'from novadock_driver.driver import DockerDriver  # noqa: F401' > /root/ndshim/ndshim_driver/__init__.py"#,
     );
     let shim = lab.inventory(
         "shim.yml",
         "",
-        "  docker_driver_source: pip\n  docker_driver_pip: /root/ndshim\n  docker_driver_pip_args: [--break-system-packages, --no-build-isolation]\n  docker_driver_import: ndshim_driver.DockerDriver\n  docker_conf: { privileged: false }\n",
+        "  docker_driver_source: pip\n  docker_driver_pip: /root/ndshim\n  docker_driver_pip_args: [--break-system-packages, --no-build-isolation]\n  docker_driver_import: ndshim_driver.DockerDriver\n  docker_driver_module: ndshim\n  docker_conf: { stop_timeout: 5 }\n",
     );
-    let text = std::fs::read_to_string(&shim).unwrap().replace(
-        "  docker_driver_module: dockerlab\n",
-        "  docker_driver_module: ndshim\n",
-    );
-    std::fs::write(&shim, text).unwrap();
     let r = lab.novadock(&["apply", "-i", &shim, "--limit", "cmp1", "--yes"]);
     assert_eq!(r.code, 0, "{r:?}");
     for line in [
         "  ~ cmp1: changed: create /usr/lib/python3/dist-packages/nova/virt/ndshim.py (shim nova.virt.ndshim for ndshim_driver.DockerDriver (release zed))\n",
-        "  ~ cmp1: changed: set [docker] privileged in /etc/nova/nova-compute.conf\n",
+        "  ~ cmp1: changed: set [docker] stop_timeout in /etc/nova/nova-compute.conf\n",
         "  ~ cmp1: ran: restart nova-compute\n",
     ] {
         assert!(r.stderr.contains(line), "missing {line:?}\n{r:?}");

@@ -1,7 +1,7 @@
 """Privileged network plumbing, run in the driver's own oslo.privsep daemon.
 
 Every function here takes the plain dicts of :mod:`novadock_driver.vifs` and runs fixed
-argument vectors (`ip`, `nsenter`, `ovs-vsctl`) without a shell. Privsep starts the
+argument vectors (`ip`, `nsenter`, `ovs-vsctl`, `ethtool`) without a shell. Privsep starts the
 daemon with `[novadock_privileged] helper_command` (see docs/driver.md)."""
 
 import os
@@ -63,11 +63,17 @@ def _linux_bridge(name, mtu):
     _run('ip', 'link', 'set', name, 'up')
 
 
-def _veth(a, b, mtu):
+def _veth(a, b, mtu, userspace=False):
     _run('ip', 'link', 'add', a, 'type', 'veth', 'peer', 'name', b)
     if mtu:
         _run('ip', 'link', 'set', a, 'mtu', str(mtu))
         _run('ip', 'link', 'set', b, 'mtu', str(mtu))
+    if userspace:
+        # OVS's userspace datapath forwards packets as the kernel handed them: a
+        # checksum left to "hardware" by TX offload is never filled in, and TCP/UDP
+        # (DHCP replies included) arrive broken. The setting moves with the device.
+        for dev in (a, b):
+            _run('ethtool', '-K', dev, 'tx', 'off')
 
 
 def _delete_link(dev):
@@ -110,12 +116,13 @@ def plug(cfg, pid):
     # A restarted container has a new namespace: what is left from before is stale.
     _unplug(cfg)
     mtu = cfg.get('mtu')
-    _veth(cfg['tap'], cfg['peer'], mtu)
+    userspace = cfg['type'] == 'ovs' and cfg.get('datapath_type') == 'netdev'
+    _veth(cfg['tap'], cfg['peer'], mtu, userspace)
     try:
         if cfg['type'] == 'ovs' and cfg.get('hybrid'):
             _linux_bridge(cfg['qbr'], mtu)
             if not _exists(cfg['qvo']):
-                _veth(cfg['qvb'], cfg['qvo'], mtu)
+                _veth(cfg['qvb'], cfg['qvo'], mtu, userspace)
             for dev in (cfg['qvb'], cfg['qvo']):
                 _run('ip', 'link', 'set', dev, 'up')
             _run('ip', 'link', 'set', cfg['qvb'], 'master', cfg['qbr'])

@@ -584,9 +584,7 @@ hosts:
   kvm1: { address: $LAB_NET.15, groups: [kvm_computes] }
 vars:
   openstack_release: zed
-  # The lab's Docker driver (a test fixture), installed from its source like a real one.
-  docker_driver_path: "{{ inventory_dir }}/../tests/lab/nova-docker-lab/nova/virt/dockerlab"
-  docker_driver_module: dockerlab
+  # The Docker driver is novadock's own (docker_driver_source: bundled, the default).
   # No docker0 bridge, no iptables rules: the hosts' networking is Neutron's (Open vSwitch).
   # The prefetch test's registry on $LAB_NET.14 speaks plain http; docker trusts that
   # on 127.0.0.0/8 only.

@@ -306,6 +306,9 @@ def test_two_networked_containers_reach_each_other(drv, tiny_tar, kind):
             ids = sh('ovs-vsctl', 'get', 'Interface', port, 'external_ids')
             assert va['id'] in ids and 'fa:16:3e:77:00:05' in ids and a.uuid in ids
             assert 'iface-status=active' in ids.replace('"', '')
+            # The userspace datapath needs TX checksum offload off on both ends.
+            assert 'tx-checksumming: off' in sh('ethtool', '-k', port)
+            assert 'tx-checksumming: off' in in_ns(pa, 'ethtool', '-k', 'eth0')
         _ping(pa, '10.77.0.6')
         # Reboot: a new namespace, plugged again, same address.
         drv.reboot(ctx, a, a.info_cache.network_info, 'SOFT')

@@ -1,0 +1,364 @@
+#![cfg(feature = "lab-tests")] // a test tier: docs/tests.md
+//! novadock's own Nova Docker driver (driver/), installed by the shipped bootstrap, against the
+//! lab's real Nova, Glance and Neutron (Zed, ML2/Open vSwitch on the userspace datapath):
+//! networked containers reachable through security groups, across hosts over VXLAN, through
+//! reboot, pause, power off/on and snapshot; Nova's image pre-cache API; nothing left behind.
+
+mod common;
+
+use common::lab::{Lab, on, os};
+use std::time::{Duration, Instant};
+
+/// A scratch image on cmp1: a static busybox serving /www on port 8080 (and saying so on its
+/// console), uploaded to Glance by `novadock image add`; its Glance id.
+fn web_image(lab: &Lab, inv: &str, name: &str, page: &str) -> String {
+    on(
+        "cmp1",
+        &format!(
+            r#"set -e
+rm -rf /root/web && mkdir -p /root/web/bin /root/web/www
+cp "$(command -v busybox)" /root/web/bin/busybox
+ln -s busybox /root/web/bin/sh
+echo {page} > /root/web/www/index.html
+printf '#!/bin/busybox sh\necho "web: serving on $(/bin/busybox hostname)"\nexec /bin/busybox httpd -f -p 8080 -h /www\n' > /root/web/bin/start
+chmod 755 /root/web/bin/start
+tar -C /root/web -cf /root/web.tar .
+docker rmi -f {name} >/dev/null 2>&1 || true
+docker import --change 'CMD ["/bin/start"]' /root/web.tar {name} >/dev/null"#
+        ),
+    );
+    let r = lab.novadock(&[
+        "image",
+        "add",
+        "-i",
+        inv,
+        name,
+        "--from-host",
+        "cmp1",
+        "--public",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// `openstack server create … --wait`, as admin: (server id, its address on `net`).
+fn boot(name: &str, image: &str, net: &str, extra: &str) -> (String, String) {
+    let out = os(&format!(
+        "server create --flavor d1.small --image {image} --network {net} {extra} --wait {name} -f value -c id -c status"
+    ));
+    assert!(out.contains("ACTIVE"), "{name}: {out}");
+    let id = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 36)
+        .unwrap_or_else(|| panic!("{name}: no id in {out}"))
+        .to_string();
+    (id, address(name, net))
+}
+
+fn address(name: &str, net: &str) -> String {
+    let out = os(&format!("server show {name} -f json -c addresses"));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let addr = &v["addresses"][net][0];
+    addr.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("{name} has no address on {net}: {out}"))
+}
+
+fn status(name: &str) -> String {
+    os(&format!("server show {name} -f value -c status"))
+        .trim()
+        .to_string()
+}
+
+fn wait_status(name: &str, want: &str) {
+    let t = Instant::now();
+    loop {
+        let s = status(name);
+        if s == want {
+            return;
+        }
+        assert!(
+            s != "ERROR" && t.elapsed() < Duration::from_secs(120),
+            "{name} is {s}, not {want}: {}",
+            os(&format!("server show {name} -f value -c fault"))
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// GET http://ADDR:8080/ from lab-net's DHCP namespace on ctl (outside every instance):
+/// the page, or the error (`timed out` when a firewall drops the SYN).
+fn get(dhcp_ns: &str, addr: &str) -> Result<String, String> {
+    let out = on(
+        "ctl",
+        &format!(
+            "ip netns exec {dhcp_ns} python3 -c 'import urllib.request; print(urllib.request.urlopen(\"http://{addr}:8080/\", timeout=4).read().decode().strip())' 2>&1 | tail -1; echo rc=${{PIPESTATUS[0]}}"
+        ),
+    );
+    let (text, rc) = out.trim().rsplit_once("rc=").unwrap();
+    if rc == "0" {
+        Ok(text.trim().to_string())
+    } else {
+        Err(text.trim().to_string())
+    }
+}
+
+/// The page, once the instance's port is up and its flows are in (bounded wait).
+fn reachable(dhcp_ns: &str, addr: &str) -> String {
+    let t = Instant::now();
+    loop {
+        match get(dhcp_ns, addr) {
+            Ok(page) => return page,
+            Err(e) if t.elapsed() > Duration::from_secs(90) => {
+                panic!("{addr}:8080 unreachable from {dhcp_ns}: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_secs(1)),
+        }
+    }
+}
+
+fn host_of(name: &str) -> String {
+    os(&format!(
+        "server show {name} -f value -c OS-EXT-SRV-ATTR:host"
+    ))
+    .trim()
+    .to_string()
+}
+
+/// The host's devices and br-int ports named after `port_id` (tap…, qvo…, qvb…, qbr…).
+fn leftovers(host: &str, port_id: &str) -> String {
+    let short = &port_id[..11];
+    on(
+        host,
+        &format!(
+            "{{ ls /sys/class/net; ovs-vsctl list-ports br-int; }} | grep -- '{short}' || true"
+        ),
+    )
+}
+
+fn port_of(server_id: &str) -> String {
+    os(&format!("port list --device-id {server_id} -f value -c ID"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn the_shipped_driver_runs_networked_containers_on_the_lab() {
+    let lab = Lab::fresh();
+    let inv = lab.inventory("lab.yml", "", "");
+    let apply = lab.novadock(&["apply", "-i", &inv, "--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(
+        apply.stderr.contains(
+            "  ~ cmp1, cmp2: changed: set [DEFAULT] compute_driver in /etc/nova/nova-compute.conf\n"
+        ),
+        "{apply:?}"
+    );
+    let plan = lab.novadock(&["plan", "-i", &inv]);
+    assert_eq!(plan.code, 0, "the second plan is not empty: {plan:?}");
+
+    // The hypervisors are docker, with the host's own figures (not a fake's).
+    let t = Instant::now();
+    loop {
+        let h =
+            os("hypervisor list -f value -c 'Hypervisor Hostname' -c 'Hypervisor Type' -c State");
+        if h.contains("cmp1 docker up") && h.contains("cmp2 docker up") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(120), "{h}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let shown = os("hypervisor show cmp1 -f json");
+    let hv: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    let cpus: u64 = on("cmp1", "nproc --all").trim().parse().unwrap();
+    let mem_mb: u64 = on(
+        "cmp1",
+        "awk '/^MemTotal/ { print int($2 / 1024) }' /proc/meminfo",
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    assert_eq!(hv["vcpus"].as_u64(), Some(cpus), "{shown}");
+    assert_eq!(hv["memory_mb"].as_u64(), Some(mem_mb), "{shown}");
+
+    let net = os("network show lab-net -f value -c id").trim().to_string();
+    let dhcp_ns = format!("qdhcp-{net}");
+    let image = web_image(&lab, &inv, "lab/web:1", "novadock-web");
+    os("security group create nd-web -f value -c id");
+    os("security group rule create --ingress --protocol tcp --dst-port 8080 nd-web");
+    os("security group rule create --ingress --protocol icmp nd-web");
+
+    // 1. A server on lab-net serving HTTP: reachable through a group that allows it.
+    let (web1, ip1) = boot(
+        "web1",
+        &image,
+        "lab-net",
+        "--security-group nd-web --availability-zone nova:cmp1",
+    );
+    assert_eq!(reachable(&dhcp_ns, &ip1), "novadock-web");
+    assert_eq!(
+        on(
+            "cmp1",
+            &format!(
+                "docker inspect -f '{{{{.HostConfig.NetworkMode}}}} {{{{.Config.Hostname}}}}' nova-{web1}"
+            )
+        ),
+        "none web1\n"
+    );
+    // One without the rule is not: its SYN is dropped (a timeout, not a refusal).
+    let (web2, ip2) = boot("web2", &image, "lab-net", "--availability-zone nova:cmp2");
+    on("cmp2", &format!("docker inspect nova-{web2} >/dev/null"));
+    match get(&dhcp_ns, &ip2) {
+        Err(e) => assert!(e.contains("timed out"), "{e}"),
+        Ok(page) => panic!("web2 answered without a rule: {page}"),
+    }
+
+    // 2. Console log: the container's output, bounded.
+    let t = Instant::now();
+    while !os("console log show web1").contains("web: serving on web1") {
+        assert!(t.elapsed() < Duration::from_secs(30), "no console output");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+
+    // 3. Reboot (soft, hard), pause/unpause, power off/on: same address, reachable again.
+    os("server reboot --wait web1");
+    assert_eq!(address("web1", "lab-net"), ip1);
+    assert_eq!(reachable(&dhcp_ns, &ip1), "novadock-web");
+    os("server reboot --hard --wait web1");
+    assert_eq!(reachable(&dhcp_ns, &ip1), "novadock-web");
+    os("server pause web1");
+    wait_status("web1", "PAUSED");
+    assert_eq!(
+        on(
+            "cmp1",
+            &format!("docker inspect -f '{{{{.State.Paused}}}}' nova-{web1}")
+        ),
+        "true\n"
+    );
+    os("server unpause web1");
+    wait_status("web1", "ACTIVE");
+    assert_eq!(reachable(&dhcp_ns, &ip1), "novadock-web");
+    os("server stop web1");
+    wait_status("web1", "SHUTOFF");
+    assert_eq!(
+        on(
+            "cmp1",
+            &format!("docker inspect -f '{{{{.State.Running}}}}' nova-{web1}")
+        ),
+        "false\n"
+    );
+    os("server start web1");
+    wait_status("web1", "ACTIVE");
+    assert_eq!(address("web1", "lab-net"), ip1);
+    assert_eq!(reachable(&dhcp_ns, &ip1), "novadock-web");
+
+    // 4. Snapshot → a docker image in Glance → boot from it → reachable.
+    on(
+        "cmp1",
+        &format!(
+            "docker exec nova-{web1} /bin/busybox sh -c 'echo snapshot-web > /www/index.html'"
+        ),
+    );
+    os("server image create --name web1-snap --wait web1");
+    assert_eq!(
+        os("image show web1-snap -f value -c container_format -c status"),
+        "docker\nactive\n"
+    );
+    let snap = os("image show web1-snap -f value -c id").trim().to_string();
+    let (_web3, ip3) = boot(
+        "web3",
+        &snap,
+        "lab-net",
+        "--security-group nd-web --availability-zone nova:cmp2",
+    );
+    assert_eq!(reachable(&dhcp_ns, &ip3), "snapshot-web");
+
+    // 5. Two servers on lab-vx on different hosts reach each other through the tunnel.
+    let (vxa, _) = boot(
+        "vx-a",
+        &image,
+        "lab-vx",
+        "--security-group nd-web --availability-zone nova:cmp1",
+    );
+    let (_vxb, ipb) = boot(
+        "vx-b",
+        &image,
+        "lab-vx",
+        "--security-group nd-web --availability-zone nova:cmp2",
+    );
+    assert_eq!(
+        (host_of("vx-a"), host_of("vx-b")),
+        ("cmp1".into(), "cmp2".into())
+    );
+    let t = Instant::now();
+    loop {
+        let out = on(
+            "cmp1",
+            &format!(
+                "docker exec nova-{vxa} /bin/busybox wget -q -T 4 -O - http://{ipb}:8080/ 2>&1; true"
+            ),
+        );
+        if out.trim() == "novadock-web" {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "vx-a cannot reach vx-b at {ipb}: {out}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+
+    // 6. Nova's image pre-cache API puts an image on every host of the aggregate, by id.
+    let cached = web_image(&lab, &inv, "lab/web:2", "cached");
+    on("cmp1", "docker rmi -f lab/web:2 >/dev/null");
+    os(&format!(
+        "--os-compute-api-version 2.81 aggregate cache image docker {cached}"
+    ));
+    for h in ["cmp1", "cmp2"] {
+        let t = Instant::now();
+        while on(
+            h,
+            &format!(
+                "docker image inspect glance/{cached}:latest >/dev/null 2>&1 && echo yes || echo no"
+            ),
+        ) != "yes\n"
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "{cached} not cached on {h}"
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    // 7. Delete leaves no container, no veth, no OVS port.
+    let ports: Vec<(String, String, String)> = ["web1", "web2", "web3", "vx-a", "vx-b"]
+        .iter()
+        .map(|n| {
+            let id = os(&format!("server show {n} -f value -c id"))
+                .trim()
+                .to_string();
+            (n.to_string(), host_of(n), port_of(&id))
+        })
+        .collect();
+    for (n, _, _) in &ports {
+        os(&format!("server delete --wait {n}"));
+    }
+    for (n, host, port) in &ports {
+        assert_eq!(
+            leftovers(host, port),
+            "",
+            "{n}'s port {port} left devices on {host}"
+        );
+    }
+    for h in ["cmp1", "cmp2"] {
+        assert_eq!(
+            on(h, "docker ps -aq --filter label=novadock.instance"),
+            "",
+            "containers left on {h}"
+        );
+    }
+}
