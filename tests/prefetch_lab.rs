@@ -269,14 +269,15 @@ tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1
         "{again:?}"
     );
 
-    // 3. Replaced in Glance under the same name: stale everywhere, reloaded everywhere.
+    // 3. Replaced in Glance under the same name: the new upload is an image of its own (images
+    //    are tagged by Glance id), missing everywhere and loaded everywhere; the name follows it.
     os(&format!("image delete {one}"));
     let one_v2 = upload("nd/one:latest", "nd/one:latest", "1002", 0);
     let dry = lab_.novadock(&["prefetch", "-i", &inv, "--dry-run"]);
     assert_eq!(dry.code, 0, "{dry:?}");
     assert!(
         dry.stderr
-            .contains("  ~ cmp1, cmp2: would load nd/one:latest (stale)\n"),
+            .contains("  ~ cmp1, cmp2: would load nd/one:latest (missing)\n"),
         "{dry:?}"
     );
     assert!(
@@ -286,17 +287,38 @@ tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1
     let (ok, log) = timer_run();
     assert!(ok, "{log}");
     assert!(
-        log.contains("  ~ cmp1, cmp2: loaded nd/one:latest (stale, "),
+        log.contains("  ~ cmp1, cmp2: loaded nd/one:latest (missing, "),
         "{log}"
     );
     let new_id = record("cmp1", &one_v2).unwrap()["docker_id"].clone();
-    assert_eq!(
-        docker_id("cmp1", "nd/one:latest").unwrap(),
-        new_id.as_str().unwrap()
+    let new_id = new_id.as_str().unwrap();
+    for h in ["cmp1", "cmp2"] {
+        assert_eq!(docker_id(h, "nd/one:latest").unwrap(), new_id);
+        assert_eq!(
+            docker_id(h, &format!("glance/{one_v2}:latest")).unwrap(),
+            new_id
+        );
+    }
+    // The id's tag moved to another image behind novadock's back: stale, and reloaded.
+    on(
+        "cmp1",
+        &format!("docker tag nd/seed:1 glance/{one_v2}:latest"),
+    );
+    let dry = lab_.novadock(&["prefetch", "-i", &inv, "--dry-run"]);
+    assert!(
+        dry.stderr
+            .contains("  ~ cmp1: would load nd/one:latest (stale)\n"),
+        "{dry:?}"
+    );
+    let (ok, log) = timer_run();
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("  ~ cmp1: loaded nd/one:latest (stale, "),
+        "{log}"
     );
     assert_eq!(
-        docker_id("cmp2", "nd/one:latest").unwrap(),
-        new_id.as_str().unwrap()
+        docker_id("cmp1", &format!("glance/{one_v2}:latest")).unwrap(),
+        new_id
     );
 
     // 4. cmp2 down: cmp1 still gets the new image, cmp2 is reported failed, exit 1; cmp2 back
