@@ -2,7 +2,8 @@
 # fail, openstack) and `ARGS = {...}`. Prints exactly one JSON document on stdout.
 #
 # ARGS: mode ("boot", "resolve" or "sweep"), prefix, first (number of the first server),
-# flavor, image, count, concurrency, host, delete_each, active_timeout, pidfile, abort.
+# flavor, image, network (optional: a port on it; none without), count, concurrency, host,
+# delete_each, active_timeout, pidfile, abort.
 #
 # Every server it creates is named ARGS["prefix"] + a number, and whatever happens (an error,
 # a server in ERROR, SIGTERM from `novadock` on Ctrl-C, SIGHUP, the run's own timeout), the
@@ -93,6 +94,7 @@ class Run:
         self.done = {}  # id -> threading.Event
         self.error = None
         self.workers = []
+        self.network_id = None  # a port on this network for each server; none without
 
     def get(self, url, microversion=MICROVERSION):
         return self.nova.get(url, microversion=microversion)
@@ -112,8 +114,9 @@ class Run:
         self.stop.set()
 
     def create(self, i, flavor_id, image_id):
+        networks = [{"uuid": self.network_id}] if self.network_id else "none"
         body = {"server": {"name": "%s%02d" % (self.prefix, i), "flavorRef": flavor_id,
-                           "imageRef": image_id, "networks": "none"}}
+                           "imageRef": image_id, "networks": networks}}
         if ARGS.get("host"):
             body["server"]["host"] = ARGS["host"]
         t0 = time.time()
@@ -293,7 +296,14 @@ def resolve(conn):
             ARGS["image"], shown or "none"))
     if image.status != "active":
         raise Failed("unknown_image", "image `%s` is %s, not active" % (image.name, image.status))
-    return flavor, image
+    network = None
+    if ARGS.get("network"):
+        network = conn.network.find_network(ARGS["network"], ignore_missing=True)
+        if network is None:
+            names = sorted(n.name or n.id for n in conn.network.networks())
+            raise Failed("unknown_network", "unknown network `%s` (networks: %s)" % (
+                ARGS["network"], ", ".join(names) or "none"))
+    return flavor, image, network
 
 
 def hypervisor_types(conn):
@@ -315,8 +325,11 @@ def main():
     try:
         if ARGS["mode"] == "sweep":
             return out
-        flavor, image = resolve(conn)
+        flavor, image, network = resolve(conn)
         out["flavor"] = {"id": flavor.id, "name": flavor.name}
+        if network is not None:
+            out["network"] = {"id": network.id, "name": network.name}
+            run.network_id = network.id
         out["image"] = {"id": image.id, "name": image.name, "size": image.size,
                         "container_format": image.container_format}
         if ARGS["mode"] == "resolve":

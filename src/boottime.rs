@@ -30,6 +30,8 @@ pub struct Options {
     pub count: usize,
     pub concurrency: usize,
     pub host: Option<String>,
+    /// Each server gets a port on this network (none without).
+    pub network: Option<String>,
     pub json: bool,
     pub compare_prefetch: bool,
     /// Seconds a server may take from its create request to ACTIVE.
@@ -482,6 +484,7 @@ impl Cx {
                     "mode": "boot", "prefix": format!("{}{sub}", self.prefix), "first": first,
                     "flavor": self.o.flavor, "image": self.o.image, "count": count,
                     "concurrency": concurrency, "host": self.o.host, "delete_each": delete_each,
+                    "network": self.o.network,
                     "active_timeout": self.o.timeout,
                 }),
                 bound,
@@ -605,6 +608,7 @@ fn outcome(o: &Options, prefix: &str, out: &PyOut) -> Result<()> {
     };
     let hint = match e.kind.as_str() {
         "unknown_flavor" => Some("`openstack flavor list` shows the flavors".to_string()),
+        "unknown_network" => Some("`openstack network list` shows the networks".to_string()),
         "unknown_image" => Some(
             "a Docker image goes to Glance with `docker save NAME:TAG > x.tar && openstack image create --container-format docker --disk-format raw --file x.tar NAME:TAG`".into(),
         ),
@@ -640,11 +644,11 @@ fn nova_name(h: &Host) -> &str {
     }
 }
 
-/// The start events of Nova's containers (the driver labels them `nova.instance=<uuid>`).
+/// The start events of Nova's containers (the driver labels them `novadock.instance=<uuid>`).
 /// `--until` is the host's now: a future `--until` would make docker wait for it.
 fn events_script(since: i64) -> String {
     format!(
-        "docker events --since {since} --until \"$(date +%s.%N)\" --filter type=container --filter event=start --filter label=nova.instance --format '{{{{index .Actor.Attributes \"nova.instance\"}}}} {{{{.TimeNano}}}}'"
+        "docker events --since {since} --until \"$(date +%s.%N)\" --filter type=container --filter event=start --filter label=novadock.instance --format '{{{{index .Actor.Attributes \"novadock.instance\"}}}} {{{{.TimeNano}}}}'"
     )
 }
 
@@ -654,7 +658,7 @@ async fn main_flow(cx: &Cx) -> Result<ExitCode> {
     }
     let o = &cx.o;
     printer::say(&format!(
-        "{} {} × {} from {}{}, {} at a time (servers {}*)",
+        "{} {} × {} from {}{}{}, {} at a time (servers {}*)",
         printer::bold("boot-time:"),
         o.count,
         o.flavor,
@@ -662,6 +666,10 @@ async fn main_flow(cx: &Cx) -> Result<ExitCode> {
         o.host
             .as_deref()
             .map(|h| format!(" on {h}"))
+            .unwrap_or_default(),
+        o.network
+            .as_deref()
+            .map(|n| format!(" with a port on {n}"))
             .unwrap_or_default(),
         o.concurrency,
         cx.prefix
@@ -682,6 +690,7 @@ async fn main_flow(cx: &Cx) -> Result<ExitCode> {
         doc["count"] = json!(o.count);
         doc["concurrency"] = json!(o.concurrency);
         doc["host"] = json!(o.host);
+        doc["network"] = json!(o.network);
         printer::json(&doc);
     }
     Ok(ExitCode::SUCCESS)
@@ -699,21 +708,21 @@ async fn compare(cx: &Cx) -> Result<ExitCode> {
         .expect("clap: --compare-prefetch requires --host");
     let resolved = cx
         .py(
-            json!({"mode": "resolve", "prefix": cx.prefix, "flavor": o.flavor, "image": o.image}),
+            json!({"mode": "resolve", "prefix": cx.prefix, "flavor": o.flavor, "image": o.image, "network": o.network}),
             300,
         )
         .await?;
     cx.check(&resolved)?;
-    let image = resolved
+    let resolved_image = resolved
         .image
         .as_ref()
-        .and_then(|i| i.name.clone())
-        .ok_or_else(|| {
-            anyhow!(
-                "image {} has no name: the Docker driver finds images by their Glance name",
-                o.image
-            )
-        })?;
+        .ok_or_else(|| anyhow!("image {} was not resolved", o.image))?;
+    // The driver finds an image on a host by its Glance id's tag (driver/, TAG_FORMAT).
+    let image = resolved_image
+        .name
+        .clone()
+        .unwrap_or_else(|| resolved_image.id.clone());
+    let tag = format!("glance/{}:latest", resolved_image.id);
     let t = match cx.compute(host).await {
         None => {
             return Err(hinted(
@@ -744,7 +753,7 @@ async fn compare(cx: &Cx) -> Result<ExitCode> {
     let mut fetched = PyOut::default();
     for i in 1..=o.count {
         let rmi = t
-            .exec(&rmi_script(&image))
+            .exec(&rmi_script(&tag))
             .await
             .map_err(|e| anyhow!(e.to_string()))?;
         if !rmi.success() {
@@ -769,7 +778,7 @@ async fn compare(cx: &Cx) -> Result<ExitCode> {
     let there = t
         .exec(&format!(
             "docker image inspect {} >/dev/null",
-            crate::shell::quote(&image)
+            crate::shell::quote(&tag)
         ))
         .await
         .map_err(|e| anyhow!(e.to_string()))?;
@@ -799,7 +808,7 @@ async fn compare(cx: &Cx) -> Result<ExitCode> {
     if o.json {
         printer::json(&json!({
             "run": cx.prefix.trim_end_matches('-'),
-            "flavor": o.flavor, "image": image, "host": host, "count": o.count,
+            "flavor": o.flavor, "image": image, "host": host, "count": o.count, "network": o.network,
             "present": present.json(),
             "fetched": fetched.json(),
             "ratio": r.map(|x| (x * 100.0).round() / 100.0),
@@ -809,9 +818,13 @@ async fn compare(cx: &Cx) -> Result<ExitCode> {
 }
 
 /// Removes the image so that the next boot has to fetch it; absent already is fine.
-fn rmi_script(image: &str) -> String {
-    let q = crate::shell::quote(image);
-    format!("if docker image inspect {q} >/dev/null 2>&1; then docker rmi {q} >/dev/null; fi")
+/// Removes the image `tag` names with every name it has: the driver then fetches it from
+/// Glance. One that a container uses stays, and the removal fails.
+fn rmi_script(tag: &str) -> String {
+    let q = crate::shell::quote(tag);
+    format!(
+        "if id=$(docker image inspect -f '{{{{.Id}}}}' {q} 2>/dev/null); then docker image inspect -f '{{{{range .RepoTags}}}}{{{{println .}}}}{{{{end}}}}' \"$id\" | xargs -r docker rmi -- >/dev/null; fi"
+    )
 }
 
 /// After Ctrl-C: stop the Python process (by the pid and start time it recorded, never by
@@ -992,6 +1005,7 @@ mod tests {
             count: 10,
             concurrency: 2,
             host: None,
+            network: None,
             json: false,
             compare_prefetch: false,
             timeout: 300,
@@ -1089,13 +1103,12 @@ mod tests {
     #[test]
     fn scripts_quote_and_escape() {
         assert_eq!(
-            rmi_script("a b"),
-            "if docker image inspect 'a b' >/dev/null 2>&1; then docker rmi 'a b' >/dev/null; fi"
+            rmi_script("glance/a b:latest"),
+            "if id=$(docker image inspect -f '{{.Id}}' 'glance/a b:latest' 2>/dev/null); then docker image inspect -f '{{range .RepoTags}}{{println .}}{{end}}' \"$id\" | xargs -r docker rmi -- >/dev/null; fi"
         );
         assert!(events_script(5).contains("--since 5 "));
-        assert!(
-            events_script(5)
-                .contains("--format '{{index .Actor.Attributes \"nova.instance\"}} {{.TimeNano}}'")
-        );
+        assert!(events_script(5).contains(
+            "--format '{{index .Actor.Attributes \"novadock.instance\"}} {{.TimeNano}}'"
+        ));
     }
 }

@@ -226,6 +226,10 @@ struct BootTimeArgs {
     /// Boot on this compute host (its nova-compute name); the scheduler still checks it.
     #[arg(long, value_name = "HOST")]
     host: Option<String>,
+    /// Give each server a port on this Neutron network (name or id); without it, servers
+    /// boot with no network.
+    #[arg(long, value_name = "NETWORK")]
+    network: Option<String>,
     /// Also boot with the image removed from --host first (fetched from Glance), and print
     /// the ratio; one server at a time.
     #[arg(long, requires = "host")]
@@ -288,6 +292,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             count: b.count.into(),
             concurrency: b.concurrency.into(),
             host: b.host,
+            network: b.network,
             json: b.json,
             compare_prefetch: b.compare_prefetch,
             timeout: b.timeout,
