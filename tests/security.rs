@@ -530,3 +530,47 @@ fn boot_time_files_are_private_and_planted_ones_are_ignored() {
     );
     hosts.sh_ok("h1", &format!("kill {victim}"));
 }
+
+/// Finding 1: the spool of `image add --from-host` (and of the bootstrap's `glance_image`
+/// step, which shares it) is a new private directory with a random name, and a `docker save`
+/// that fails leaves none behind (a partial tarball stayed in $TMPDIR).
+#[test]
+fn a_failed_docker_save_leaves_no_spool_behind() {
+    let hosts = Hosts::up(1);
+    let inv = hosts.write_file(
+        "inventory.yml",
+        &format!(
+            "ssh:\n  user: root\n  identity_file: {}\n  known_hosts: {}\nhosts:\n  h1: {{ address: {}, groups: [controllers] }}\n",
+            hosts.path("id_ed25519").display(),
+            hosts.path("known_hosts").display(),
+            hosts.address("h1")
+        ),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    // (No dockerd runs on these hosts: docker save fails, whether the CLI is there or not.)
+    let r = Run::from(
+        hosts
+            .novadock_cmd(&[
+                "image",
+                "add",
+                "-i",
+                inv.to_str().unwrap(),
+                "nd/x:1",
+                "--from-host",
+                "h1",
+            ])
+            .env("TMPDIR", tmp.path())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("docker save nd/x:1 on h1 failed"),
+        "{r:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in $TMPDIR: {left:?}\n{r:?}");
+}
