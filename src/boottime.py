@@ -47,14 +47,18 @@ def on_signal(signum, _frame):
 
 
 def private_file(path):
-    """Opens `path` for writing in its root-only directory (made 0700 here): never through a
-    symlink, never in a directory another user could write (issue 14)."""
+    """Creates `path` (0600) in the run's directory, which novadock made with mktemp -d: a
+    new file, never through a symlink, and only in a directory of this user alone (issue 14,
+    finding 15). The directory goes away at the end of the run: a late start stops here."""
     d = os.path.dirname(path)
-    os.makedirs(d, mode=0o700, exist_ok=True)
     st = os.lstat(d)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
         raise RuntimeError("%s is not a private directory of this user" % d)
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.unlink(path)  # a run killed before its `finally` (only this user can write here)
+    except FileNotFoundError:
+        pass
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
 
 
 def aborted():

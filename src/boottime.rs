@@ -361,6 +361,9 @@ struct Cx {
     controller_name: String,
     /// Run-unique: every server is named with it, and the clean-up deletes by it.
     prefix: String,
+    /// This run's private directory on the controller (its pid and abort files): see
+    /// [`private_dir`].
+    dir: String,
     computes: tokio::sync::Mutex<HashMap<String, std::sync::Arc<dyn Transport>>>,
 }
 
@@ -382,8 +385,19 @@ pub fn run(o: Options) -> Result<ExitCode> {
         let transport = connect(&controller, &inventory, &o).await.map_err(|e| {
             anyhow!(e).context(format!("cannot reach the controller {}", controller.name))
         })?;
+        let dir = match private_dir(transport.as_ref()).await {
+            Ok(d) => d,
+            Err(e) => {
+                transport.close(o.persist_secs > 0).await;
+                return Err(e.context(format!(
+                    "cannot make a private directory on the controller {}",
+                    controller.name
+                )));
+            }
+        };
         let cx = Cx {
             prefix: format!("bt-{}-", crate::cli::run_id()),
+            dir,
             o,
             inventory,
             auth,
@@ -408,6 +422,11 @@ pub fn run(o: Options) -> Result<ExitCode> {
                 Ok(ExitCode::from(130))
             }
         };
+        // Whatever happened: a Python run that starts late finds no directory and stops.
+        let _ = cx
+            .controller
+            .exec(&format!("rm -rf -- {}", crate::shell::quote(&cx.dir)))
+            .await;
         cx.controller.close(cx.o.persist_secs > 0).await;
         for t in cx.computes.lock().await.values() {
             t.close(cx.o.persist_secs > 0).await;
@@ -427,17 +446,43 @@ async fn connect(h: &Host, inv: &Inventory, o: &Options) -> Result<Box<dyn Trans
     crate::transport::connect(h, &c).await
 }
 
-/// Where a run's pid and abort files live on the controller (made 0700 by whoever needs it).
+/// Where a run's pid and abort files live on the controller: a new directory with a random
+/// name (mkdtemp: made exclusively, 0700, root's), removed at the end of the run. Never a
+/// predictable name in a shared directory: a local user could plant a symlink there and have
+/// root write through it, or a pid file that makes root kill any process (issue 14,
+/// finding 15).
+async fn private_dir(t: &dyn Transport) -> Result<String> {
+    let out = t
+        .exec(&format!(
+            "umask 077 && mktemp -d {BOOT_TIME_DIR}.XXXXXXXXXX"
+        ))
+        .await
+        .map_err(|e| anyhow!(e.to_string()))?;
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let ok = out.success()
+        && dir.starts_with(&format!("{BOOT_TIME_DIR}."))
+        && dir
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/.-_".contains(&b));
+    if !ok {
+        return Err(anyhow!(
+            "mktemp -d {BOOT_TIME_DIR}.XXXXXXXXXX failed (exit {}): {}",
+            out.code.map_or("signal".into(), |c| c.to_string()),
+            printer::escape(String::from_utf8_lossy(&out.stderr).trim())
+        ));
+    }
+    Ok(dir)
+}
+
+/// The prefix of [`private_dir`]'s directories (/run: root's own, on tmpfs).
 pub(crate) const BOOT_TIME_DIR: &str = "/run/novadock-boot-time";
 
 impl Cx {
-    // In a root-only directory, not /tmp: a local user could plant a symlink at a
-    // predictable name there and have root write through it (issue 14, finding 15).
     fn pidfile(&self) -> String {
-        format!("{BOOT_TIME_DIR}/{}pid", self.prefix)
+        format!("{}/pid", self.dir)
     }
     fn abortfile(&self) -> String {
-        format!("{BOOT_TIME_DIR}/{}abort", self.prefix)
+        format!("{}/abort", self.dir)
     }
 
     /// One Python run on the controller.
@@ -832,7 +877,7 @@ fn rmi_script(tag: &str) -> String {
 /// server of this run by its prefix.
 async fn cleanup(cx: &Cx) -> Result<()> {
     let script = format!(
-        "mkdir -p -m 0700 {dir} && [ ! -L {dir} ] && [ \"$(stat -c %u {dir})\" = \"$(id -u)\" ] || exit 1
+        "[ -d {dir} ] && [ ! -L {dir} ] && [ \"$(stat -c '%u %a' {dir})\" = \"$(id -u) 700\" ] || exit 1
 (umask 077 && : >> {abort})
 if [ -f {pid} ] && read -r p start < {pid}; then
   if [ \"$(sed 's/.*) //' /proc/$p/stat 2>/dev/null | cut -d' ' -f20)\" = \"$start\" ]; then
@@ -842,7 +887,7 @@ if [ -f {pid} ] && read -r p start < {pid}; then
 fi",
         abort = crate::shell::quote(&cx.abortfile()),
         pid = crate::shell::quote(&cx.pidfile()),
-        dir = crate::shell::quote(BOOT_TIME_DIR),
+        dir = crate::shell::quote(&cx.dir),
     );
     cx.controller
         .exec(&script)
@@ -850,10 +895,6 @@ fi",
         .map_err(|e| anyhow!(e.to_string()))?;
     let out = cx
         .py(json!({"mode": "sweep", "prefix": cx.prefix}), 420)
-        .await;
-    let _ = cx
-        .controller
-        .exec(&format!("rm -f {}", crate::shell::quote(&cx.abortfile())))
         .await;
     cx.check(&out?)
 }

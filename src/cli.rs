@@ -619,8 +619,8 @@ fn execute(r: &RunArgs, mode: Mode, yes: bool) -> Result<ExitCode> {
 const CONTROLLER_HINT: &str =
     "the controller (where Glance and the credentials are) must be in group `controllers`";
 
-fn spool_dir(what: &str) -> PathBuf {
-    crate::image::spool_dir(&format!("{what}-{}", run_id()))
+fn spool_dir(what: &str) -> Result<PathBuf> {
+    crate::image::spool_dir(&format!("{what}-{}", run_id())).map_err(anyhow::Error::msg)
 }
 
 fn run_image_add(a: &ImageAddArgs) -> Result<ExitCode> {
@@ -651,7 +651,7 @@ fn run_image_add(a: &ImageAddArgs) -> Result<ExitCode> {
         source,
         replace: a.replace,
         public: a.public,
-        spool_dir: spool_dir("image"),
+        spool_dir: spool_dir("image")?,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -763,7 +763,7 @@ fn run_prefetch(a: &PrefetchArgs) -> Result<ExitCode> {
         parallel,
         dry_run: a.dry_run,
         prune: a.prune,
-        spool_dir: spool_dir("prefetch"),
+        spool_dir: spool_dir("prefetch")?,
         projects: cloud.list_var("prefetch_projects")?,
         registries: cloud.list_var("prefetch_registries")?,
     };

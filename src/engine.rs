@@ -827,13 +827,9 @@ impl HostRun {
             source,
             replace: false,
             public: u.public,
-            spool_dir: std::env::var_os("TMPDIR")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| "/var/tmp".into())
-                .join(format!(
-                    "novadock-image-{}-{}",
-                    self.opts.run_id, self.host.name
-                )),
+            // A random name, as `image add`'s: a predictable one (it was run id and host)
+            // could be planted by a local user and stop the upload (issue 14, finding 1).
+            spool_dir: crate::image::spool_dir(&format!("image-{}", self.opts.run_id))?,
         };
         crate::image::add(&cfg)
             .await

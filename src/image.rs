@@ -36,15 +36,14 @@ pub struct AddConfig {
 /// `$TMPDIR/novadock-NAME-RANDOM`, else under /var/tmp (disk, not a tmpfs): where images
 /// wait while they are checked or fanned out. The random part keeps a local user from
 /// planting it in advance; [`create_private_dir`] refuses it if they did anyway.
-pub fn spool_dir(name: &str) -> PathBuf {
-    use std::io::Read;
+pub fn spool_dir(name: &str) -> Result<PathBuf, String> {
     let mut r = [0u8; 8];
-    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut r));
-    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
-    std::env::var_os("TMPDIR")
+    getrandom::fill(&mut r)
+        .map_err(|e| format!("cannot name a spool directory: no random bytes: {e}"))?;
+    Ok(std::env::var_os("TMPDIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/tmp"))
-        .join(format!("novadock-{name}-{hex}"))
+        .join(format!("novadock-{name}-{}", hex::encode(r))))
 }
 
 /// Creates `dir` as a new directory of mode 0700. One that exists is refused, whoever made
@@ -197,11 +196,7 @@ fn hash_file(path: &Path) -> Result<(u64, String), String> {
         h.update(&buf[..k]);
         n += k as u64;
     }
-    Ok((n, hex(&h.finalize())))
-}
-
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    Ok((n, hex::encode(h.finalize())))
 }
 
 /// `docker save NAME` on `host` into `dest`.
@@ -293,9 +288,11 @@ pub async fn add(cfg: &AddConfig) -> Result<AddResult, ImageError> {
         Source::Host(h) => {
             create_private_dir(&cfg.spool_dir).map_err(ImageError::Source)?;
             let p = cfg.spool_dir.join("image.tar");
-            save_from(h, &cfg.connect, &name, &p)
-                .await
-                .map_err(ImageError::Source)?;
+            if let Err(e) = save_from(h, &cfg.connect, &name, &p).await {
+                // A partial tarball is left to no one.
+                let _ = std::fs::remove_dir_all(&cfg.spool_dir);
+                return Err(ImageError::Source(e));
+            }
             (p, true)
         }
     };
@@ -474,7 +471,18 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_ne!(super::spool_dir("image"), super::spool_dir("image"));
+        // A random name (16 hex digits) under $TMPDIR: none a local user can plant ahead.
+        let (a, b) = (
+            super::spool_dir("image-RUN").unwrap(),
+            super::spool_dir("image-RUN").unwrap(),
+        );
+        assert_ne!(a, b);
+        let name = a.file_name().unwrap().to_str().unwrap();
+        let suffix = name.strip_prefix("novadock-image-RUN-").unwrap();
+        assert!(
+            suffix.len() == 16 && suffix.bytes().all(|c| c.is_ascii_hexdigit()),
+            "{name}"
+        );
     }
 
     use super::repo_tags;

@@ -48,6 +48,22 @@ docker rmi -f {reference} >/dev/null"#
     .to_string()
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `YYYYMMDDTHHMMSSZ` of Unix time `t`, as novadock's run ids begin.
+fn run_time(t: u64) -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{t}"), "+%Y%m%dT%H%M%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 fn docker_id(host: &str, reference: &str) -> Option<String> {
     let r = lab(
         "host",
@@ -205,7 +221,26 @@ tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1
         ),
         "{plan:?}"
     );
-    let apply = lab_.novadock(&["apply", "-i", &seeded, "--yes"]);
+    // Its spool has a random name (issue 14, finding 1): a directory planted at the name it
+    // had, $TMPDIR/novadock-image-RUN-ctl, neither stops the upload nor gets the tarball.
+    let before = unix_now();
+    let child = lab_
+        .novadock_cmd(&["apply", "-i", &seeded, "--yes"])
+        .spawn()
+        .unwrap();
+    let planted: Vec<_> = (before..=unix_now() + 1)
+        .map(|t| {
+            let p =
+                lab_.dir
+                    .path()
+                    .join(format!("novadock-image-{}-{}-ctl", run_time(t), child.id()));
+            std::fs::create_dir(&p).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
+            p
+        })
+        .collect();
+    let apply = common::Run::from(child.wait_with_output().unwrap());
     assert_eq!(apply.code, 0, "{apply:?}");
     assert!(
         apply.stderr.contains(
@@ -213,6 +248,9 @@ tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1
         ),
         "{apply:?}"
     );
+    for p in &planted {
+        assert_eq!(std::fs::read_dir(p).unwrap().count(), 0, "{}", p.display());
+    }
     let seed_id = os("image list -f value -c ID -c Name")
         .lines()
         .find_map(|l| l.strip_suffix(" nd/seed:1").map(str::to_string))

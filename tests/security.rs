@@ -412,3 +412,165 @@ fn the_current_directory_does_not_replace_the_shipped_playbook() {
         "{r:?}"
     );
 }
+
+/// Finding 15: `boot-time` kept its pid and abort files at predictable names in /tmp, and its
+/// Ctrl-C clean-up, as root, touched the abort file through whatever a local user had planted
+/// there and killed the process a planted pid file named. Here the controller is a real host
+/// whose credentials are slow to read (an openrc that sleeps), so the run is still going when
+/// the operator presses Ctrl-C; no OpenStack is needed up to the clean-up.
+#[test]
+fn boot_time_files_are_private_and_planted_ones_are_ignored() {
+    use std::io::{BufRead, BufReader};
+    let hosts = Hosts::up(1);
+    add_user(&hosts, "h1");
+    hosts.sh_ok(
+        "h1",
+        "chmod 1777 /tmp && printf 'sleep 4\\n' > /root/nd-slow-openrc",
+    );
+    // A root process u would like to see killed, and its start time (the pid file's check).
+    let victim = hosts.sh_ok("h1", "sleep 300 >/dev/null 2>&1 & echo $!");
+    let victim = victim.trim();
+    let start = hosts.sh_ok(
+        "h1",
+        &format!("sed 's/.*) //' /proc/{victim}/stat | cut -d' ' -f20"),
+    );
+    let inv = hosts.write_file(
+        "inventory.yml",
+        &format!(
+            "ssh:\n  user: root\n  identity_file: {}\n  known_hosts: {}\nhosts:\n  h1: {{ address: {}, groups: [controllers] }}\nvars:\n  openstack_openrc: /root/nd-slow-openrc\n",
+            hosts.path("id_ed25519").display(),
+            hosts.path("known_hosts").display(),
+            hosts.address("h1")
+        ),
+    );
+    let secs = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let before = secs();
+    let mut child = hosts
+        .novadock_cmd(&[
+            "boot-time",
+            "-i",
+            inv.to_str().unwrap(),
+            "--flavor",
+            "f",
+            "--image",
+            "i",
+            "--count",
+            "1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let after = secs();
+    // The names the run's files had in /tmp: the run id is the start time and the pid.
+    let mut plant = String::new();
+    for t in before..=after + 1 {
+        let old = format!("/tmp/novadock-bt-{}-{}-", run_time(t), child.id());
+        plant.push_str(&format!(
+            "ln -s /etc/nd-pwned {old}abort; echo '{victim} {}' > {old}pid; ",
+            start.trim()
+        ));
+    }
+    as_u(&hosts, "h1", &plant);
+    // Ctrl-C once the run is under way (its first line is printed inside it).
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("boot-time:") {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+    }
+    assert!(seen.contains("boot-time:"), "{seen}");
+    // Meanwhile the run's own directory (checked below).
+    let own = hosts.sh("h1", "stat -c '%U %a %n' /run/novadock-boot-time.*");
+    // SAFETY: kill has no preconditions; the pid is this test's own child.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: format!("{seen}{rest}"),
+    };
+    assert_eq!(r.code, 130, "{r:?}");
+    assert!(r.stderr.contains("interrupted"), "{r:?}");
+    let pwned = hosts.sh("h1", "ls -l /etc/nd-pwned");
+    assert_ne!(
+        pwned.code, 0,
+        "root wrote through a planted symlink: {pwned:?}\n{r:?}"
+    );
+    assert_eq!(
+        hosts.sh("h1", &format!("kill -0 {victim}")).code,
+        0,
+        "a planted pid file made root kill pid {victim}: {r:?}"
+    );
+    // The run's files were in a new directory, root's, 0700, gone at the end.
+    assert!(
+        own.stdout.starts_with("root 700 /run/novadock-boot-time.")
+            && own.stdout.lines().count() == 1,
+        "{own:?}"
+    );
+    assert_eq!(
+        hosts
+            .sh("h1", "ls -d /run/novadock-boot-time.* 2>/dev/null")
+            .stdout,
+        "",
+        "{r:?}"
+    );
+    hosts.sh_ok("h1", &format!("kill {victim}"));
+}
+
+/// Finding 1: the spool of `image add --from-host` (and of the bootstrap's `glance_image`
+/// step, which shares it) is a new private directory with a random name, and a `docker save`
+/// that fails leaves none behind (a partial tarball stayed in $TMPDIR).
+#[test]
+fn a_failed_docker_save_leaves_no_spool_behind() {
+    let hosts = Hosts::up(1);
+    let inv = hosts.write_file(
+        "inventory.yml",
+        &format!(
+            "ssh:\n  user: root\n  identity_file: {}\n  known_hosts: {}\nhosts:\n  h1: {{ address: {}, groups: [controllers] }}\n",
+            hosts.path("id_ed25519").display(),
+            hosts.path("known_hosts").display(),
+            hosts.address("h1")
+        ),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    // (No dockerd runs on these hosts: docker save fails, whether the CLI is there or not.)
+    let r = Run::from(
+        hosts
+            .novadock_cmd(&[
+                "image",
+                "add",
+                "-i",
+                inv.to_str().unwrap(),
+                "nd/x:1",
+                "--from-host",
+                "h1",
+            ])
+            .env("TMPDIR", tmp.path())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("docker save nd/x:1 on h1 failed"),
+        "{r:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in $TMPDIR: {left:?}\n{r:?}");
+}
