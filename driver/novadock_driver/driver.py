@@ -447,19 +447,22 @@ class DockerDriver(driver.ComputeDriver):
                 image_id=image_id, reason='Glance has no os_hash_value for it to verify')
         workdir = os.path.join(CONF.docker.state_dir, 'images')
         os.makedirs(workdir, 0o700, exist_ok=True)
-        with tempfile.TemporaryFile(dir=workdir) as tmp:
-            reader = tarball.HashingReader(api.download(context, image_id), algo)
-            try:
-                config = tarball.strip_tags(reader, tmp)
-            except tarfile_errors() as e:
-                raise exception.ImageUnacceptable(
-                    image_id=image_id, reason='not a docker image archive: %s' % e) from e
-            reader.drain()
-            got = reader.hash.hexdigest()
+        with tempfile.TemporaryFile(dir=workdir) as raw, \
+                tempfile.TemporaryFile(dir=workdir) as tmp:
+            sink = tarball.HashingWriter(raw, algo)
+            api.download(context, image_id, data=sink)
+            got = sink.hash.hexdigest()
             if got != want:
                 raise exception.ImageUnacceptable(
                     image_id=image_id,
                     reason='its data has %s %s, Glance says %s' % (algo, got, want))
+            # Parsed only once verified.
+            raw.seek(0)
+            try:
+                config = tarball.strip_tags(raw, tmp)
+            except tarfile_errors() as e:
+                raise exception.ImageUnacceptable(
+                    image_id=image_id, reason='not a docker image archive: %s' % e) from e
             length = tmp.tell()
             tmp.seek(0)
             # Loaded only once verified, and without any tag of the tarball's own.

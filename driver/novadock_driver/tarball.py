@@ -18,37 +18,28 @@ class TarballError(Exception):
     pass
 
 
-class HashingReader:
-    """A file-like object over an iterator of byte chunks that hashes what it reads."""
+class HashingWriter:
+    """A file-like sink that hashes what is written to it and passes it on to `f`.
 
-    def __init__(self, chunks, algo):
+    Nova's Glance API writes an image to a file object it is given (`download(...,
+    data=f)`); the iterator it returns without one may come back empty once its
+    one-time client is gone, so the driver always gives it a file."""
+
+    def __init__(self, f, algo):
         try:
             self.hash = hashlib.new(algo)
         except ValueError as e:
             raise TarballError('unknown hash algorithm %r' % algo) from e
-        self._it = iter(chunks)
-        self._buf = b''
+        self._f = f
         self.size = 0
 
-    def read(self, n=-1):
-        while n < 0 or len(self._buf) < n:
-            try:
-                chunk = next(self._it)
-            except StopIteration:
-                break
-            if chunk:
-                self.hash.update(chunk)
-                self.size += len(chunk)
-                self._buf += chunk
-        if n < 0:
-            out, self._buf = self._buf, b''
-        else:
-            out, self._buf = self._buf[:n], self._buf[n:]
-        return out
+    def write(self, chunk):
+        self.hash.update(chunk)
+        self.size += len(chunk)
+        return self._f.write(chunk)
 
-    def drain(self):
-        while self.read(1 << 20):
-            pass
+    def truncate(self, size=None):
+        return self._f.truncate(size)
 
 
 def _rewrite_manifest(data):

@@ -78,11 +78,18 @@ def test_no_manifest():
         _rewrite(_tar([('index.json', b'{}')]))
 
 
-def test_hashing_reader_hashes_everything_read_and_drained():
+def test_hashing_writer_hashes_and_passes_on_everything_written():
     data = _docker_save() + b'\0' * 4096
-    chunks = [data[i:i + 1000] for i in range(0, len(data), 1000)]
-    r = tarball.HashingReader(chunks, 'sha512')
-    tarball.strip_tags(r, io.BytesIO())
-    r.drain()
-    assert r.hash.hexdigest() == hashlib.sha512(data).hexdigest()
-    assert r.size == len(data)
+    out = io.BytesIO()
+    w = tarball.HashingWriter(out, 'sha512')
+    for i in range(0, len(data), 1000):
+        w.write(data[i:i + 1000])
+    assert w.hash.hexdigest() == hashlib.sha512(data).hexdigest()
+    assert w.size == len(data) and out.getvalue() == data
+    out.seek(0)
+    tarball.strip_tags(out, io.BytesIO())
+
+
+def test_hashing_writer_refuses_an_unknown_algorithm():
+    with pytest.raises(tarball.TarballError, match='unknown hash algorithm'):
+        tarball.HashingWriter(io.BytesIO(), 'md42')
