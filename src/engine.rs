@@ -775,7 +775,8 @@ impl HostRun {
             .map_err(|e| e.to_string())?;
         // Cleared only after the handler's own actions succeeded (`set -e`).
         let post = format!(
-            "if [ -f {f} ]; then\n\
+            "# forget the pending handler (it ran)\n\
+             if [ -f {f} ]; then\n\
              \twhile IFS= read -r nd_l; do if [ \"$nd_l\" != {n} ]; then printf '%s\\n' \"$nd_l\"; fi; done < {f} > {f}.tmp\n\
              \tmv -f {f}.tmp {f}\n\
              fi\n",

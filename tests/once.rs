@@ -225,7 +225,7 @@ fn a_rolling_restart_stops_at_the_first_host_where_it_fails() {
         .collect();
     assert!(
         apply.stderr.contains(&format!(
-            "  ✗ {first}: failed (one host at a time)\n      on {first}: `hostname > /var/log/svc-tried; exit 3; "
+            "  ✗ {first}: failed (one host at a time)\n      on {first}: `hostname > /var/log/svc-tried; exit 3; forget the pending handler (it ran)` exited with 3\n"
         )),
         "{apply:?}"
     );

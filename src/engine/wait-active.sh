@@ -8,7 +8,7 @@ while :; do
 	nd_state=$(systemctl is-active "$nd_unit") && break
 	# `failed`: it gave up (no automatic restart pending); waiting longer changes nothing.
 	if [ "$nd_state" = failed ] || [ "$nd_waited" -ge "$nd_wait" ]; then
-		printf 'novadock: %s is not active %s s after its restart (systemctl is-active: %s); the rolling restart stops here\n' \
+		printf 'novadock: %s is not active %s s after the handler ran (systemctl is-active: %s); the rolling restart stops here\n' \
 			"$nd_unit" "$nd_waited" "$nd_state" >&2
 		exit 1
 	fi
