@@ -244,3 +244,55 @@ fn a_rolling_restart_stops_at_the_first_host_where_it_fails() {
         );
     }
 }
+
+/// An interactive apply runs a run_once step where its plan showed it: with that host down by
+/// the time the operator says yes, the step runs nowhere (no other host's facts were shown).
+#[test]
+fn a_confirmed_plan_keeps_its_run_once_host() {
+    use std::io::{Read, Write};
+    let (hosts, inv) = cloud();
+    let pb = hosts.write_file("pb.yml", ONCE);
+    let cmd = format!("{} apply -i {inv} -p {}", common::bin(), pb.display());
+    // `script` gives novadock a real terminal and relays our pipe to it.
+    let mut child = std::process::Command::new("script")
+        .args(["-qefc", &cmd, "/dev/null"])
+        .env("XDG_RUNTIME_DIR", hosts.runtime.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("Apply these changes? [y/N]") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        String::from_utf8_lossy(&seen)
+            .replace("\r\n", "\n")
+            .contains(
+                "[1/3] The cloud-wide change\n  ~ h1: would change: run hostname > /etc/once\n"
+            ),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    hosts.stop("h1");
+    child.stdin.as_mut().unwrap().write_all(b"y\n").unwrap();
+    out.read_to_end(&mut seen).unwrap();
+    let code = child.wait().unwrap().code();
+    let seen = String::from_utf8_lossy(&seen).replace("\r\n", "\n");
+    assert_eq!(code, Some(1), "{seen}");
+    let applied = seen.split("Apply these changes? [y/N]").nth(1).unwrap();
+    assert!(
+        applied.contains("[2/3] Each host's file\n  ~ h2, h3: changed: create /etc/each\n"),
+        "{seen}"
+    );
+    assert!(!applied.contains("[1/3]"), "{seen}");
+    assert!(!applied.contains("[3/3]"), "{seen}");
+    hosts.start("h1");
+    assert_eq!(holders(&hosts, "/etc/once"), []);
+    assert_eq!(holders(&hosts, "/etc/member"), []);
+}
