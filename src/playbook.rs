@@ -418,4 +418,46 @@ handlers:
         let e = err("steps:\n  - name: x\n    hosts: all\n    run_once: yes please\n");
         assert!(e.starts_with("p.yml:4:"), "{e}");
     }
+
+    /// With several controllers, a cloud-wide API change runs once, and control services
+    /// restart one controller at a time: a new API step or control handler must say so too.
+    #[test]
+    fn the_shipped_bootstrap_changes_the_cloud_once_and_rolls_its_restarts() {
+        let pb = Playbook::embedded(Path::new("playbooks/bootstrap.yml")).unwrap();
+        for s in &pb.steps {
+            let api = matches!(
+                s.kind,
+                "openstack_flavor" | "openstack_aggregate" | "glance_image"
+            );
+            if api {
+                assert!(
+                    s.run_once,
+                    "API step `{}` ({}) is not run_once",
+                    s.name, s.kind
+                );
+            }
+            // Else on the controllers: per-host config (ini), or the prefetch job, on the
+            // first controller only by `when` (not run_once, which would move it to another
+            // controller than the one the computes trust).
+            if !s.run_once && s.hosts == "controllers" && s.kind != "ini" {
+                let when = s.when.as_deref().unwrap_or_default();
+                assert!(
+                    when.contains("groups.controllers[0].name"),
+                    "step `{}` runs on every controller: a cloud-wide change wants run_once, the prefetch job the first controller's `when`",
+                    s.name
+                );
+            }
+        }
+        for h in &pb.handlers {
+            let control = matches!(
+                h.name.as_str(),
+                "glance-api" | "nova-scheduler" | "nova-api"
+            );
+            assert!(
+                !control || h.serial == Some(1),
+                "handler `{}` restarts every controller at once",
+                h.name
+            );
+        }
+    }
 }
