@@ -201,4 +201,19 @@ handlers:
         host.sh("cat /var/lib/novadock/pending-handlers").stdout,
         "nd-oneshot\n"
     );
+
+    // The bootstrap turns the prefetch timer off on all but the first controller: where the
+    // unit does not exist, that changes nothing.
+    let off = dir.path().join("off.yml");
+    std::fs::write(
+        &off,
+        "steps:\n  - name: no such timer runs\n    hosts: all\n    service: { name: nd-absent.timer, enabled: false, state: stopped }\n",
+    )
+    .unwrap();
+    let plan = run(&["plan", "-i", i, "-p", off.to_str().unwrap()]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert_eq!(
+        plan.stderr,
+        "[1/1] no such timer runs\n  = sys: unchanged — service nd-absent.timer\nPlan: 0 to change, 1 unchanged, 0 failed, 0 skipped on 1 host\n"
+    );
 }
