@@ -676,9 +676,13 @@ impl HostRun {
             let failed = r.status == Status::Failed;
             report.handlers.push(r);
             if let (Some(rolling), Some(turn)) = (rolling, turn) {
-                if failed || self.flush(live, report).await.is_err() {
-                    rolling.stop_at(&self.host.name).await;
+                let mut done = !failed;
+                if done && self.flush(live, report).await.is_err() {
                     sent_failed = true;
+                    done = false;
+                }
+                if !done {
+                    rolling.stop_at(&self.host.name).await;
                 }
                 drop(turn);
             }
