@@ -555,6 +555,7 @@ fn execute(r: &RunArgs, mode: Mode, yes: bool) -> Result<ExitCode> {
         planned_facts: None,
         limit: l.limit.clone(),
         keep_facts: false,
+        once_hosts: None,
     };
     let go = |opts: &Options| {
         let pb = printer::progress(engine.targets.len() as u64);
@@ -588,6 +589,18 @@ fn execute(r: &RunArgs, mode: Mode, yes: bool) -> Result<ExitCode> {
             return Err(anyhow::anyhow!("apply cancelled; nothing was changed"));
         }
         opts.mode = Mode::Apply;
+        // Each run_once step runs where the plan showed it (the facts are that host's).
+        opts.once_hosts = Some(Arc::new(
+            planned
+                .iter()
+                .flat_map(|r| {
+                    r.steps
+                        .iter()
+                        .filter(|s| l.playbook.steps[s.index].run_once)
+                        .map(|s| (s.index, r.name.clone()))
+                })
+                .collect(),
+        ));
         opts.planned_facts = Some(Arc::new(
             planned
                 .into_iter()

@@ -16,6 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Semaphore;
 
+mod once;
+use once::{Once, Rolling};
+
 pub const PENDING_FILE: &str = "/var/lib/novadock/pending-handlers";
 /// In a directory only root can enter: /run/lock is world-writable, so any local user could
 /// hold a lock there (or plant a symlink in its place).
@@ -30,6 +33,8 @@ const LOCK_DIR_SH: &str = "[ -d /run/novadock ] || mkdir -m 700 /run/novadock\n\
 /// What a script that found the apply lock taken prints, and its exit code.
 const LOCK_HELD: &str = "novadock-lock-held ";
 const LOCK_HELD_CODE: i32 = 75;
+/// Waits for a restarted unit to be active again (`serial` handlers).
+const WAIT_ACTIVE_SH: &str = include_str!("engine/wait-active.sh");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -54,6 +59,8 @@ pub struct Options {
     /// Keep each host's facts in its report (for an apply confirmed after this plan); they
     /// hold whole config files, so only when needed.
     pub keep_facts: bool,
+    /// For an apply of a confirmed plan: the host each `run_once` step was planned on.
+    pub once_hosts: Option<Arc<BTreeMap<usize, String>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,8 +142,16 @@ impl Engine {
             opts,
             self.targets.iter().map(|(h, _)| h.name.clone()),
         ));
+        let once = Arc::new(Once::new(
+            &self.playbook,
+            &self.targets,
+            opts.once_hosts.as_deref(),
+        ));
+        let rollings = Arc::new(once::rollings(&self.playbook));
         let mut tasks = Vec::new();
         for (host, steps) in &self.targets {
+            let once = once.clone();
+            let rollings = rollings.clone();
             let forks = forks.clone();
             let abort = abort.clone();
             let peers = peers.clone();
@@ -163,6 +178,8 @@ impl Engine {
                     opts,
                     abort,
                     peers: peers.clone(),
+                    once,
+                    rollings,
                     forks,
                     permit: tokio::sync::Mutex::new(Some(permit)),
                 };
@@ -260,6 +277,9 @@ struct HostRun {
     opts: Options,
     abort: Arc<AtomicBool>,
     peers: Arc<Peers>,
+    once: Arc<Once>,
+    /// `serial` handlers, by handler index.
+    rollings: Arc<BTreeMap<usize, Rolling>>,
     forks: Arc<Semaphore>,
     /// This host's fork slot; given back while it waits for another host's run.
     permit: tokio::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
@@ -323,7 +343,9 @@ impl HostRun {
             round_trips: 0,
             facts: None,
         };
-        let transport = match self.connect().await {
+        let connected = self.connect().await;
+        self.once.reached(&self.host.name, connected.is_ok());
+        let transport = match connected {
             Ok(t) => {
                 crate::printer::trace(|| format!("{}: connected", self.host.name));
                 t
@@ -334,6 +356,11 @@ impl HostRun {
                 return report;
             }
         };
+        // A run_once step runs here only if no host before this one in its list is up.
+        while let Some(before) = self.once.waits_for(&self.host.name, &self.step_ids) {
+            self.without_fork_slot(self.once.wait(&before)).await;
+        }
+        let step_ids = self.once.keep(&self.host.name, &self.step_ids);
         let mut live = Live {
             transport,
             lock: None,
@@ -342,7 +369,7 @@ impl HostRun {
             units_changed: false,
             batch: Vec::new(),
         };
-        let result = self.converge(&mut live, &mut report).await;
+        let result = self.converge(&mut live, &mut report, &step_ids).await;
         if let Err(e) = result {
             report.error = Some(e);
         }
@@ -366,20 +393,25 @@ impl HostRun {
                 continue;
             };
             if *after_run && *host != self.host.name && self.peers.pending(host) {
-                // Give the fork slot back while waiting, or a small --forks could deadlock.
-                drop(self.permit.lock().await.take());
-                self.peers.wait(host).await;
-                let permit = self
-                    .forks
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore never closed");
-                *self.permit.lock().await = Some(permit);
+                self.without_fork_slot(self.peers.wait(host)).await;
             }
             let r = self.peers.read(host, paths).await;
             facts.peers.insert((host.clone(), paths.join("\n")), r);
         }
+    }
+
+    /// Wait for another host with this host's fork slot given back, or a small --forks
+    /// could deadlock.
+    async fn without_fork_slot<F: std::future::Future<Output = ()>>(&self, wait: F) {
+        drop(self.permit.lock().await.take());
+        wait.await;
+        let permit = self
+            .forks
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        *self.permit.lock().await = Some(permit);
     }
 
     fn note_failure(&self) {
@@ -428,10 +460,14 @@ impl HostRun {
         }
     }
 
-    async fn converge(&self, live: &mut Live, report: &mut HostReport) -> Result<(), String> {
+    async fn converge(
+        &self,
+        live: &mut Live,
+        report: &mut HostReport,
+        step_ids: &[usize],
+    ) -> Result<(), String> {
         let vars = self.renderer.context(&self.host);
-        let prepared: Vec<(usize, Prepared)> = self
-            .step_ids
+        let prepared: Vec<(usize, Prepared)> = step_ids
             .iter()
             .map(|&i| (i, self.prepare(i, &vars)))
             .collect();
@@ -569,26 +605,62 @@ impl HostRun {
             if !notified.contains(&h.name) && !from_pending {
                 continue;
             }
+            let notes: Vec<String> = [
+                (from_pending && !notified.contains(&h.name))
+                    .then(|| "pending from an interrupted run".to_string()),
+                h.serial.map(once::serial_note),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
             let mut r = StepReport {
                 name: h.name.clone(),
                 status: Status::Changed,
                 summary: String::new(),
                 diff: None,
-                note: (from_pending && !notified.contains(&h.name))
-                    .then(|| "pending from an interrupted run".to_string()),
+                note: (!notes.is_empty()).then(|| notes.join("; ")),
                 error: None,
                 index: hidx,
             };
-            if sent_failed {
+            let skip = |mut r: StepReport, why: String, report: &mut HostReport| {
                 r.status = Status::Skipped;
-                r.note =
-                    Some("not run after a failed change; still pending for the next apply".into());
+                r.note = Some(why);
                 report.handlers.push(r);
+            };
+            const STILL_PENDING: &str =
+                "not run after a failed change; still pending for the next apply";
+            if sent_failed {
+                skip(r, STILL_PENDING.into(), report);
                 continue;
+            }
+            // A rolling run: this host's changes go first (the restart is for them), then it
+            // waits for its turn, and its turn ends once the unit is active again.
+            let rolling = self
+                .rollings
+                .get(&hidx)
+                .filter(|_| self.opts.mode == Mode::Apply);
+            let mut turn = None;
+            if let Some(rolling) = rolling {
+                if self.flush(live, report).await.is_err() {
+                    sent_failed = true;
+                    skip(r, STILL_PENDING.into(), report);
+                    continue;
+                }
+                match rolling.turn().await {
+                    Ok(t) => turn = Some(t),
+                    Err(at) => {
+                        let why = format!(
+                            "not run: the rolling restart stopped at {at}; still pending for the next apply"
+                        );
+                        skip(r, why, report);
+                        continue;
+                    }
+                }
             }
             match self.build(h.kind, &h.args, None, &vars, true) {
                 Prepared::Ready(s) => {
-                    match self.handler(live, report, s.as_ref(), &h.name, &vars) {
+                    let wait = self.wait_active(h, &vars);
+                    match self.handler(live, report, s.as_ref(), &h.name, &vars, wait) {
                         Ok(o) => r.summary = o.summary,
                         Err(e) => {
                             r.status = Status::Failed;
@@ -601,7 +673,19 @@ impl HostRun {
                     r.error = Some(e);
                 }
             }
+            let failed = r.status == Status::Failed;
             report.handlers.push(r);
+            if let (Some(rolling), Some(turn)) = (rolling, turn) {
+                let mut done = !failed;
+                if done && self.flush(live, report).await.is_err() {
+                    sent_failed = true;
+                    done = false;
+                }
+                if !done {
+                    rolling.stop_at(&self.host.name).await;
+                }
+                drop(turn);
+            }
         }
         crate::printer::trace(|| format!("{}: planned", self.host.name));
         // Everything not sent yet goes in one round trip; failures are marked in the report.
@@ -659,6 +743,24 @@ impl HostRun {
         Ok(outcome)
     }
 
+    /// For a `serial` service handler that leaves its unit running: the unit and how long to
+    /// wait for it to be active again.
+    fn wait_active(
+        &self,
+        h: &crate::playbook::Handler,
+        vars: &minijinja::Value,
+    ) -> Option<(String, u64)> {
+        if h.serial.is_none() || h.kind != "service" {
+            return None;
+        }
+        let args = self.renderer.render_value(&h.args, vars).ok()?;
+        if args.get("state").and_then(|v| v.as_str()) == Some("stopped") {
+            return None;
+        }
+        let unit = args.get("name")?.as_str()?.to_string();
+        Some((unit, h.active_timeout))
+    }
+
     fn handler(
         &self,
         live: &mut Live,
@@ -666,6 +768,7 @@ impl HostRun {
         s: &dyn StepKind,
         name: &str,
         vars: &minijinja::Value,
+        wait_active: Option<(String, u64)>,
     ) -> Result<Outcome, String> {
         let outcome = s
             .plan(&PlanCx {
@@ -676,7 +779,8 @@ impl HostRun {
             .map_err(|e| e.to_string())?;
         // Cleared only after the handler's own actions succeeded (`set -e`).
         let post = format!(
-            "if [ -f {f} ]; then\n\
+            "# forget the pending handler (it ran)\n\
+             if [ -f {f} ]; then\n\
              \twhile IFS= read -r nd_l; do if [ \"$nd_l\" != {n} ]; then printf '%s\\n' \"$nd_l\"; fi; done < {f} > {f}.tmp\n\
              \tmv -f {f}.tmp {f}\n\
              fi\n",
@@ -684,6 +788,15 @@ impl HostRun {
             n = quote(name)
         );
         let mut actions = outcome.actions.clone();
+        if let Some((unit, secs)) = wait_active {
+            actions.push(Action::Run {
+                command: format!(
+                    "# wait until {unit} is active again (at most {secs} s)\nnd_unit={}\nnd_wait={secs}\n{WAIT_ACTIVE_SH}",
+                    quote(&unit)
+                ),
+                systemd: false,
+            });
+        }
         actions.push(Action::Run {
             command: post,
             systemd: false,

@@ -50,6 +50,10 @@ struct RawStep {
     /// The hosts this step manages from where it runs (say, the controller's list of compute
     /// hosts): under `--limit`, it runs when any of them is limited.
     for_hosts: Option<HostsSpec>,
+    /// Once for the whole inventory, on the first reachable host of `hosts` (cloud-wide API
+    /// changes: with several controllers, once is right and twice conflicts).
+    #[serde(default)]
+    run_once: bool,
     // One of these; checked below (serde cannot say "exactly one").
     ini: Option<serde_yaml::Value>,
     template: Option<serde_yaml::Value>,
@@ -71,6 +75,10 @@ struct RawStep {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHandler {
+    /// At most this many hosts run the handler at a time (a rolling restart).
+    serial: Option<usize>,
+    /// How long a `serial` service handler waits for its unit to be active again.
+    active_timeout: Option<u64>,
     service: Option<serde_yaml::Value>,
     command: Option<serde_yaml::Value>,
 }
@@ -101,6 +109,8 @@ pub struct Step {
     pub notify: Vec<String>,
     /// Hosts managed from where the step runs (see `for_hosts` in the playbook reference).
     pub for_hosts: Option<String>,
+    /// Runs on one host only (see `run_once` in the playbook reference).
+    pub run_once: bool,
     pub kind: &'static str,
     /// Unrendered arguments: rendered per host at plan time.
     pub args: serde_yaml::Value,
@@ -111,7 +121,14 @@ pub struct Handler {
     pub name: String,
     pub kind: &'static str,
     pub args: serde_yaml::Value,
+    /// A rolling run: at most this many hosts at a time (see `serial` in the playbook reference).
+    pub serial: Option<usize>,
+    /// Seconds a `serial` service handler waits for its unit to be active again.
+    pub active_timeout: u64,
 }
+
+/// How long a rolling restart waits for a unit to be active again, unless the handler says.
+pub(crate) const ACTIVE_TIMEOUT_SECS: u64 = 120;
 
 #[derive(Debug, Clone)]
 pub struct Playbook {
@@ -197,19 +214,37 @@ impl Playbook {
                 loop_over: s.loop_over,
                 notify: s.notify,
                 for_hosts,
+                run_once: s.run_once,
                 kind,
                 args,
             });
         }
         let mut handlers = Vec::new();
         for (name, h) in raw.handlers {
+            let handler_err = |message: String| PlaybookError::Handler {
+                path: path.to_path_buf(),
+                name: name.clone(),
+                message,
+            };
             let (kind, args) = exactly_one([("service", h.service), ("command", h.command)])
-                .map_err(|message| PlaybookError::Handler {
-                    path: path.to_path_buf(),
-                    name: name.clone(),
-                    message,
-                })?;
-            handlers.push(Handler { name, kind, args });
+                .map_err(handler_err)?;
+            if h.serial == Some(0) {
+                return Err(handler_err(
+                    "serial: 0 would run it on no host; give 1 (one host at a time) or more".into(),
+                ));
+            }
+            if h.active_timeout.is_some() && (h.serial.is_none() || kind != "service") {
+                return Err(handler_err(
+                    "active_timeout is for `serial` service handlers (how long a restarted unit may take to be active)".into(),
+                ));
+            }
+            handlers.push(Handler {
+                name,
+                kind,
+                args,
+                serial: h.serial,
+                active_timeout: h.active_timeout.unwrap_or(ACTIVE_TIMEOUT_SECS),
+            });
         }
         let mut playbook = Playbook {
             source: path.display().to_string(),
@@ -345,5 +380,84 @@ handlers:
         .unwrap_err()
         .to_string();
         assert!(e.contains("notifies `nope`"), "{e}");
+    }
+
+    #[test]
+    fn run_once_and_serial() {
+        let pb = Playbook::parse(
+            Path::new("p.yml"),
+            "steps:\n  - { name: x, hosts: all, run_once: true, command: { cmd: 'true' }, notify: [r] }\n  - { name: y, hosts: all, command: { cmd: 'true' } }\nhandlers:\n  r: { serial: 1, active_timeout: 30, service: { name: glance-api, state: restarted } }\n  c: { command: { cmd: 'true' } }\n",
+            None,
+        )
+        .unwrap();
+        assert!(pb.steps[0].run_once && !pb.steps[1].run_once);
+        assert_eq!(pb.handlers[0].serial, Some(1));
+        assert_eq!(pb.handlers[0].active_timeout, 30);
+        assert_eq!(pb.handlers[1].serial, None);
+        let err = |text: &str| {
+            Playbook::parse(Path::new("p.yml"), text, None)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("handlers:\n  r: { serial: 0, command: { cmd: 'true' } }\n");
+        assert_eq!(
+            e,
+            "p.yml: handler `r`: serial: 0 would run it on no host; give 1 (one host at a time) or more"
+        );
+        let e = err("handlers:\n  r: { active_timeout: 5, command: { cmd: 'true' } }\n");
+        assert!(
+            e.contains("handler `r`: active_timeout is for `serial` service"),
+            "{e}"
+        );
+        // Steps have no `serial` (handlers do), and a typo still names its place.
+        let e = err("steps:\n  - name: x\n    hosts: all\n    serial: 1\n");
+        assert!(
+            e.starts_with("p.yml:4:5: steps[0]: unknown field `serial`"),
+            "{e}"
+        );
+        let e = err("steps:\n  - name: x\n    hosts: all\n    run_once: yes please\n");
+        assert!(e.starts_with("p.yml:4:"), "{e}");
+    }
+
+    /// With several controllers, a cloud-wide API change runs once, and control services
+    /// restart one controller at a time: a new API step or control handler must say so too.
+    #[test]
+    fn the_shipped_bootstrap_changes_the_cloud_once_and_rolls_its_restarts() {
+        let pb = Playbook::embedded(Path::new("playbooks/bootstrap.yml")).unwrap();
+        for s in &pb.steps {
+            let api = matches!(
+                s.kind,
+                "openstack_flavor" | "openstack_aggregate" | "glance_image"
+            );
+            if api {
+                assert!(
+                    s.run_once,
+                    "API step `{}` ({}) is not run_once",
+                    s.name, s.kind
+                );
+            }
+            // Else on the controllers: per-host config (ini), or the prefetch job, on the
+            // first controller only by `when` (not run_once, which would move it to another
+            // controller than the one the computes trust).
+            if !s.run_once && s.hosts == "controllers" && s.kind != "ini" {
+                let when = s.when.as_deref().unwrap_or_default();
+                assert!(
+                    when.contains("groups.controllers[0].name"),
+                    "step `{}` runs on every controller: a cloud-wide change wants run_once, the prefetch job the first controller's `when`",
+                    s.name
+                );
+            }
+        }
+        for h in &pb.handlers {
+            let control = matches!(
+                h.name.as_str(),
+                "glance-api" | "nova-scheduler" | "nova-api"
+            );
+            assert!(
+                !control || h.serial == Some(1),
+                "handler `{}` restarts every controller at once",
+                h.name
+            );
+        }
     }
 }

@@ -123,7 +123,7 @@ fn the_embedded_playbook_works_from_any_directory() {
         "{err}"
     );
     assert!(
-        err.ends_with("ok: inv.yml and embedded:playbooks/bootstrap.yml are valid: 1 host, 31 steps, 5 handlers\n"),
+        err.ends_with("ok: inv.yml and embedded:playbooks/bootstrap.yml are valid: 1 host, 32 steps, 5 handlers\n"),
         "{err}"
     );
 }
@@ -135,7 +135,7 @@ fn the_example_inventory_is_valid() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         err,
-        "ok: inventories/example.yml and embedded:playbooks/bootstrap.yml are valid: 3 hosts, 31 steps, 5 handlers\n"
+        "ok: inventories/example.yml and embedded:playbooks/bootstrap.yml are valid: 3 hosts, 32 steps, 5 handlers\n"
     );
 }
 
@@ -205,7 +205,7 @@ fn add_compute_runs_only_with_limit() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.ends_with("are valid: 1 host, 31 steps, 5 handlers\n"),
+        err.ends_with("are valid: 1 host, 32 steps, 5 handlers\n"),
         "{err}"
     );
 }

@@ -51,7 +51,7 @@ fn bootstrap_then_add_a_compute_host_on_the_lab() {
         "  ~ ctl: would change: aggregate docker: create, set metadata hypervisor_type=docker, add host cmp1, add host cmp2\n",
         "  ~ cmp1, cmp2: would change: add nova to docker\n",
         "  ~ cmp1, cmp2: would change: set [DEFAULT] compute_driver in /etc/nova/nova-compute.conf\n",
-        "  ~ ctl: would run: restart nova-scheduler\n",
+        "  ~ ctl: would run: restart nova-scheduler (one host at a time)\n",
         "  ~ cmp1, cmp2: would run: restart nova-compute\n",
     ] {
         assert!(e.contains(expected), "missing {expected:?} in\n{e}");

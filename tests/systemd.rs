@@ -92,7 +92,7 @@ fn services_handlers_daemon_reload_and_packages_on_real_systemd() {
     hosts: all
     service: { name: nd-demo, enabled: true, state: started }
 handlers:
-  nd-demo: { service: { name: nd-demo, state: restarted } }
+  nd-demo: { serial: 1, active_timeout: 30, service: { name: nd-demo, state: restarted } }
 "#,
     )
     .unwrap();
@@ -123,6 +123,13 @@ handlers:
 
     let apply = run(&["apply", "-i", i, "-p", p, "--yes"]);
     assert_eq!(apply.code, 0, "{apply:?}");
+    // A rolling restart: the handler waited for the unit to be active again.
+    assert!(
+        apply
+            .stderr
+            .contains("[handler] nd-demo\n  ~ sys: ran: restart nd-demo (one host at a time)\n"),
+        "{apply:?}"
+    );
     assert_eq!(host.sh("systemctl is-active nd-demo").stdout, "active\n");
     assert_eq!(host.sh("systemctl is-enabled nd-demo").stdout, "enabled\n");
     assert_eq!(
@@ -154,4 +161,59 @@ handlers:
     );
     let again = run(&["plan", "-i", i, "-p", p]);
     assert_eq!(again.code, 0, "{again:?}");
+
+    // A unit that is not active after its restart (a oneshot without RemainAfterExit is
+    // inactive once done): the rolling restart fails there after `active_timeout`, and the
+    // restart stays pending.
+    let once = dir.path().join("oneshot.yml");
+    std::fs::write(
+        &once,
+        r#"steps:
+  - name: the oneshot unit
+    hosts: all
+    file:
+      path: /etc/systemd/system/nd-oneshot.service
+      content: |
+        [Service]
+        Type=oneshot
+        ExecStart=/bin/true
+    notify: [nd-oneshot]
+handlers:
+  nd-oneshot: { serial: 1, active_timeout: 2, service: { name: nd-oneshot, state: restarted } }
+"#,
+    )
+    .unwrap();
+    let apply = run(&["apply", "-i", i, "-p", once.to_str().unwrap(), "--yes"]);
+    assert_eq!(apply.code, 1, "{apply:?}");
+    assert!(
+        apply.stderr.contains(
+            "[handler] nd-oneshot\n  ✗ sys: failed (one host at a time)\n      on sys: `systemctl restart nd-oneshot; wait until nd-oneshot is active again (at most 2 s); forget the pending handler (it ran)` exited with 1\n"
+        ),
+        "{apply:?}"
+    );
+    assert!(
+        apply.stderr.contains(
+            "      novadock: nd-oneshot is not active 2 s after the handler ran (systemctl is-active: inactive); the rolling restart stops here\n"
+        ),
+        "{apply:?}"
+    );
+    assert_eq!(
+        host.sh("cat /var/lib/novadock/pending-handlers").stdout,
+        "nd-oneshot\n"
+    );
+
+    // The bootstrap turns the prefetch timer off on all but the first controller: where the
+    // unit does not exist, that changes nothing.
+    let off = dir.path().join("off.yml");
+    std::fs::write(
+        &off,
+        "steps:\n  - name: no such timer runs\n    hosts: all\n    service: { name: nd-absent.timer, enabled: false, state: stopped }\n",
+    )
+    .unwrap();
+    let plan = run(&["plan", "-i", i, "-p", off.to_str().unwrap()]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert_eq!(
+        plan.stderr,
+        "[1/1] no such timer runs\n  = sys: unchanged — service nd-absent.timer\nPlan: 0 to change, 1 unchanged, 0 failed, 0 skipped on 1 host\n"
+    );
 }
