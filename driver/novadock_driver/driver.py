@@ -378,7 +378,15 @@ class DockerDriver(driver.ComputeDriver):
         present = set(netplug.host_devices([cfg['tap'] for cfg in cfgs]))
         for cfg in cfgs:
             if cfg['tap'] not in present:
-                netplug.plug(cfg, c['State']['Pid'])
+                try:
+                    netplug.plug(cfg, c['State']['Pid'])
+                except Exception as e:
+                    # Nova puts this instance in ERROR and starts; any other error
+                    # would stop nova-compute for every instance of the host.
+                    LOG.exception('novadock: cannot re-plug port %s', cfg['port_id'],
+                                  instance=instance)
+                    raise exception.VirtualInterfacePlugException(
+                        'novadock: cannot re-plug port %s: %s' % (cfg['port_id'], e)) from e
 
     def unplug_vifs(self, instance, network_info):
         self._unplug_all(instance, network_info)
@@ -498,7 +506,7 @@ class DockerDriver(driver.ComputeDriver):
         self.docker.call('POST', '/commit', {'container': self._name(instance),
                                              'repo': repo, 'tag': tag, 'pause': 1})
         update_task_state(task_state=task_states.IMAGE_UPLOADING,
-                          expected_task_state=task_states.IMAGE_PENDING_UPLOAD)
+                          expected_state=task_states.IMAGE_PENDING_UPLOAD)
         sysmeta = instance.system_metadata or {}
         skip = {'container_format', 'disk_format', 'min_disk', 'min_ram', 'size',
                 'checksum', 'base_image_ref', 'image_location', 'owner_id'}

@@ -4,7 +4,6 @@ Every function here takes the plain dicts of :mod:`novadock_driver.vifs` and run
 argument vectors (`ip`, `nsenter`, `ovs-vsctl`, `ethtool`) without a shell. Privsep starts the
 daemon with `[novadock_privileged] helper_command` (see docs/driver.md)."""
 
-import os
 import re
 
 from oslo_concurrency import processutils
@@ -37,7 +36,11 @@ def _run(*args, ok=(0,)):
 
 
 def _exists(dev):
-    return os.path.exists('/sys/class/net/%s' % dev)
+    # Asked of the kernel, not /sys/class/net: a sysfs mounted in another network
+    # namespace (systemd-nspawn with --network-namespace-path) lists that one's devices.
+    out = processutils.execute('ip', '-o', 'link', 'show', 'dev', dev,
+                               check_exit_code=[0, 1, 255])[0]
+    return bool(out.strip())
 
 
 def _ns(pid):

@@ -381,7 +381,11 @@ def test_snapshot_commits_and_uploads_a_docker_image(drv, tiny_tar):
     snap = str(uuid.uuid4())
     states = []
     try:
-        drv.snapshot(ctx, inst, snap, lambda **kw: states.append(kw['task_state']))
+        # The callback's signature is Nova's (ComputeManager._snapshot_instance).
+        def update_task_state(task_state, expected_state=None):
+            states.append(task_state)
+
+        drv.snapshot(ctx, inst, snap, update_task_state)
     finally:
         drv.destroy(ctx, inst, model.NetworkInfo())
     assert states == ['image_pending_upload', 'image_uploading']
