@@ -191,7 +191,9 @@ impl StepKind for AuthorizedKey {
         };
         if self.state == KeyState::Absent {
             let Some(k) = key_of(&key) else {
-                return Err(StepError::Invalid(format!("not an OpenSSH public key: {key}")));
+                return Err(StepError::Invalid(format!(
+                    "not an OpenSSH public key: {key}"
+                )));
             };
             let kept = without_key(&current, k);
             if kept == current {
@@ -275,10 +277,9 @@ mod tests {
             "# ssh-ed25519 AAA kept comment\nssh-rsa BBB me\n"
         );
         assert_eq!(without_key(cur, ("ssh-ed25519", "ZZZ")), cur);
-        let step: AuthorizedKey = serde_yaml::from_str(
-            "{ key_from: { host: ctl, path: /k.pub }, state: absent }",
-        )
-        .unwrap();
+        let step: AuthorizedKey =
+            serde_yaml::from_str("{ key_from: { host: ctl, path: /k.pub }, state: absent }")
+                .unwrap();
         assert_eq!(step.state, KeyState::Absent);
         assert!(serde_yaml::from_str::<AuthorizedKey>("{ key: k, state: gone }").is_err());
     }
