@@ -56,7 +56,7 @@ def post(conn, agg_id, body):
 
 def main():
     conn = openstack.connect()
-    out = {"error": None, "requests": 0, "split": False}
+    out = {"error": None, "requests": 0, "split": False}  # requests: accepted ones
     aggs = [a for a in conn.compute.aggregates() if a.name == ARGS["aggregate"]]
     if not aggs:
         out["error"] = {"kind": "no_aggregate", "message": ARGS["aggregate"]}
@@ -75,14 +75,15 @@ def main():
     if not ARGS["send"] or not body["cache"] or not out["hosts"]:
         return out
     resp = post(conn, agg.id, body)
-    out["requests"] = 1
     if resp.status_code == 400 and DUPLICATE_BUG in api_message(resp) and len(body["cache"]) > 1:
         out["split"] = True
         for item in body["cache"]:
             resp = post(conn, agg.id, {"cache": [item]})
-            out["requests"] += 1
             if resp.status_code != 202:
                 break
+            out["requests"] += 1
+    elif resp.status_code == 202:
+        out["requests"] = 1
     if resp.status_code == 406:
         # Nova refuses a microversion it does not speak with 406 and its range in the message.
         out["error"] = {"kind": "too_old", "message": have or api_message(resp)}

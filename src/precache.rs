@@ -6,6 +6,7 @@
 
 use crate::prefetch::{Config, GlanceImage, PrefetchError, Source, cloud_session, distributed};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// The compute API microversion of the pre-cache call (Nova 21, Ussuri).
@@ -26,8 +27,9 @@ pub struct Precache {
     pub hosts: Vec<String>,
     /// Members whose nova-compute is not up: Nova skips them.
     pub down: Vec<String>,
-    /// Members whose hypervisor is not docker (their driver caches its own way, or not at all).
-    pub other_hypervisors: Vec<(String, String)>,
+    /// Members whose hypervisor is not docker → its type (their driver caches its own way,
+    /// or not at all).
+    pub other_hypervisors: BTreeMap<String, String>,
     pub microversion: &'static str,
     /// Pre-cache requests Nova accepted (202); more than one when Nova 26's duplicate check
     /// made novadock send the images one by one.
@@ -54,7 +56,7 @@ struct Answer {
     #[serde(default)]
     hosts: Vec<String>,
     #[serde(default)]
-    hypervisors: std::collections::BTreeMap<String, Option<String>>,
+    hypervisors: BTreeMap<String, Option<String>>,
     #[serde(default)]
     requests: usize,
 }
@@ -222,7 +224,7 @@ mod tests {
             images: vec![img("g1", "nd/one"), img("g2", "nd/two:2")],
             hosts: vec!["cmp1".into(), "cmp2".into(), "cmp3".into()],
             down: vec!["cmp3".into()],
-            other_hypervisors: vec![],
+            other_hypervisors: BTreeMap::new(),
             microversion: MICROVERSION,
             requests: 1,
             asynchronous: true,
@@ -252,7 +254,7 @@ mod tests {
         let mut p = precache(true);
         p.down.clear();
         p.images.truncate(1);
-        p.other_hypervisors = vec![("kvm1".into(), "QEMU".into())];
+        p.other_hypervisors = BTreeMap::from([("kvm1".into(), "QEMU".into())]);
         assert_eq!(
             human_lines(&p),
             [

@@ -199,12 +199,15 @@ impl StepKind for AuthorizedKey {
             if kept == current {
                 return Ok(Outcome::unchanged(format!("the key is not in {path}")));
             }
-            // Only an existing file shrinks: its owner and mode stay.
             return plan_file_content(
                 &path,
                 cx.facts.file(&path),
                 kept.into_bytes(),
-                &Attrs::default(),
+                &Attrs {
+                    owner: Some(self.user.clone()),
+                    group: None,
+                    mode: Some("600".into()),
+                },
                 false,
             );
         }
