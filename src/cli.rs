@@ -184,7 +184,8 @@ struct PrefetchArgs {
     /// Hosts worked on at once [default: inventory var prefetch_parallel, else 4].
     #[arg(long, value_name = "N")]
     parallel: Option<usize>,
-    /// Where hosts get image data [default: inventory var prefetch_source, else glance].
+    /// Where hosts get image data [default: inventory var prefetch_source, else nova with
+    /// novadock's own driver (docker_driver_source bundled), glance with any other].
     #[arg(long, value_enum)]
     source: Option<prefetch::Source>,
     /// Which hosts [default: inventory var prefetch_hosts, else aggregate].
@@ -712,9 +713,10 @@ fn run_prefetch(a: &PrefetchArgs) -> Result<ExitCode> {
         (Some(s), _) => s,
         (None, "glance") => prefetch::Source::Glance,
         (None, "registry") => prefetch::Source::Registry,
+        (None, "nova") => prefetch::Source::Nova,
         (None, other) => {
             return Err(anyhow::anyhow!(
-                "{}: prefetch_source `{other}`: expected glance or registry",
+                "{}: prefetch_source `{other}`: expected nova, glance or registry",
                 a.inventory.display()
             ));
         }
@@ -744,6 +746,9 @@ fn run_prefetch(a: &PrefetchArgs) -> Result<ExitCode> {
     };
     if parallel == 0 {
         return Err(anyhow::anyhow!("--parallel must be at least 1"));
+    }
+    if source == prefetch::Source::Nova {
+        nova_source_fits(a, hosts_from)?;
     }
     let auth = cloud.auth()?;
     let limit = a.limit.as_ref().map(|l| {
@@ -784,6 +789,9 @@ fn run_prefetch(a: &PrefetchArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if source == prefetch::Source::Nova {
+        return run_precache(&cfg, &rt, a.json);
+    }
     let multi = printer::multi();
     let summary = rt.block_on(prefetch::run(&cfg, &multi)).map_err(|e| match e {
         prefetch::PrefetchError::NoAggregate(_) => hinted(
@@ -801,6 +809,56 @@ fn run_prefetch(a: &PrefetchArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// What the `nova` source cannot do: Nova caches on a whole aggregate, and cannot un-cache.
+fn nova_source_fits(a: &PrefetchArgs, hosts_from: prefetch::HostsFrom) -> Result<()> {
+    const USE_GLANCE: &str = "--source glance (or prefetch_source: glance) loads the images over SSH from the controller, host by host";
+    if a.prune {
+        return Err(hinted(
+            "--prune: the nova source cannot remove images (Nova's image cache API has no un-cache call)",
+            USE_GLANCE,
+        ));
+    }
+    if a.limit.is_some() {
+        return Err(hinted(
+            "--limit: the nova source asks Nova to cache on every host of the aggregate",
+            USE_GLANCE,
+        ));
+    }
+    if hosts_from == prefetch::HostsFrom::Inventory {
+        return Err(hinted(
+            "prefetch_hosts inventory (--hosts inventory): the nova source works on the aggregate `docker_aggregate`, not on the inventory's hosts",
+            USE_GLANCE,
+        ));
+    }
+    Ok(())
+}
+
+/// `prefetch` with the `nova` source: one pre-cache request, no SSH to the computes.
+fn run_precache(
+    cfg: &prefetch::Config,
+    rt: &tokio::runtime::Runtime,
+    json: bool,
+) -> Result<ExitCode> {
+    let p = rt
+        .block_on(crate::precache::run(cfg))
+        .map_err(|e| match e {
+            prefetch::PrefetchError::NoAggregate(_) => hinted(
+                e.to_string(),
+                "apply the bootstrap playbook first (it creates the aggregate `docker_aggregate`)",
+            ),
+            prefetch::PrefetchError::NovaTooOld(_) => hinted(
+                e.to_string(),
+                "Nova 21 (Ussuri) and later have it (Zed: 2.93); on an older Nova, use --source glance (or prefetch_source: glance)",
+            ),
+            e => anyhow::Error::new(e),
+        })?;
+    report::precache_human(&p);
+    if json {
+        printer::json(&serde_json::to_value(&p).context("cannot encode the summary")?);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn plural(n: usize, what: &str) -> String {

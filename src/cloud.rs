@@ -6,17 +6,31 @@ use crate::inventory::{Host, Inventory};
 use crate::printer::{self, hinted};
 use anyhow::{Context, Result};
 
-/// The embedded bootstrap playbook's default for variable `k`.
-fn bootstrap_default(k: &str) -> Option<serde_yaml::Value> {
-    static VARS: std::sync::OnceLock<serde_yaml::Value> = std::sync::OnceLock::new();
+/// The embedded bootstrap playbook's variables.
+fn bootstrap_vars() -> &'static serde_yaml::Mapping {
+    static VARS: std::sync::OnceLock<serde_yaml::Mapping> = std::sync::OnceLock::new();
     VARS.get_or_init(|| {
         crate::assets::embedded_playbook(std::path::Path::new("bootstrap.yml"))
             .and_then(|text| serde_yaml::from_str::<serde_yaml::Value>(text).ok())
-            .and_then(|doc| doc.get("vars").cloned())
-            .unwrap_or(serde_yaml::Value::Null)
+            .and_then(|doc| doc.get("vars").and_then(|v| v.as_mapping()).cloned())
+            .unwrap_or_default()
     })
-    .get(k)
-    .cloned()
+}
+
+/// The embedded bootstrap playbook's default for variable `k`, as written.
+fn bootstrap_default(k: &str) -> Option<serde_yaml::Value> {
+    bootstrap_vars().get(k).cloned()
+}
+
+/// A default written as a template (`prefetch_source` follows `docker_driver_source`), as the
+/// playbook would render it for `host`.
+fn rendered_default(host: &Host, text: &str) -> Result<String> {
+    let r = crate::render::Renderer::new(
+        std::sync::Arc::new(crate::assets::Templates::embedded_only()),
+        bootstrap_vars().clone(),
+    );
+    r.render_str(text, &r.context(host))
+        .map_err(|e| anyhow::anyhow!("the bootstrap playbook's default: {e}"))
 }
 
 /// The controller of an inventory (first host of group `controllers`) and its variables, for
@@ -52,7 +66,12 @@ impl Cloud {
     /// else the bootstrap playbook's default for it: one place says what the defaults are.
     pub fn var(&self, k: &str) -> Result<Option<String>> {
         let value = match self.controller.vars.get(k) {
-            None | Some(serde_yaml::Value::Null) => bootstrap_default(k),
+            None | Some(serde_yaml::Value::Null) => match bootstrap_default(k) {
+                Some(serde_yaml::Value::String(t)) if t.contains("{{") => Some(
+                    serde_yaml::Value::String(rendered_default(&self.controller, &t)?),
+                ),
+                other => other,
+            },
             Some(v) => Some(v.clone()),
         };
         match value {
@@ -137,7 +156,6 @@ mod tests {
     fn defaults_come_from_the_bootstrap_playbook() {
         let s = |k: &str| super::bootstrap_default(k).and_then(|v| v.as_str().map(str::to_string));
         assert_eq!(s("docker_aggregate").as_deref(), Some("docker"));
-        assert_eq!(s("prefetch_source").as_deref(), Some("glance"));
         assert_eq!(s("prefetch_hosts").as_deref(), Some("aggregate"));
         assert_eq!(s("openstack_openrc").as_deref(), Some("/root/admin-openrc"));
         assert_eq!(
@@ -145,5 +163,31 @@ mod tests {
             Some(4)
         );
         assert!(super::bootstrap_default("no_such_var").is_none());
+    }
+
+    /// `prefetch_source` follows the driver: Nova's pre-cache API with novadock's own driver,
+    /// SSH from the controller with any other; an explicit value wins.
+    #[test]
+    fn the_prefetch_source_follows_the_driver() {
+        let source = |vars: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("i.yml");
+            std::fs::write(
+                &p,
+                format!("hosts: {{ ctl: {{ address: local, groups: [controllers] }} }}\nvars: {{ {vars} }}\n"),
+            )
+            .unwrap();
+            let c = super::Cloud::load(&p, "why").unwrap();
+            c.var_or_default("prefetch_source").unwrap()
+        };
+        assert_eq!(source(""), "nova");
+        assert_eq!(source("docker_driver_source: bundled"), "nova");
+        assert_eq!(source("docker_driver_path: /srv/drv"), "glance");
+        assert_eq!(source("docker_driver_source: pip"), "glance");
+        assert_eq!(source("prefetch_source: registry"), "registry");
+        assert_eq!(
+            source("docker_driver_source: pip, prefetch_source: nova"),
+            "nova"
+        );
     }
 }

@@ -15,6 +15,7 @@ pub mod inventory;
 pub mod openstack;
 pub mod plan;
 pub mod playbook;
+pub mod precache;
 pub mod prefetch;
 pub mod printer;
 pub mod render;

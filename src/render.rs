@@ -436,6 +436,49 @@ mod tests {
         );
     }
 
+    /// The prefetch job's inventory as bootstrap writes it: with the nova source (the default
+    /// with the bundled driver) no SSH key or known_hosts, and the SSH steps' `when:` is false;
+    /// with glance both are there. Either way it is an inventory novadock reads.
+    #[test]
+    fn the_prefetch_jobs_inventory_follows_its_source() {
+        let pb = crate::playbook::Playbook::load(Path::new("playbooks/bootstrap.yml")).unwrap();
+        let text = |vars: &str| {
+            let inv = Inventory::parse(
+                Path::new("i.yml"),
+                &format!("hosts:\n  ctl: {{ address: 10.0.0.1, groups: [controllers] }}\n  cmp1: {{ address: 10.0.0.2, groups: [docker_computes] }}\nvars: {{ {vars} }}\n"),
+            )
+            .unwrap();
+            let r = Renderer::new(Arc::new(Templates::embedded_only()), pb.vars.clone())
+                .with_inventory(&inv);
+            let ctx = r.context(&inv.hosts[0]);
+            let ssh_steps = r
+                .condition("{{ prefetch_source != 'nova' }}", &ctx)
+                .unwrap();
+            let out = r.render_template("prefetch/prefetch.yml.j2", &ctx).unwrap();
+            Inventory::parse(Path::new("/etc/novadock/prefetch.yml"), &out).unwrap();
+            (out, ssh_steps)
+        };
+        let (nova, ssh_steps) = text("");
+        assert!(nova.contains("\n  prefetch_source: \"nova\"\n"), "{nova}");
+        assert!(
+            !nova.contains("identity_file") && !nova.contains("ssh:"),
+            "{nova}"
+        );
+        assert!(!ssh_steps);
+        let (glance, ssh_steps) = text("docker_driver_source: pip");
+        assert!(
+            glance.contains("\n  prefetch_source: \"glance\"\n"),
+            "{glance}"
+        );
+        assert!(
+            glance.contains(
+                "\nssh:\n  user: root\n  identity_file: \"/etc/novadock/prefetch_ed25519\"\n"
+            ),
+            "{glance}"
+        );
+        assert!(ssh_steps);
+    }
+
     #[test]
     fn conditions() {
         let (r, ctx) = setup();

@@ -251,6 +251,29 @@ pub fn json(mode: Mode, reports: &[HostReport]) -> serde_json::Value {
     })
 }
 
+/// `novadock prefetch` with the `nova` source: what was asked of Nova, and that Nova works
+/// after answering.
+pub fn precache_human(p: &crate::precache::Precache) {
+    printer::say(&format!(
+        "{} {} of container format docker in Glance; hosts: members of aggregate `{}`; source: nova",
+        bold("prefetch:"),
+        count(p.images.len(), "image"),
+        p.aggregate
+    ));
+    for l in crate::precache::human_lines(p) {
+        let color: fn(&str) -> String = match l.chars().next() {
+            Some('~') if p.dry_run => yellow,
+            Some('~') => green,
+            Some('!') => yellow,
+            _ => dim,
+        };
+        printer::say(&color(&format!("  {l}")));
+    }
+    if p.requests > 0 {
+        printer::say(&dim(crate::precache::ASYNC_NOTE));
+    }
+}
+
 /// `novadock prefetch`: the (host, image) lines, grouped across hosts, then a per-host table.
 /// A dry run and a real run print the same lines; only the verb changes.
 pub fn prefetch_human(s: &crate::prefetch::Summary) {
@@ -405,7 +428,7 @@ pub fn prefetch_human(s: &crate::prefetch::Summary) {
     ));
 }
 
-fn count(n: usize, what: &str) -> String {
+pub(crate) fn count(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 

@@ -166,7 +166,8 @@ fn boot_time_on_the_lab() {
     );
     // The prefetch job puts it on every Docker host before any boot (it distributes public
     // images; a public image whose name is a docker reference is tagged by its name too).
-    let pre = novadock(dir, &["prefetch", "-i", &inv]);
+    // The SSH path: it loads before it returns (the nova source asks Nova, which works after).
+    let pre = novadock(dir, &["prefetch", "-i", &inv, "--source", "glance"]);
     assert_eq!(pre.code, 0, "{pre:?}");
     cleanup.loaded_on = docker_hosts.clone();
     for h in &docker_hosts {

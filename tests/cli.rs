@@ -210,6 +210,47 @@ fn add_compute_runs_only_with_limit() {
     );
 }
 
+/// The nova source (the default with novadock's own driver) cannot prune or work on some
+/// hosts only: refused before anything is contacted (127.0.0.254 runs nothing).
+#[test]
+fn prefetch_through_nova_refuses_what_nova_cannot_do() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "inv.yml",
+        "hosts:\n  ctl: { address: 127.0.0.254, groups: [controllers] }\n",
+    );
+    let (code, _, err) = novadock(&["prefetch", "-i", "inv.yml", "--prune"], d.path());
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: --prune: the nova source cannot remove images (Nova's image cache API has no un-cache call)\nhint: --source glance (or prefetch_source: glance) loads the images over SSH from the controller, host by host\n"
+    );
+    let (code, _, err) = novadock(
+        &[
+            "prefetch", "-i", "inv.yml", "--source", "nova", "--limit", "cmp1",
+        ],
+        d.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("error: --limit: the nova source asks Nova to cache on every host of the aggregate\nhint: "),
+        "{err}"
+    );
+    // An explicit source, or another driver, keeps the SSH path (and its checks).
+    write(
+        d.path(),
+        "bad.yml",
+        "hosts:\n  ctl: { address: 127.0.0.254, groups: [controllers] }\nvars: { docker_driver_source: pip, prefetch_source: ftp }\n",
+    );
+    let (code, _, err) = novadock(&["prefetch", "-i", "bad.yml"], d.path());
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: bad.yml: prefetch_source `ftp`: expected nova, glance or registry\n"
+    );
+}
+
 #[test]
 fn prefetch_and_image_add_need_a_controller_and_a_matching_name() {
     let d = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::lab::{Lab, on, os};
+use common::lab::{Lab, on, os, timer_run};
 use std::time::{Duration, Instant};
 
 /// A scratch image on cmp1: a static busybox serving /www on port 8080 (and saying so on its
@@ -361,4 +361,123 @@ fn the_shipped_driver_runs_networked_containers_on_the_lab() {
             "containers left on {h}"
         );
     }
+}
+
+/// Whether `host`'s dockerd has the image tagged by Glance id `id`, within `secs`.
+fn cached_within(host: &str, id: &str, secs: u64) -> bool {
+    let t = Instant::now();
+    loop {
+        let has = on(
+            host,
+            &format!(
+                "docker image inspect glance/{id}:latest >/dev/null 2>&1 && echo yes || echo no"
+            ),
+        );
+        if has == "yes\n" {
+            return true;
+        }
+        if t.elapsed() > Duration::from_secs(secs) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// Issue 13, "Prefetch through Nova": with the shipped driver the prefetch job's default
+/// source is Nova's image pre-cache API. Switching to it takes the controller's key back from
+/// the computes; the timer's run puts every public docker image on every host of the
+/// aggregate, tagged by Glance id, with no SSH from the controller to them.
+#[test]
+fn prefetch_through_nova_needs_no_key_on_the_computes() {
+    let lab = Lab::fresh();
+    let calendar = "  prefetch_on_calendar: \"2099-01-01\"\n";
+    // 1. An earlier bootstrap with the SSH source authorized the controller's key...
+    let ssh_inv = lab.inventory(
+        "ssh.yml",
+        "",
+        &format!("{calendar}  prefetch_source: glance\n"),
+    );
+    let apply = lab.novadock(&["apply", "-i", &ssh_inv, "--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(
+        on("cmp1", "cat /root/.ssh/authorized_keys").contains(" novadock-prefetch@ctl\n"),
+        "the glance source authorizes the prefetch key"
+    );
+    // ... the default (nova, with the bundled driver) removes it, on every compute.
+    let inv = lab.inventory("lab.yml", "", calendar);
+    let apply = lab.novadock(&["apply", "-i", &inv, "--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(
+        apply
+            .stderr
+            .contains("  ~ cmp1, cmp2: changed: edit /root/.ssh/authorized_keys\n"),
+        "{apply:?}"
+    );
+    for h in ["cmp1", "cmp2"] {
+        let authorized = on(h, "cat /root/.ssh/authorized_keys");
+        assert!(
+            !authorized.contains("novadock-prefetch@") && !authorized.contains("prefetch-host.py"),
+            "{h}: {authorized}"
+        );
+    }
+    let job = on("ctl", "cat /etc/novadock/prefetch.yml");
+    assert!(
+        job.contains("  prefetch_source: \"nova\"\n") && !job.contains("identity_file"),
+        "{job}"
+    );
+    let plan = lab.novadock(&["plan", "-i", &inv]);
+    assert_eq!(plan.code, 0, "the second plan is not empty: {plan:?}");
+
+    // 2. Two public docker images in Glance (Nova 26 refuses some requests of several images:
+    //    novadock then asks for them one by one).
+    let one = web_image(&lab, &inv, "lab/pre:1", "pre-1");
+    let two = web_image(&lab, &inv, "lab/pre:2", "pre-2");
+    on("cmp1", "docker rmi -f lab/pre:1 lab/pre:2 >/dev/null");
+    let dry = lab.novadock(&["prefetch", "-i", &inv, "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(
+        dry.stderr.contains(
+            "  ~ aggregate docker: would ask Nova to cache 2 images on 2 hosts (lab/pre:1, lab/pre:2)\n"
+        ),
+        "{dry:?}"
+    );
+    assert!(!cached_within("cmp1", &one, 0), "a dry run cached {one}");
+
+    // 3. The timer's run asks Nova; the driver loads both images on both hosts.
+    let (ok, log) = timer_run();
+    assert!(ok, "{log}");
+    assert!(
+        log.contains(
+            "  ~ aggregate docker: asked Nova to cache 2 images on 2 hosts (lab/pre:1, lab/pre:2)\n"
+        ) && log.contains("Nova caches asynchronously"),
+        "{log}"
+    );
+    for h in ["cmp1", "cmp2"] {
+        for id in [&one, &two] {
+            assert!(cached_within(h, id, 180), "{id} not cached on {h}");
+        }
+    }
+
+    // 4. Asking again is harmless (the driver finds them there); the JSON names images and hosts.
+    let again = lab.novadock(&["prefetch", "-i", &inv, "--json"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    let v: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(v["source"], "nova", "{v}");
+    assert_eq!(v["hosts"], serde_json::json!(["cmp1", "cmp2"]), "{v}");
+    let mut ids: Vec<&str> = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    let mut want = vec![one.as_str(), two.as_str()];
+    want.sort();
+    assert_eq!(ids, want, "{v}");
+    assert!(v["requests"].as_u64().unwrap() >= 1, "{v}");
+
+    // 5. Nova has no un-cache call: --prune is refused, with the way to do it.
+    let prune = lab.novadock(&["prefetch", "-i", &inv, "--prune"]);
+    assert_eq!(prune.code, 1, "{prune:?}");
+    assert!(prune.stderr.contains("hint: --source glance"), "{prune:?}");
 }

@@ -1096,4 +1096,26 @@ fn a_key_made_on_one_host_is_authorized_and_pinned_on_another_in_one_apply() {
     );
     let again = hosts.novadock(&["plan", "-i", i, "-p", p]);
     assert_eq!(again.code, 0, "{again:?}");
+    // `state: absent` takes the key back (bootstrap does so when prefetch stops using SSH):
+    // the other lines stay, and the key no longer logs in.
+    let pb2 = hosts.write_file(
+        "pb2.yml",
+        &r#"steps:
+  - name: h2's key no longer logs into h1
+    hosts: h1
+    authorized_key: { state: absent, user: root, path: KEYS, key_from: { host: h2, path: /etc/nd-test-key.pub } }
+"#
+        .replace("KEYS", &keys.display().to_string()),
+    );
+    let p2 = pb2.to_str().unwrap();
+    let apply = hosts.novadock(&["apply", "-i", i, "-p", p2, "--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(std::fs::read_to_string(&keys).unwrap(), before);
+    let r = hosts.sh(
+        "h2",
+        &format!("ssh -i /etc/nd-test-key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/etc/nd-test-known root@{addr} echo reached"),
+    );
+    assert_ne!(r.code, 0, "{r:?}");
+    let again = hosts.novadock(&["plan", "-i", i, "-p", p2]);
+    assert_eq!(again.code, 0, "{again:?}");
 }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::lab::{Lab, lab, on, os};
+use common::lab::{Lab, lab, on, os, timer_run};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -87,32 +87,6 @@ fn record(host: &str, glance_id: &str) -> Option<Value> {
     (r.code == 0).then(|| serde_json::from_str(&r.stdout).unwrap())
 }
 
-/// Start the timer's service on ctl and wait for it: (succeeded, its journal of this run).
-fn timer_run() -> (bool, String) {
-    let cursor = on(
-        "ctl",
-        "journalctl -n 0 --show-cursor -q | sed -n 's/^-- cursor: //p'",
-    );
-    let r = lab(
-        "host",
-        &[
-            "exec",
-            "ctl",
-            "systemctl",
-            "start",
-            "novadock-prefetch.service",
-        ],
-    );
-    let log = on(
-        "ctl",
-        &format!(
-            "journalctl -u novadock-prefetch.service --after-cursor '{}' -o cat --no-pager",
-            cursor.trim()
-        ),
-    );
-    (r.code == 0, log)
-}
-
 /// Whether a report line says `text` for `host` (lines name all hosts they hold for).
 fn says(log: &str, host: &str, text: &str) -> bool {
     log.lines().any(|l| {
@@ -154,8 +128,8 @@ fn prefetch_keeps_every_docker_host_current() {
     let lab_ = Lab::fresh();
     // The timer is installed but never fires on its own during the test: runs are started
     // explicitly, so each step's effect is known.
-    let vars =
-        "  prefetch_on_calendar: \"2099-01-01\"\n  prefetch_registries: [\"10.11.0.14:5000\"]\n";
+    // The SSH path (the driver's own, Nova's pre-cache API, is driver_lab.rs's).
+    let vars = "  prefetch_on_calendar: \"2099-01-01\"\n  prefetch_registries: [\"10.11.0.14:5000\"]\n  prefetch_source: glance\n";
     let inv = lab_.inventory("lab.yml", "", vars);
     let apply = lab_.novadock(&["apply", "-i", &inv, "--yes"]);
     assert_eq!(apply.code, 0, "{apply:?}");
@@ -630,7 +604,11 @@ exit 1"#,
 #[test]
 fn prefetch_tags_by_glance_id_and_skips_private_images() {
     let lab_ = Lab::fresh();
-    let inv = lab_.inventory("lab.yml", "", "  prefetch_on_calendar: \"2099-01-01\"\n");
+    let inv = lab_.inventory(
+        "lab.yml",
+        "",
+        "  prefetch_on_calendar: \"2099-01-01\"\n  prefetch_source: glance\n",
+    );
     let apply = lab_.novadock(&["apply", "-i", &inv, "--yes"]);
     assert_eq!(apply.code, 0, "{apply:?}");
     let public = upload("nd/pub:1", "nd/pub:1", "4101", 0);

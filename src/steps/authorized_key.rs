@@ -1,6 +1,8 @@
 //! `authorized_key`: one public key in a user's authorized_keys, given inline or read from
 //! another inventory host (e.g. the key the controller generates for its prefetch job). Other
-//! lines are kept; a line with the same key and other options is replaced.
+//! lines are kept; a line with the same key and other options is replaced. `state: absent`
+//! removes every line holding the key (whatever its options), e.g. when the prefetch job stops
+//! reaching the hosts over SSH.
 
 use super::{PlanCx, StepError, StepKind, plan_file_content, require_absolute};
 use crate::facts::{FileFact, Probe};
@@ -28,6 +30,16 @@ pub struct AuthorizedKey {
     pub key_from: Option<PeerFile>,
     /// authorized_keys options, e.g. `restrict` (no forwarding, no pty).
     pub options: Option<String>,
+    #[serde(default)]
+    pub state: KeyState,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    #[default]
+    Present,
+    Absent,
 }
 
 fn root() -> String {
@@ -91,6 +103,18 @@ pub fn with_key(current: &str, line: &str) -> String {
     out
 }
 
+/// `current` without any line holding `key` (comments kept).
+pub fn without_key(current: &str, key: (&str, &str)) -> String {
+    let mut out = String::new();
+    for l in current.lines() {
+        if l.trim_start().starts_with('#') || key_of(l) != Some(key) {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 impl StepKind for AuthorizedKey {
     fn validate(&self) -> Result<(), StepError> {
         require_absolute(&self.path())?;
@@ -129,6 +153,13 @@ impl StepKind for AuthorizedKey {
                     .map_err(StepError::Invalid)?;
                 match read.and_then(|t| t.lines().find(|l| key_of(l).is_some())) {
                     Some(k) => k.trim().to_string(),
+                    // No key there: none of it can be authorized here.
+                    None if self.state == KeyState::Absent => {
+                        return Ok(Outcome::unchanged(format!(
+                            "no key at {}:{}: none authorized in {path}",
+                            from.host, from.path
+                        )));
+                    }
                     None => {
                         // Created by an earlier step on that host in this run (planned, not yet
                         // made); at apply, that host's run has finished before this is read.
@@ -154,13 +185,35 @@ impl StepKind for AuthorizedKey {
             }
             (None, None) => unreachable!("validated"),
         };
-        let line = match &self.options {
-            Some(o) if !o.trim().is_empty() => format!("{} {key}", o.trim()),
-            _ => key,
-        };
         let current = match cx.facts.file(&path) {
             FileFact::File { content, .. } => String::from_utf8_lossy(content).into_owned(),
             _ => String::new(),
+        };
+        if self.state == KeyState::Absent {
+            let Some(k) = key_of(&key) else {
+                return Err(StepError::Invalid(format!(
+                    "not an OpenSSH public key: {key}"
+                )));
+            };
+            let kept = without_key(&current, k);
+            if kept == current {
+                return Ok(Outcome::unchanged(format!("the key is not in {path}")));
+            }
+            return plan_file_content(
+                &path,
+                cx.facts.file(&path),
+                kept.into_bytes(),
+                &Attrs {
+                    owner: Some(self.user.clone()),
+                    group: None,
+                    mode: Some("600".into()),
+                },
+                false,
+            );
+        }
+        let line = match &self.options {
+            Some(o) if !o.trim().is_empty() => format!("{} {key}", o.trim()),
+            _ => key,
         };
         let attrs = Attrs {
             owner: Some(self.user.clone()),
@@ -217,5 +270,20 @@ mod tests {
             with_key(cur, "ssh-ed25519 CCC x"),
             format!("{cur}ssh-ed25519 CCC x\n")
         );
+    }
+
+    #[test]
+    fn absent_removes_every_line_of_the_key_whatever_its_options() {
+        let cur = "# ssh-ed25519 AAA kept comment\nssh-rsa BBB me\nrestrict,command=\"x\" ssh-ed25519 AAA novadock\nssh-ed25519 AAA again\n";
+        assert_eq!(
+            without_key(cur, ("ssh-ed25519", "AAA")),
+            "# ssh-ed25519 AAA kept comment\nssh-rsa BBB me\n"
+        );
+        assert_eq!(without_key(cur, ("ssh-ed25519", "ZZZ")), cur);
+        let step: AuthorizedKey =
+            serde_yaml::from_str("{ key_from: { host: ctl, path: /k.pub }, state: absent }")
+                .unwrap();
+        assert_eq!(step.state, KeyState::Absent);
+        assert!(serde_yaml::from_str::<AuthorizedKey>("{ key: k, state: gone }").is_err());
     }
 }

@@ -41,6 +41,32 @@ pub fn os(cmd: &str) -> String {
     )
 }
 
+/// Start the timer's service on ctl and wait for it: (succeeded, its journal of this run).
+pub fn timer_run() -> (bool, String) {
+    let cursor = on(
+        "ctl",
+        "journalctl -n 0 --show-cursor -q | sed -n 's/^-- cursor: //p'",
+    );
+    let r = lab(
+        "host",
+        &[
+            "exec",
+            "ctl",
+            "systemctl",
+            "start",
+            "novadock-prefetch.service",
+        ],
+    );
+    let log = on(
+        "ctl",
+        &format!(
+            "journalctl -u novadock-prefetch.service --after-cursor '{}' -o cat --no-pager",
+            cursor.trim()
+        ),
+    );
+    (r.code == 0, log)
+}
+
 pub struct Lab {
     pub dir: tempfile::TempDir,
 }
