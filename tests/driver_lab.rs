@@ -134,9 +134,7 @@ fn leftovers(host: &str, port_id: &str) -> String {
     let short = &port_id[..11];
     on(
         host,
-        &format!(
-            "{{ ip -o link show; ovs-vsctl list-ports br-int; }} | grep -- '{short}' || true"
-        ),
+        &format!("{{ ip -o link show; ovs-vsctl list-ports br-int; }} | grep -- '{short}' || true"),
     )
 }
 
