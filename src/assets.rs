@@ -39,18 +39,18 @@ pub(crate) fn bundled_tree(name: &str) -> Option<Vec<(String, Option<Vec<u8>>)>>
 
 /// Template lookup: a `templates/` folder on disk first, then the embedded copy.
 #[derive(Debug, Clone)]
-pub struct Templates {
+pub(crate) struct Templates {
     disk: Option<PathBuf>,
 }
 
 impl Templates {
-    pub fn embedded_only() -> Templates {
+    pub(crate) fn embedded_only() -> Templates {
         Templates { disk: None }
     }
 
     /// Templates for a playbook at `playbook` on disk: `templates/` beside it, or beside its
     /// folder (the repository layout: playbooks/ and templates/ side by side).
-    pub fn for_playbook(playbook: Option<&Path>) -> Templates {
+    pub(crate) fn for_playbook(playbook: Option<&Path>) -> Templates {
         let disk = playbook.and_then(|p| {
             let dir = p.parent()?;
             [dir.join("templates"), dir.join("../templates")]
@@ -60,7 +60,7 @@ impl Templates {
         Templates { disk }
     }
 
-    pub fn get(&self, name: &str) -> Option<String> {
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
         if name.contains("..") {
             return None;
         }
@@ -77,7 +77,7 @@ impl Templates {
 }
 
 /// The embedded playbook for `-p PATH` when PATH is not on disk: by path or by file name.
-pub fn embedded_playbook(path: &Path) -> Option<&'static str> {
+pub(crate) fn embedded_playbook(path: &Path) -> Option<&'static str> {
     let rel = path.strip_prefix("playbooks").unwrap_or(path);
     PLAYBOOKS
         .get_file(rel)
@@ -85,7 +85,7 @@ pub fn embedded_playbook(path: &Path) -> Option<&'static str> {
         .and_then(|f| f.contents_utf8())
 }
 
-pub fn embedded_playbook_names() -> Vec<String> {
+pub(crate) fn embedded_playbook_names() -> Vec<String> {
     PLAYBOOKS
         .files()
         .map(|f| format!("playbooks/{}", f.path().display()))

@@ -23,78 +23,77 @@ const BOOT_PY: &str = include_str!("boottime.py");
 
 /// What the command line asked for.
 #[derive(Debug, Clone)]
-pub struct Options {
-    pub inventory: std::path::PathBuf,
-    pub flavor: String,
-    pub image: String,
-    pub count: usize,
-    pub concurrency: usize,
-    pub host: Option<String>,
+pub(crate) struct Options {
+    pub(crate) inventory: std::path::PathBuf,
+    pub(crate) flavor: String,
+    pub(crate) image: String,
+    pub(crate) count: usize,
+    pub(crate) concurrency: usize,
+    pub(crate) host: Option<String>,
     /// Each server gets a port on this network (none without).
-    pub network: Option<String>,
-    pub json: bool,
-    pub compare_prefetch: bool,
+    pub(crate) network: Option<String>,
+    pub(crate) json: bool,
+    pub(crate) compare_prefetch: bool,
     /// Seconds a server may take from its create request to ACTIVE.
-    pub timeout: u64,
-    pub persist_secs: u64,
-    pub connect_timeout_secs: u64,
-    pub accept_new_host_keys: bool,
+    pub(crate) timeout: u64,
+    pub(crate) persist_secs: u64,
+    pub(crate) connect_timeout_secs: u64,
+    pub(crate) accept_new_host_keys: bool,
 }
 
 // ---- what the Python process reports ----
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct PyOut {
+pub(crate) struct PyOut {
     #[serde(default)]
-    pub servers: Vec<PyServer>,
+    pub(crate) servers: Vec<PyServer>,
     #[serde(default)]
-    pub left_behind: Vec<String>,
+    pub(crate) left_behind: Vec<String>,
     /// The final sweep itself failed (say, Nova went away): nobody knows what is left.
-    pub sweep_error: Option<String>,
-    pub error: Option<PyError>,
-    pub flavor: Option<Named>,
-    pub image: Option<Named>,
+    pub(crate) sweep_error: Option<String>,
+    pub(crate) error: Option<PyError>,
+    pub(crate) image: Option<Named>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct PyError {
-    pub kind: String,
-    pub message: String,
+pub(crate) struct PyError {
+    pub(crate) kind: String,
+    pub(crate) message: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct Named {
-    pub id: String,
-    pub name: Option<String>,
+pub(crate) struct Named {
+    pub(crate) id: String,
+    pub(crate) name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct PyServer {
-    pub name: String,
-    pub id: String,
-    pub host: Option<String>,
-    pub hypervisor_type: Option<String>,
+pub(crate) struct PyServer {
+    pub(crate) name: String,
+    pub(crate) id: String,
+    pub(crate) host: Option<String>,
+    pub(crate) hypervisor_type: Option<String>,
     /// Epoch seconds on the controller's clock.
-    pub requested_at: f64,
-    pub active_at: Option<f64>,
+    pub(crate) requested_at: f64,
+    pub(crate) active_at: Option<f64>,
     /// Nova's timestamps, epoch seconds.
-    pub created: Option<f64>,
-    pub launched_at: Option<f64>,
+    pub(crate) created: Option<f64>,
+    pub(crate) launched_at: Option<f64>,
 }
 
 /// One server's figures, in seconds.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub name: String,
-    pub id: String,
-    pub host: String,
-    pub hypervisor_type: Option<String>,
+pub(crate) struct Sample {
+    pub(crate) name: String,
+    pub(crate) id: String,
+    pub(crate) host: String,
+    pub(crate) hypervisor_type: Option<String>,
     /// Wall clock: create request → first poll that saw ACTIVE.
-    pub api_to_active: f64,
+    pub(crate) api_to_active: f64,
     /// Nova's own `created` → `OS-SRV-USG:launched_at` (whole seconds).
-    pub created_to_launched: Option<f64>,
+    pub(crate) created_to_launched: Option<f64>,
     /// Create request → the container started (Docker hosts only; clocks synced by NTP).
-    pub to_container: Option<f64>,
+    pub(crate) to_container: Option<f64>,
 }
 
 impl PyServer {
@@ -116,7 +115,7 @@ impl PyServer {
 
 /// The JSON line the Python process printed last; an empty stdout means it never got that
 /// far (no openstacksdk, bad credentials file, the run's time bound).
-pub fn parse_py(out: &ExecOutput, bound: u32) -> Result<PyOut> {
+pub(crate) fn parse_py(out: &ExecOutput, bound: u32) -> Result<PyOut> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let Some(line) = stdout
         .lines()
@@ -146,7 +145,7 @@ pub fn parse_py(out: &ExecOutput, bound: u32) -> Result<PyOut> {
 
 /// `docker events` lines "<instance uuid> <TimeNano>" → uuid → epoch seconds of the first
 /// start. Lines that are not that are ignored.
-pub fn parse_starts(text: &str) -> HashMap<String, f64> {
+pub(crate) fn parse_starts(text: &str) -> HashMap<String, f64> {
     let mut out = HashMap::new();
     for line in text.lines() {
         let mut parts = line.split_whitespace();
@@ -165,18 +164,18 @@ pub fn parse_starts(text: &str) -> HashMap<String, f64> {
 // ---- statistics ----
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Stats {
-    pub n: usize,
-    pub min: f64,
-    pub median: f64,
-    pub p95: f64,
-    pub max: f64,
+pub(crate) struct Stats {
+    pub(crate) n: usize,
+    pub(crate) min: f64,
+    pub(crate) median: f64,
+    pub(crate) p95: f64,
+    pub(crate) max: f64,
 }
 
 /// min / median / p95 / max. The median averages the two middle values of an even count;
 /// p95 is the nearest rank (the smallest value ≥ 95 % of the samples), so it is always a
 /// measured value. NaN (no figure) is left out; `None` when nothing is left.
-pub fn stats(values: impl IntoIterator<Item = f64>) -> Option<Stats> {
+pub(crate) fn stats(values: impl IntoIterator<Item = f64>) -> Option<Stats> {
     let mut v: Vec<f64> = values.into_iter().filter(|x| !x.is_nan()).collect();
     if v.is_empty() {
         return None;
@@ -222,10 +221,10 @@ fn secs(x: f64) -> String {
 
 /// The figures a run prints and writes as JSON.
 #[derive(Debug, Clone)]
-pub struct Measured {
-    pub samples: Vec<Sample>,
+pub(crate) struct Measured {
+    pub(crate) samples: Vec<Sample>,
     /// Why a Docker host's container times are missing, per host.
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
 impl Measured {
@@ -247,7 +246,7 @@ impl Measured {
         )
     }
 
-    pub fn hosts(&self) -> BTreeMap<String, usize> {
+    pub(crate) fn hosts(&self) -> BTreeMap<String, usize> {
         let mut m = BTreeMap::new();
         for s in &self.samples {
             *m.entry(s.host.clone()).or_insert(0) += 1;
@@ -255,7 +254,7 @@ impl Measured {
         m
     }
 
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         json!({
             "servers": self.samples.iter().map(|s| json!({
                 "name": s.name, "id": s.id, "host": s.host,
@@ -275,7 +274,7 @@ impl Measured {
     }
 
     /// Per-server lines and the min/median/p95/max table.
-    pub fn human(&self) -> String {
+    pub(crate) fn human(&self) -> String {
         let mut out = String::new();
         let w = self
             .samples
@@ -346,7 +345,7 @@ impl Measured {
 }
 
 /// fetched / present, on the medians of API → ACTIVE.
-pub fn ratio(present: &Measured, fetched: &Measured) -> Option<f64> {
+pub(crate) fn ratio(present: &Measured, fetched: &Measured) -> Option<f64> {
     let (p, f) = (present.api()?, fetched.api()?);
     (p.median > 0.0).then(|| f.median / p.median)
 }
@@ -367,7 +366,7 @@ struct Cx {
     computes: tokio::sync::Mutex<HashMap<String, std::sync::Arc<dyn Transport>>>,
 }
 
-pub fn run(o: Options) -> Result<ExitCode> {
+pub(crate) fn run(o: Options) -> Result<ExitCode> {
     let cloud = Cloud::load(
         &o.inventory,
         "boot-time talks to Nova from the first host of group `controllers`, where the credentials are",

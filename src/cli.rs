@@ -32,7 +32,7 @@ Docs: `novadock help` lists the manual's topics (inventory, playbook, steps, …
     about = "Run Docker as a Nova hypervisor next to KVM: plan and apply an OpenStack cloud's config over SSH",
     after_help = AFTER_HELP
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }

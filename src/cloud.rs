@@ -35,14 +35,14 @@ fn rendered_default(host: &Host, text: &str) -> Result<String> {
 
 /// The controller of an inventory (first host of group `controllers`) and its variables, for
 /// the commands that work through it (`image add`, `prefetch`, `boot-time`).
-pub struct Cloud {
-    pub inventory: Inventory,
-    pub controller: Host,
+pub(crate) struct Cloud {
+    pub(crate) inventory: Inventory,
+    pub(crate) controller: Host,
 }
 
 impl Cloud {
     /// `why`: the hint when the inventory has no controller, in the command's words.
-    pub fn load(path: &std::path::Path, why: &str) -> Result<Cloud> {
+    pub(crate) fn load(path: &std::path::Path, why: &str) -> Result<Cloud> {
         let inventory = Inventory::load(path).context("invalid inventory")?;
         printer::add_secrets(&inventory.secrets);
         let controller = inventory
@@ -64,7 +64,7 @@ impl Cloud {
 
     /// A string variable as the controller sees it (no templating: these are plain values),
     /// else the bootstrap playbook's default for it: one place says what the defaults are.
-    pub fn var(&self, k: &str) -> Result<Option<String>> {
+    pub(crate) fn var(&self, k: &str) -> Result<Option<String>> {
         let value = match self.controller.vars.get(k) {
             None | Some(serde_yaml::Value::Null) => match bootstrap_default(k) {
                 Some(serde_yaml::Value::String(t)) if t.contains("{{") => Some(
@@ -87,7 +87,7 @@ impl Cloud {
     }
 
     /// A list of strings (e.g. `prefetch_projects`), else the bootstrap playbook's default.
-    pub fn list_var(&self, k: &str) -> Result<Vec<String>> {
+    pub(crate) fn list_var(&self, k: &str) -> Result<Vec<String>> {
         let value = match self.controller.vars.get(k) {
             None | Some(serde_yaml::Value::Null) => bootstrap_default(k),
             Some(v) => Some(v.clone()),
@@ -112,12 +112,12 @@ impl Cloud {
     }
 
     /// A variable the embedded bootstrap playbook always defines.
-    pub fn var_or_default(&self, k: &str) -> Result<String> {
+    pub(crate) fn var_or_default(&self, k: &str) -> Result<String> {
         self.var(k)?
             .with_context(|| format!("variable `{k}` has no default in the bootstrap playbook"))
     }
 
-    pub fn auth(&self) -> Result<crate::openstack::Auth> {
+    pub(crate) fn auth(&self) -> Result<crate::openstack::Auth> {
         let cloud = self.var("openstack_cloud")?;
         // clouds.yaml instead of the openrc: the openrc's default does not apply then.
         let openrc = match (&cloud, self.controller.vars.get("openstack_openrc")) {
@@ -134,7 +134,7 @@ impl Cloud {
     }
 
     /// How `plan`/`apply` would connect, with the command's connection options.
-    pub fn connect_options(
+    pub(crate) fn connect_options(
         &self,
         persist_secs: u64,
         connect_timeout_secs: u64,

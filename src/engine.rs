@@ -19,10 +19,10 @@ use tokio::sync::Semaphore;
 mod once;
 use once::{Once, Rolling};
 
-pub const PENDING_FILE: &str = "/var/lib/novadock/pending-handlers";
+pub(crate) const PENDING_FILE: &str = "/var/lib/novadock/pending-handlers";
 /// In a directory only root can enter: /run/lock is world-writable, so any local user could
 /// hold a lock there (or plant a symlink in its place).
-pub const LOCK_FILE: &str = "/run/novadock/lock";
+pub(crate) const LOCK_FILE: &str = "/run/novadock/lock";
 /// Shell that makes /run/novadock (0700) and checks that it is root's own directory; on
 /// stdout too, where the lock holder's answer is read.
 const LOCK_DIR_SH: &str = "[ -d /run/novadock ] || mkdir -m 700 /run/novadock\n\
@@ -37,34 +37,34 @@ const LOCK_HELD_CODE: i32 = 75;
 const WAIT_ACTIVE_SH: &str = include_str!("engine/wait-active.sh");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     Plan,
     Apply,
 }
 
 #[derive(Debug, Clone)]
-pub struct Options {
-    pub mode: Mode,
-    pub forks: usize,
-    pub fail_fast: bool,
-    pub persist_secs: u64,
-    pub accept_new_host_keys: bool,
-    pub connect_timeout_secs: u64,
-    pub run_id: String,
+pub(crate) struct Options {
+    pub(crate) mode: Mode,
+    pub(crate) forks: usize,
+    pub(crate) fail_fast: bool,
+    pub(crate) persist_secs: u64,
+    pub(crate) accept_new_host_keys: bool,
+    pub(crate) connect_timeout_secs: u64,
+    pub(crate) run_id: String,
     /// Facts from the plan the user confirmed: apply works from exactly what was shown, and
     /// every write then checks that its file still is what the plan saw.
-    pub planned_facts: Option<Arc<BTreeMap<String, Facts>>>,
+    pub(crate) planned_facts: Option<Arc<BTreeMap<String, Facts>>>,
     /// `--limit`, as host names.
-    pub limit: Option<Arc<BTreeSet<String>>>,
+    pub(crate) limit: Option<Arc<BTreeSet<String>>>,
     /// Keep each host's facts in its report (for an apply confirmed after this plan); they
     /// hold whole config files, so only when needed.
-    pub keep_facts: bool,
+    pub(crate) keep_facts: bool,
     /// For an apply of a confirmed plan: the host each `run_once` step was planned on.
-    pub once_hosts: Option<Arc<BTreeMap<usize, String>>>,
+    pub(crate) once_hosts: Option<Arc<BTreeMap<usize, String>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     Unchanged,
     Changed,
     Failed,
@@ -72,7 +72,7 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Status::Unchanged => "unchanged",
             Status::Changed => "changed",
@@ -83,32 +83,32 @@ impl Status {
 }
 
 #[derive(Debug, Clone)]
-pub struct StepReport {
-    pub name: String,
-    pub status: Status,
-    pub summary: String,
-    pub diff: Option<String>,
-    pub note: Option<String>,
-    pub error: Option<String>,
+pub(crate) struct StepReport {
+    pub(crate) name: String,
+    pub(crate) status: Status,
+    pub(crate) summary: String,
+    pub(crate) diff: Option<String>,
+    pub(crate) note: Option<String>,
+    pub(crate) error: Option<String>,
     /// Index in the playbook (steps) or handler order (handlers).
-    pub index: usize,
+    pub(crate) index: usize,
 }
 
 #[derive(Debug, Clone)]
-pub struct HostReport {
-    pub name: String,
-    pub address: String,
-    pub steps: Vec<StepReport>,
-    pub handlers: Vec<StepReport>,
+pub(crate) struct HostReport {
+    pub(crate) name: String,
+    pub(crate) address: String,
+    pub(crate) steps: Vec<StepReport>,
+    pub(crate) handlers: Vec<StepReport>,
     /// Set when the host could not be worked on at all (unreachable, locked).
-    pub error: Option<String>,
-    pub round_trips: u64,
+    pub(crate) error: Option<String>,
+    pub(crate) round_trips: u64,
     /// The facts as gathered, before any step ran.
-    pub facts: Option<Facts>,
+    pub(crate) facts: Option<Facts>,
 }
 
 impl HostReport {
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         self.error.is_some()
             || self
                 .steps
@@ -116,25 +116,22 @@ impl HostReport {
                 .chain(&self.handlers)
                 .any(|s| s.status == Status::Failed)
     }
-
-    pub fn changed(&self) -> bool {
-        self.steps
-            .iter()
-            .chain(&self.handlers)
-            .any(|s| s.status == Status::Changed)
-    }
 }
 
-pub struct Engine {
-    pub inventory: Arc<Inventory>,
-    pub playbook: Arc<Playbook>,
-    pub renderer: Arc<Renderer>,
+pub(crate) struct Engine {
+    pub(crate) inventory: Arc<Inventory>,
+    pub(crate) playbook: Arc<Playbook>,
+    pub(crate) renderer: Arc<Renderer>,
     /// Hosts to run on, in inventory order, each with the indices of its steps.
-    pub targets: Vec<(Host, Vec<usize>)>,
+    pub(crate) targets: Vec<(Host, Vec<usize>)>,
 }
 
 impl Engine {
-    pub async fn run(&self, opts: &Options, progress: &indicatif::ProgressBar) -> Vec<HostReport> {
+    pub(crate) async fn run(
+        &self,
+        opts: &Options,
+        progress: &indicatif::ProgressBar,
+    ) -> Vec<HostReport> {
         let forks = Arc::new(Semaphore::new(opts.forks.max(1)));
         let abort = Arc::new(AtomicBool::new(false));
         let peers = Arc::new(Peers::new(
@@ -200,7 +197,7 @@ impl Engine {
 
 /// Other hosts' files a step needs (a key the controller generates, host keys to pin), read
 /// over those hosts' own connections; a read `after_run` waits until this run is done there.
-pub struct Peers {
+pub(crate) struct Peers {
     inventory: Arc<Inventory>,
     connect: crate::transport::ConnectOptions,
     done: BTreeMap<
@@ -1116,7 +1113,7 @@ impl HostRun {
 /// Render a step's arguments for one host and build it (once per item with `loop`);
 /// `check` and runs share this.
 #[allow(clippy::too_many_arguments)]
-pub fn build_step(
+pub(crate) fn build_step(
     renderer: &Renderer,
     inventory: &Inventory,
     limit: Option<&BTreeSet<String>>,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Probe {
+pub(crate) enum Probe {
     /// Type, owner, group, mode and (for regular files) the content of a path.
     File(String),
     /// A read-only command: its exit code and stdout.
@@ -24,15 +24,15 @@ pub enum Probe {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Meta {
-    pub owner: String,
-    pub group: String,
+pub(crate) struct Meta {
+    pub(crate) owner: String,
+    pub(crate) group: String,
     /// Octal permission bits as `stat -c %a` prints them, e.g. "640".
-    pub mode: String,
+    pub(crate) mode: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileFact {
+pub(crate) enum FileFact {
     Absent,
     File { meta: Meta, content: Content },
     Dir { meta: Meta },
@@ -44,7 +44,7 @@ pub enum FileFact {
 /// and one copy serves them all (large contents are interned by their hash). Its sha256 is
 /// computed once.
 #[derive(Clone)]
-pub struct Content(Arc<Shared>);
+pub(crate) struct Content(Arc<Shared>);
 
 struct Shared {
     bytes: Box<[u8]>,
@@ -55,7 +55,7 @@ struct Shared {
 const INTERN_MIN: usize = 4096;
 
 impl Content {
-    pub fn sha256_hex(&self) -> &str {
+    pub(crate) fn sha256_hex(&self) -> &str {
         self.0
             .sha256
             .get_or_init(|| crate::plan::sha256_hex(&self.0.bytes))
@@ -118,7 +118,7 @@ impl std::fmt::Debug for Content {
 
 /// Results computed once per key (a content's hash and what is done with it) for the run:
 /// the same change is planned on many hosts. Bounded; cleared when full.
-pub struct Memo<K, V>(Mutex<BTreeMap<K, V>>);
+pub(crate) struct Memo<K, V>(Mutex<BTreeMap<K, V>>);
 
 impl<K: Ord, V: Clone> Default for Memo<K, V> {
     fn default() -> Self {
@@ -127,11 +127,11 @@ impl<K: Ord, V: Clone> Default for Memo<K, V> {
 }
 
 impl<K: Ord, V: Clone> Memo<K, V> {
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Memo(Mutex::new(BTreeMap::new()))
     }
 
-    pub fn get_or(&self, key: K, compute: impl FnOnce() -> V) -> V {
+    pub(crate) fn get_or(&self, key: K, compute: impl FnOnce() -> V) -> V {
         if let Some(v) = self.0.lock().expect("not poisoned").get(&key) {
             return v.clone();
         }
@@ -146,22 +146,22 @@ impl<K: Ord, V: Clone> Memo<K, V> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CmdFact {
-    pub code: i32,
-    pub stdout: String,
+pub(crate) struct CmdFact {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Facts {
-    pub files: BTreeMap<String, FileFact>,
-    pub cmds: BTreeMap<String, CmdFact>,
+pub(crate) struct Facts {
+    pub(crate) files: BTreeMap<String, FileFact>,
+    pub(crate) cmds: BTreeMap<String, CmdFact>,
     /// (host, paths joined by newlines) → the existing files' contents concatenated, `None`
     /// when none exists; `Err` when the host could not be read.
-    pub peers: BTreeMap<(String, String), Result<Option<String>, String>>,
+    pub(crate) peers: BTreeMap<(String, String), Result<Option<String>, String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum FactsError {
+pub(crate) enum FactsError {
     #[error("the facts script printed no answer for probe {0}; output was cut short")]
     Missing(usize),
     #[error("a file changed while it was read")]
@@ -171,15 +171,15 @@ pub enum FactsError {
 }
 
 impl Facts {
-    pub fn file(&self, path: &str) -> &FileFact {
+    pub(crate) fn file(&self, path: &str) -> &FileFact {
         self.files.get(path).unwrap_or(&FileFact::Absent)
     }
 
-    pub fn cmd(&self, cmd: &str) -> Option<&CmdFact> {
+    pub(crate) fn cmd(&self, cmd: &str) -> Option<&CmdFact> {
         self.cmds.get(cmd)
     }
 
-    pub fn peer(&self, host: &str, paths: &[String]) -> Result<Option<&str>, String> {
+    pub(crate) fn peer(&self, host: &str, paths: &[String]) -> Result<Option<&str>, String> {
         match self.peers.get(&(host.to_string(), paths.join("\n"))) {
             Some(Ok(c)) => Ok(c.as_deref()),
             Some(Err(e)) => Err(e.clone()),
@@ -189,7 +189,7 @@ impl Facts {
 }
 
 /// The script reading `paths` on a peer: a header line per path, then its content.
-pub fn peer_script(paths: &[String]) -> String {
+pub(crate) fn peer_script(paths: &[String]) -> String {
     let mut s = String::new();
     for p in paths {
         s.push_str(&format!(
@@ -201,7 +201,7 @@ pub fn peer_script(paths: &[String]) -> String {
 }
 
 /// What [`peer_script`] printed: the files found, concatenated; `None` when none exists.
-pub fn parse_peer(out: &str) -> Option<String> {
+pub(crate) fn parse_peer(out: &str) -> Option<String> {
     if !out.contains("ND_PEER_FILE") {
         return None;
     }
@@ -217,7 +217,7 @@ pub fn parse_peer(out: &str) -> Option<String> {
 /// (on a busy host each process costs about a millisecond): one `stat` of those that exist,
 /// one `cat` of the regular ones, split by the sizes `stat` gave. Commands follow, each
 /// answer ending with "\n<marker> <index> <rc>\n".
-pub fn script(probes: &[Probe], marker: &str) -> String {
+pub(crate) fn script(probes: &[Probe], marker: &str) -> String {
     let paths: Vec<String> = file_paths(probes).map(|p| quote(p)).collect();
     let mut s = format!("LC_ALL=C; export LC_ALL\nnd_m={}\n", quote(marker));
     if !paths.is_empty() {
@@ -257,7 +257,7 @@ pub fn script(probes: &[Probe], marker: &str) -> String {
 
 /// The script answering `probes` one by one (a process or two per file): for when a file
 /// changed while [`script`] read it.
-pub fn script_each(probes: &[Probe], marker: &str) -> String {
+pub(crate) fn script_each(probes: &[Probe], marker: &str) -> String {
     let mut s = String::from(
         "LC_ALL=C; export LC_ALL\n\
          nd_file() {\n\
@@ -292,7 +292,7 @@ fn file_paths(probes: &[Probe]) -> impl Iterator<Item = &String> {
 }
 
 /// Split the output of [`script`] into facts. [`FactsError::Raced`]: run [`script_each`].
-pub fn parse(probes: &[Probe], marker: &str, out: &[u8]) -> Result<Facts, FactsError> {
+pub(crate) fn parse(probes: &[Probe], marker: &str, out: &[u8]) -> Result<Facts, FactsError> {
     let mut facts = Facts::default();
     let files: Vec<&String> = file_paths(probes).collect();
     let mut rest = out;
@@ -378,7 +378,7 @@ pub fn parse(probes: &[Probe], marker: &str, out: &[u8]) -> Result<Facts, FactsE
 }
 
 /// Split the output of [`script_each`] into facts.
-pub fn parse_each(probes: &[Probe], marker: &str, out: &[u8]) -> Result<Facts, FactsError> {
+pub(crate) fn parse_each(probes: &[Probe], marker: &str, out: &[u8]) -> Result<Facts, FactsError> {
     let mut facts = Facts::default();
     parse_framed(probes, marker, out, &mut facts, true)?;
     Ok(facts)
@@ -474,7 +474,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// A marker that no file on the host will contain by accident.
-pub fn new_marker() -> String {
+pub(crate) fn new_marker() -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(format!(

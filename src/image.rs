@@ -14,29 +14,29 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub enum Source {
+pub(crate) enum Source {
     /// `docker save NAME` on this inventory host.
     Host(Host),
     /// A `docker save` tarball on this machine.
     File(PathBuf),
 }
 
-pub struct AddConfig {
-    pub controller: Host,
-    pub auth: Auth,
-    pub connect: ConnectOptions,
-    pub name: String,
-    pub source: Source,
-    pub replace: bool,
-    pub public: bool,
+pub(crate) struct AddConfig {
+    pub(crate) controller: Host,
+    pub(crate) auth: Auth,
+    pub(crate) connect: ConnectOptions,
+    pub(crate) name: String,
+    pub(crate) source: Source,
+    pub(crate) replace: bool,
+    pub(crate) public: bool,
     /// Where a host's `docker save` is kept while it is checked and uploaded.
-    pub spool_dir: PathBuf,
+    pub(crate) spool_dir: PathBuf,
 }
 
 /// `$TMPDIR/novadock-NAME-RANDOM`, else under /var/tmp (disk, not a tmpfs): where images
 /// wait while they are checked or fanned out. The random part keeps a local user from
 /// planting it in advance; [`create_private_dir`] refuses it if they did anyway.
-pub fn spool_dir(name: &str) -> Result<PathBuf, String> {
+pub(crate) fn spool_dir(name: &str) -> Result<PathBuf, String> {
     let mut r = [0u8; 8];
     getrandom::fill(&mut r)
         .map_err(|e| format!("cannot name a spool directory: no random bytes: {e}"))?;
@@ -76,19 +76,19 @@ pub(crate) fn create_spool_file(path: &Path) -> Result<tokio::fs::File, String> 
 }
 
 #[derive(Debug, Serialize)]
-pub struct AddResult {
-    pub name: String,
+pub(crate) struct AddResult {
+    pub(crate) name: String,
     /// "uploaded", "replaced" or "unchanged"
-    pub action: &'static str,
-    pub id: String,
-    pub size: u64,
-    pub sha512: String,
+    pub(crate) action: &'static str,
+    pub(crate) id: String,
+    pub(crate) size: u64,
+    pub(crate) sha512: String,
     /// Images of that name removed after the new one became active (`--replace`).
-    pub removed: Vec<String>,
+    pub(crate) removed: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ImageError {
+pub(crate) enum ImageError {
     #[error("{0}")]
     Source(String),
     #[error(
@@ -109,7 +109,7 @@ pub enum ImageError {
 }
 
 /// The repo:tags a `docker save` tarball holds (its manifest.json), read without unpacking.
-pub fn repo_tags(tar: &mut impl Read) -> Result<Vec<String>, String> {
+pub(crate) fn repo_tags(tar: &mut impl Read) -> Result<Vec<String>, String> {
     let mut header = [0u8; 512];
     let mut long_name: Option<String> = None;
     loop {
@@ -277,7 +277,7 @@ const DELETE_PY: &str = r#"for i in a["ids"]:
             sys.exit("Glance: DELETE /images/%s: HTTP %d" % (i, e.code))
 "#;
 
-pub async fn add(cfg: &AddConfig) -> Result<AddResult, ImageError> {
+pub(crate) async fn add(cfg: &AddConfig) -> Result<AddResult, ImageError> {
     let name = cfg.name.clone();
     if name.trim().is_empty() {
         return Err(ImageError::Source("the image name is empty".into()));

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
-pub enum InventoryError {
+pub(crate) enum InventoryError {
     #[error(transparent)]
     Yaml(#[from] YamlError),
     #[error(
@@ -44,13 +44,13 @@ pub enum InventoryError {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SshConfig {
-    pub user: Option<String>,
-    pub port: Option<u16>,
-    pub identity_file: Option<PathBuf>,
-    pub known_hosts: Option<PathBuf>,
+pub(crate) struct SshConfig {
+    pub(crate) user: Option<String>,
+    pub(crate) port: Option<u16>,
+    pub(crate) identity_file: Option<PathBuf>,
+    pub(crate) known_hosts: Option<PathBuf>,
     /// `false` accepts unknown host keys (never changed ones); strict by default.
-    pub strict_host_key_checking: Option<bool>,
+    pub(crate) strict_host_key_checking: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -86,26 +86,26 @@ struct RawInventory {
 
 /// Where a host is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Address {
+pub(crate) enum Address {
     Local,
     Ssh(String),
 }
 
 #[derive(Debug, Clone)]
-pub struct Host {
-    pub name: String,
-    pub address: Address,
-    pub groups: Vec<String>,
-    pub user: String,
-    pub port: u16,
+pub(crate) struct Host {
+    pub(crate) name: String,
+    pub(crate) address: Address,
+    pub(crate) groups: Vec<String>,
+    pub(crate) user: String,
+    pub(crate) port: u16,
     /// Variables after precedence: host > groups (later listed wins) > global.
-    pub vars: serde_yaml::Mapping,
+    pub(crate) vars: serde_yaml::Mapping,
     /// The inventory file's directory, absolute (`{{ inventory_dir }}` in templates).
-    pub inventory_dir: PathBuf,
+    pub(crate) inventory_dir: PathBuf,
 }
 
 impl Host {
-    pub fn address_str(&self) -> &str {
+    pub(crate) fn address_str(&self) -> &str {
         match &self.address {
             Address::Local => "local",
             Address::Ssh(a) => a,
@@ -114,17 +114,17 @@ impl Host {
 }
 
 #[derive(Debug, Clone)]
-pub struct Inventory {
-    pub path: PathBuf,
-    pub ssh: SshConfig,
-    pub hosts: Vec<Host>,
-    pub groups: BTreeSet<String>,
+pub(crate) struct Inventory {
+    pub(crate) path: PathBuf,
+    pub(crate) ssh: SshConfig,
+    pub(crate) hosts: Vec<Host>,
+    pub(crate) groups: BTreeSet<String>,
     /// Values of secret variables, masked in every output.
-    pub secrets: Vec<String>,
+    pub(crate) secrets: Vec<String>,
 }
 
 impl Inventory {
-    pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+    pub(crate) fn load(path: &Path) -> Result<Inventory, InventoryError> {
         let text = std::fs::read_to_string(path).map_err(|source| YamlError::Read {
             path: path.to_path_buf(),
             source,
@@ -132,7 +132,7 @@ impl Inventory {
         Self::parse(path, &text)
     }
 
-    pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
         let raw: RawInventory = yaml::parse(path, text)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut secrets = Vec::new();
@@ -197,19 +197,19 @@ impl Inventory {
         })
     }
 
-    pub fn host(&self, name: &str) -> Option<&Host> {
+    pub(crate) fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
     }
 
     /// Hosts matched by a pattern: "all", host or group names, comma separated. A name that
     /// is neither a host nor a group is an error.
-    pub fn select(&self, pattern: &str) -> Result<Vec<&Host>, InventoryError> {
+    pub(crate) fn select(&self, pattern: &str) -> Result<Vec<&Host>, InventoryError> {
         self.select_inner(pattern, true)
     }
 
     /// As [`Inventory::select`], but a group no host is in matches nothing: a shipped playbook
     /// names groups (docker_computes) that a given inventory may not have yet.
-    pub fn select_steps(&self, pattern: &str) -> Vec<&Host> {
+    pub(crate) fn select_steps(&self, pattern: &str) -> Vec<&Host> {
         self.select_inner(pattern, false).unwrap_or_default()
     }
 

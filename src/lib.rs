@@ -2,25 +2,25 @@
 //!
 //! The modules mirror the pipeline: inventory → playbook → facts → plan → apply → report.
 
-pub mod assets;
-pub mod boottime;
+mod assets;
+mod boottime;
 pub mod cli;
-pub mod cloud;
-pub mod engine;
-pub mod facts;
+mod cloud;
+mod engine;
+mod facts;
 mod help;
-pub mod image;
+mod image;
 pub mod ini;
-pub mod inventory;
-pub mod openstack;
-pub mod plan;
-pub mod playbook;
-pub mod precache;
-pub mod prefetch;
-pub mod printer;
-pub mod render;
-pub mod report;
-pub mod shell;
-pub mod steps;
-pub mod transport;
-pub mod yaml;
+mod inventory;
+mod openstack;
+mod plan;
+mod playbook;
+mod precache;
+mod prefetch;
+mod printer;
+mod render;
+mod report;
+mod shell;
+mod steps;
+mod transport;
+mod yaml;

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// OpenStack releases in order, Icehouse onwards.
-pub const RELEASES: &[&str] = &[
+pub(crate) const RELEASES: &[&str] = &[
     "icehouse",
     "juno",
     "kilo",
@@ -34,10 +34,10 @@ pub const RELEASES: &[&str] = &[
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Release(usize);
+pub(crate) struct Release(usize);
 
 impl Release {
-    pub fn named(name: &str) -> Option<Release> {
+    pub(crate) fn named(name: &str) -> Option<Release> {
         let n = name.trim().to_ascii_lowercase();
         // The year names of 2023 onwards are accepted too.
         let n = match n.as_str() {
@@ -58,7 +58,7 @@ impl Release {
         Release::named(name).expect("a release in RELEASES")
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         RELEASES[self.0]
     }
 
@@ -68,12 +68,12 @@ impl Release {
 
     /// From an installed nova version ("2:26.2.2-1~deb12u4", "26.2.2", "2014.1.3"): nova 12 =
     /// Liberty … nova 34 = Hibiscus (2026.2). A newer major is `Newer`: the newest known rules.
-    pub fn from_nova_version(v: &str) -> Option<Detected> {
+    pub(crate) fn from_nova_version(v: &str) -> Option<Detected> {
         Release::from_major(v, 12)
     }
 
     /// From an installed glance version: glance 11 = Liberty … glance 33 = Hibiscus (2026.2).
-    pub fn from_glance_version(v: &str) -> Option<Detected> {
+    pub(crate) fn from_glance_version(v: &str) -> Option<Detected> {
         Release::from_major(v, 11)
     }
 
@@ -100,14 +100,15 @@ impl Release {
 
 /// A release read off an installed version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Detected {
+pub(crate) enum Detected {
     Known(Release),
     /// Newer than any release novadock knows: planned with the newest known one's rules.
     Newer(Release),
 }
 
+#[cfg(test)]
 impl Detected {
-    pub fn release(self) -> Release {
+    pub(crate) fn release(self) -> Release {
         match self {
             Detected::Known(r) | Detected::Newer(r) => r,
         }
@@ -132,17 +133,17 @@ fn major_minor(v: &str) -> Option<(u32, u32)> {
 
 /// Where an option lives in a given release, and what it is when unset.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KnownOption {
-    pub section: &'static str,
-    pub option: &'static str,
-    pub aliases: Vec<(&'static str, &'static str)>,
-    pub default: String,
+pub(crate) struct KnownOption {
+    pub(crate) section: &'static str,
+    pub(crate) option: &'static str,
+    pub(crate) aliases: Vec<(&'static str, &'static str)>,
+    pub(crate) default: String,
 }
 
 /// Names usable as `known:` in an `ini` step.
-pub const KNOWN: &[&str] = &["glance.container_formats", "nova.scheduler_filters"];
+pub(crate) const KNOWN: &[&str] = &["glance.container_formats", "nova.scheduler_filters"];
 
-pub fn known(name: &str, r: Release) -> Option<KnownOption> {
+pub(crate) fn known(name: &str, r: Release) -> Option<KnownOption> {
     match name {
         "glance.container_formats" => {
             let mut formats = vec!["ami", "ari", "aki", "bare", "ovf", "ova"];
@@ -204,12 +205,12 @@ pub fn known(name: &str, r: Release) -> Option<KnownOption> {
 
 /// A read-only command that prints the installed nova and glance versions (Debian packages,
 /// else the Python packages).
-pub const RELEASE_PROBE: &str = "dpkg-query -W -f='${Package} ${Version}\\n' python3-nova python3-glance 2>/dev/null | grep -v ' $'; \
+pub(crate) const RELEASE_PROBE: &str = "dpkg-query -W -f='${Package} ${Version}\\n' python3-nova python3-glance 2>/dev/null | grep -v ' $'; \
 for m in nova glance; do python3 -c \"import importlib.metadata as m; print('python3-$m', m.version('$m'))\" 2>/dev/null; done; true";
 
 /// The release a step works for: `release` named (or a template that rendered to a name), or
 /// `auto`/absent, detected on the host by [`RELEASE_PROBE`]; with a phrase saying which.
-pub fn resolve_release(
+pub(crate) fn resolve_release(
     release: Option<&str>,
     facts: &crate::facts::Facts,
     what: &str,
@@ -250,7 +251,7 @@ pub fn resolve_release(
 }
 
 /// The release from [`RELEASE_PROBE`]'s output, with what it was read from.
-pub fn detect(probe_output: &str) -> Option<(Detected, String)> {
+pub(crate) fn detect(probe_output: &str) -> Option<(Detected, String)> {
     for line in probe_output.lines() {
         let Some((pkg, version)) = line.split_once(' ') else {
             continue;
@@ -433,11 +434,11 @@ mod tests {
 /// How steps reach the cloud: credentials stay on the controller, as operators keep them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Auth {
+pub(crate) struct Auth {
     /// A shell file exporting OS_* variables (default /root/admin-openrc).
-    pub openrc: Option<String>,
+    pub(crate) openrc: Option<String>,
     /// A clouds.yaml entry, instead of `openrc`.
-    pub cloud: Option<String>,
+    pub(crate) cloud: Option<String>,
 }
 
 impl Auth {
@@ -447,7 +448,7 @@ impl Auth {
     }
 
     /// As `python`, with the whole run bounded by `secs` (boot-time's runs take longer).
-    pub fn python_bounded(&self, script: &str, secs: u32) -> String {
+    pub(crate) fn python_bounded(&self, script: &str, secs: u32) -> String {
         use crate::shell::quote;
         let env = match (&self.cloud, &self.openrc) {
             (Some(c), _) => format!("OS_CLOUD={} ", quote(c)),
@@ -464,7 +465,7 @@ impl Auth {
     }
 
     /// Checks shared by the OpenStack steps: a resource `name`, one credential source.
-    pub fn validate(&self, name: &str) -> Result<(), String> {
+    pub(crate) fn validate(&self, name: &str) -> Result<(), String> {
         if name.trim().is_empty() {
             return Err("`name` is empty".into());
         }
@@ -475,17 +476,17 @@ impl Auth {
     }
 
     /// What the shared probe found on this host.
-    pub fn facts(&self, facts: &crate::facts::Facts) -> Result<CloudFacts, String> {
+    pub(crate) fn facts(&self, facts: &crate::facts::Facts) -> Result<CloudFacts, String> {
         cloud_facts(facts.cmd(&self.facts_probe()))
     }
 
     /// The read-only probe every OpenStack step of this auth shares: one run for all.
-    pub fn facts_probe(&self) -> String {
+    pub(crate) fn facts_probe(&self) -> String {
         self.python(FACTS_PY)
     }
 
     /// A change: `args` reaches Python as base64 JSON, so no value is ever parsed as code.
-    pub fn change(&self, label: &str, body: &str, args: &serde_json::Value) -> String {
+    pub(crate) fn change(&self, label: &str, body: &str, args: &serde_json::Value) -> String {
         let b64 = crate::plan::base64(args.to_string().as_bytes()).replace('\n', "");
         // A no-op command, not a comment: a name with a newline would end a comment.
         format!(
@@ -499,7 +500,7 @@ impl Auth {
 }
 
 /// Upper bound for one OpenStack probe or change (Python start-up, auth, a few API calls).
-pub const PY_TIMEOUT_SECS: u32 = 300;
+pub(crate) const PY_TIMEOUT_SECS: u32 = 300;
 
 /// Errors come out as one line (`error: ...` on stderr, exit 1), never a traceback.
 const PY_PRELUDE: &str = r#"import base64, json, sys
@@ -565,48 +566,47 @@ except Exception as e:
 
 /// What the facts probe found.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
-pub struct CloudFacts {
+pub(crate) struct CloudFacts {
     #[serde(default)]
-    pub flavors: Vec<Flavor>,
+    pub(crate) flavors: Vec<Flavor>,
     #[serde(default)]
-    pub aggregates: Vec<Aggregate>,
+    pub(crate) aggregates: Vec<Aggregate>,
     /// (nova-compute service host, "up"/"down")
     #[serde(default)]
-    pub compute_hosts: Vec<(String, String)>,
+    pub(crate) compute_hosts: Vec<(String, String)>,
     /// Glance images of container format docker.
     #[serde(default)]
-    pub docker_images: Vec<GlanceEntry>,
-    pub error: Option<String>,
+    pub(crate) docker_images: Vec<GlanceEntry>,
+    pub(crate) error: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
-pub struct GlanceEntry {
-    pub name: Option<String>,
-    pub id: String,
-    pub status: Option<String>,
+pub(crate) struct GlanceEntry {
+    pub(crate) name: Option<String>,
+    pub(crate) id: String,
+    pub(crate) status: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
-pub struct Flavor {
-    pub name: String,
-    pub id: String,
-    pub ram: u64,
-    pub disk: u64,
-    pub vcpus: u64,
-    pub extra_specs: std::collections::BTreeMap<String, String>,
+pub(crate) struct Flavor {
+    pub(crate) name: String,
+    pub(crate) id: String,
+    pub(crate) ram: u64,
+    pub(crate) disk: u64,
+    pub(crate) vcpus: u64,
+    pub(crate) extra_specs: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
-pub struct Aggregate {
-    pub name: String,
-    pub id: serde_json::Value,
-    pub hosts: Vec<String>,
-    pub metadata: std::collections::BTreeMap<String, String>,
-    pub availability_zone: Option<String>,
+pub(crate) struct Aggregate {
+    pub(crate) name: String,
+    pub(crate) id: serde_json::Value,
+    pub(crate) hosts: Vec<String>,
+    pub(crate) metadata: std::collections::BTreeMap<String, String>,
 }
 
 /// Parse the probe's output; an OpenStack error becomes the step's error, verbatim.
-pub fn cloud_facts(out: Option<&crate::facts::CmdFact>) -> Result<CloudFacts, String> {
+pub(crate) fn cloud_facts(out: Option<&crate::facts::CmdFact>) -> Result<CloudFacts, String> {
     let Some(out) = out else {
         return Err("no OpenStack facts were gathered".into());
     };

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 /// What a path must look like when an action runs; checked again on the host before writing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Expect {
+pub(crate) enum Expect {
     Absent,
     Sha256(String),
     Dir,
@@ -18,14 +18,14 @@ pub enum Expect {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Attrs {
-    pub owner: Option<String>,
-    pub group: Option<String>,
-    pub mode: Option<String>,
+pub(crate) struct Attrs {
+    pub(crate) owner: Option<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) mode: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Atomically replace (or create) a regular file.
     Write {
         path: String,
@@ -63,45 +63,45 @@ pub enum Action {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadSpec {
-    pub name: String,
+pub(crate) struct UploadSpec {
+    pub(crate) name: String,
     /// An inventory host that has the image, or empty with `file`.
-    pub from_host: String,
-    pub file: String,
-    pub public: bool,
-    pub auth: crate::openstack::Auth,
+    pub(crate) from_host: String,
+    pub(crate) file: String,
+    pub(crate) public: bool,
+    pub(crate) auth: crate::openstack::Auth,
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Outcome {
-    pub actions: Vec<Action>,
+pub(crate) struct Outcome {
+    pub(crate) actions: Vec<Action>,
     /// One line for humans: "edit /etc/nova/nova.conf", "install docker.io".
-    pub summary: String,
-    pub diff: Option<String>,
+    pub(crate) summary: String,
+    pub(crate) diff: Option<String>,
     /// Why nothing changes, when that is worth saying ("docker is in the default").
-    pub note: Option<String>,
+    pub(crate) note: Option<String>,
 }
 
 impl Outcome {
-    pub fn unchanged(summary: impl Into<String>) -> Outcome {
+    pub(crate) fn unchanged(summary: impl Into<String>) -> Outcome {
         Outcome {
             summary: summary.into(),
             ..Default::default()
         }
     }
 
-    pub fn changed(&self) -> bool {
+    pub(crate) fn changed(&self) -> bool {
         !self.actions.is_empty()
     }
 }
 
-pub fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     let d = Sha256::digest(data);
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The expectation matching what the facts say is at `path` now.
-pub fn expect_of(fact: &FileFact) -> Expect {
+pub(crate) fn expect_of(fact: &FileFact) -> Expect {
     match fact {
         FileFact::Absent => Expect::Absent,
         FileFact::File { content, .. } => Expect::Sha256(content.sha256_hex().to_string()),
@@ -112,7 +112,7 @@ pub fn expect_of(fact: &FileFact) -> Expect {
 }
 
 /// True when `attrs` asks for something `meta` does not already have.
-pub fn attrs_differ(attrs: &Attrs, meta: &Meta) -> bool {
+pub(crate) fn attrs_differ(attrs: &Attrs, meta: &Meta) -> bool {
     attrs.owner.as_ref().is_some_and(|o| *o != meta.owner)
         || attrs.group.as_ref().is_some_and(|g| *g != meta.group)
         || attrs
@@ -122,13 +122,13 @@ pub fn attrs_differ(attrs: &Attrs, meta: &Meta) -> bool {
 }
 
 /// "0640", "640" and "00640" are the same mode.
-pub fn normalize_mode(m: &str) -> String {
+pub(crate) fn normalize_mode(m: &str) -> String {
     let t = m.trim_start_matches('0');
     if t.is_empty() { "0".into() } else { t.into() }
 }
 
 /// Record the effect of executed (or planned) actions, so later steps see the new state.
-pub fn overlay(facts: &mut Facts, actions: &[Action]) {
+pub(crate) fn overlay(facts: &mut Facts, actions: &[Action]) {
     for a in actions {
         match a {
             Action::Write {
@@ -202,7 +202,7 @@ fn apply_attrs(mut meta: Meta, attrs: &Attrs) -> Meta {
 }
 
 /// Paths whose change makes systemd need a daemon-reload.
-pub fn is_unit_path(path: &str) -> bool {
+pub(crate) fn is_unit_path(path: &str) -> bool {
     [
         "/etc/systemd/system/",
         "/lib/systemd/system/",
@@ -220,7 +220,7 @@ pub fn is_unit_path(path: &str) -> bool {
 ///
 /// Every process costs ~1 ms on a busy host: tests, `printf` and parameter expansion are shell
 /// built-ins, and once-per-script work is done once.
-pub const PRELUDE: &str = r#"set -eu
+pub(crate) const PRELUDE: &str = r#"set -eu
 LC_ALL=C; export LC_ALL
 ND_BACKUPS=${ND_BACKUPS:-/var/backups/novadock}
 nd_um=$(umask)
@@ -455,7 +455,7 @@ const SPLICE_MIN: usize = 16 * 1024;
 /// The shell text that carries out one action (after [`PRELUDE`]). `old` is the current
 /// content of a written file as the facts know it: a large file whose expected hash it
 /// matches is sent as an edit of itself, not whole.
-pub fn action_script(a: &Action, old: Option<&Content>) -> String {
+pub(crate) fn action_script(a: &Action, old: Option<&Content>) -> String {
     let attrs = |a: &Attrs| {
         format!(
             "{} {} {}",
@@ -544,13 +544,13 @@ fn splice<'a>(old: &[u8], new: &'a [u8]) -> Option<(usize, usize, &'a [u8])> {
 }
 
 /// How many items `a` and `b` share at their start.
-pub fn common_head<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+pub(crate) fn common_head<T: PartialEq>(a: &[T], b: &[T]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// How many items `a` and `b` share at their end, at most `limit` (what their common start
 /// leaves them).
-pub fn common_tail<T: PartialEq>(a: &[T], b: &[T], limit: usize) -> usize {
+pub(crate) fn common_tail<T: PartialEq>(a: &[T], b: &[T], limit: usize) -> usize {
     a.iter()
         .rev()
         .zip(b.iter().rev())
@@ -561,7 +561,7 @@ pub fn common_tail<T: PartialEq>(a: &[T], b: &[T], limit: usize) -> usize {
 
 /// The directories whose entries `actions` change (written or removed files): synced once at
 /// the end of a script, so that the renames are on disk too.
-pub fn changed_dirs(actions: &[Action]) -> Vec<String> {
+pub(crate) fn changed_dirs(actions: &[Action]) -> Vec<String> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -588,7 +588,7 @@ fn expect_word(e: &Expect) -> String {
 }
 
 /// Base64 in 76-column lines, as `base64 -d` reads it.
-pub fn base64(data: &[u8]) -> String {
+pub(crate) fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len() * 4 / 3 + data.len() / 57 + 4);
     for line in data.chunks(57) {

@@ -1,14 +1,13 @@
 //! The playbook: steps (each of one kind) and handlers.
 
 use crate::assets;
-use crate::steps::KINDS;
 use crate::yaml::{self, YamlError};
 use indexmap::IndexMap;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
-pub enum PlaybookError {
+pub(crate) enum PlaybookError {
     #[error(transparent)]
     Yaml(#[from] YamlError),
     #[error("{path}: step {index} ({name}): {message}")]
@@ -101,51 +100,51 @@ struct RawPlaybook {
 }
 
 #[derive(Debug, Clone)]
-pub struct Step {
-    pub name: String,
-    pub hosts: String,
-    pub when: Option<String>,
-    pub loop_over: Option<serde_yaml::Value>,
-    pub notify: Vec<String>,
+pub(crate) struct Step {
+    pub(crate) name: String,
+    pub(crate) hosts: String,
+    pub(crate) when: Option<String>,
+    pub(crate) loop_over: Option<serde_yaml::Value>,
+    pub(crate) notify: Vec<String>,
     /// Hosts managed from where the step runs (see `for_hosts` in the playbook reference).
-    pub for_hosts: Option<String>,
+    pub(crate) for_hosts: Option<String>,
     /// Runs on one host only (see `run_once` in the playbook reference).
-    pub run_once: bool,
-    pub kind: &'static str,
+    pub(crate) run_once: bool,
+    pub(crate) kind: &'static str,
     /// Unrendered arguments: rendered per host at plan time.
-    pub args: serde_yaml::Value,
+    pub(crate) args: serde_yaml::Value,
 }
 
 #[derive(Debug, Clone)]
-pub struct Handler {
-    pub name: String,
-    pub kind: &'static str,
-    pub args: serde_yaml::Value,
+pub(crate) struct Handler {
+    pub(crate) name: String,
+    pub(crate) kind: &'static str,
+    pub(crate) args: serde_yaml::Value,
     /// A rolling run: at most this many hosts at a time (see `serial` in the playbook reference).
-    pub serial: Option<usize>,
+    pub(crate) serial: Option<usize>,
     /// Seconds a `serial` service handler waits for its unit to be active again.
-    pub active_timeout: u64,
+    pub(crate) active_timeout: u64,
 }
 
 /// How long a rolling restart waits for a unit to be active again, unless the handler says.
 pub(crate) const ACTIVE_TIMEOUT_SECS: u64 = 120;
 
 #[derive(Debug, Clone)]
-pub struct Playbook {
+pub(crate) struct Playbook {
     /// Shown to users: the path given, or `embedded:playbooks/NAME`.
-    pub source: String,
+    pub(crate) source: String,
     /// The file on disk, when it came from disk (templates are looked up beside it).
-    pub disk_path: Option<PathBuf>,
-    pub vars: serde_yaml::Mapping,
-    pub steps: Vec<Step>,
-    pub handlers: Vec<Handler>,
+    pub(crate) disk_path: Option<PathBuf>,
+    pub(crate) vars: serde_yaml::Mapping,
+    pub(crate) steps: Vec<Step>,
+    pub(crate) handlers: Vec<Handler>,
     /// Runs only with `--limit` (see `require_limit`).
-    pub require_limit: bool,
+    pub(crate) require_limit: bool,
 }
 
 impl Playbook {
     /// Load from disk, or the embedded copy when `path` is not on disk.
-    pub fn load(path: &Path) -> Result<Playbook, PlaybookError> {
+    pub(crate) fn load(path: &Path) -> Result<Playbook, PlaybookError> {
         if path.exists() {
             let text = std::fs::read_to_string(path).map_err(|source| YamlError::Read {
                 path: path.to_path_buf(),
@@ -164,7 +163,7 @@ impl Playbook {
         Self::parse(&shown, text, None)
     }
 
-    pub fn parse(
+    pub(crate) fn parse(
         path: &Path,
         text: &str,
         disk_path: Option<PathBuf>,
@@ -287,10 +286,6 @@ impl Playbook {
         }
         Ok(playbook)
     }
-
-    pub fn handler(&self, name: &str) -> Option<&Handler> {
-        self.handlers.iter().find(|h| h.name == name)
-    }
 }
 
 fn exactly_one<const N: usize>(
@@ -313,11 +308,6 @@ fn exactly_one<const N: usize>(
                 .join(", ")
         )),
     }
-}
-
-/// Steps kinds known to the engine (for `--help` texts).
-pub fn kinds() -> &'static [&'static str] {
-    KINDS
 }
 
 #[cfg(test)]

@@ -18,29 +18,29 @@ const PRECACHE_PY: &str = include_str!("precache.py");
 
 /// What a run asked of Nova, or would have.
 #[derive(Debug, Serialize)]
-pub struct Precache {
-    pub dry_run: bool,
-    pub source: Source,
-    pub aggregate: String,
-    pub images: Vec<GlanceImage>,
+pub(crate) struct Precache {
+    pub(crate) dry_run: bool,
+    pub(crate) source: Source,
+    pub(crate) aggregate: String,
+    pub(crate) images: Vec<GlanceImage>,
     /// The aggregate's members, all of which Nova asks.
-    pub hosts: Vec<String>,
+    pub(crate) hosts: Vec<String>,
     /// Members whose nova-compute is not up: Nova skips them.
-    pub down: Vec<String>,
+    pub(crate) down: Vec<String>,
     /// Members whose hypervisor is not docker → its type (their driver caches its own way,
     /// or not at all).
-    pub other_hypervisors: BTreeMap<String, String>,
-    pub microversion: &'static str,
+    pub(crate) other_hypervisors: BTreeMap<String, String>,
+    pub(crate) microversion: &'static str,
     /// Pre-cache requests Nova accepted (202); more than one when Nova 26's duplicate check
     /// made novadock send the images one by one.
-    pub requests: usize,
+    pub(crate) requests: usize,
     /// Nova caches after answering: the outcome is in nova-compute's log and notifications.
-    pub asynchronous: bool,
-    pub seconds: f64,
+    pub(crate) asynchronous: bool,
+    pub(crate) seconds: f64,
 }
 
 /// The request's body: every image once, in the order given.
-pub fn request_body(images: &[GlanceImage]) -> serde_json::Value {
+pub(crate) fn request_body(images: &[GlanceImage]) -> serde_json::Value {
     let mut ids: Vec<&str> = Vec::new();
     for i in images {
         if !ids.contains(&i.id.as_str()) {
@@ -69,7 +69,7 @@ struct AnswerError {
     message: String,
 }
 
-pub async fn run(cfg: &Config) -> Result<Precache, PrefetchError> {
+pub(crate) async fn run(cfg: &Config) -> Result<Precache, PrefetchError> {
     let started = Instant::now();
     let ctl = crate::transport::connect(&cfg.controller, &cfg.connect)
         .await
@@ -162,7 +162,7 @@ async fn ask(
 
 /// The report's lines, each starting with its mark (`~` asked, `=` nothing to ask, `!` a
 /// warning), and the closing note.
-pub fn human_lines(p: &Precache) -> Vec<String> {
+pub(crate) fn human_lines(p: &Precache) -> Vec<String> {
     let agg = &p.aggregate;
     let up = p.hosts.len() - p.down.len();
     let mut out = Vec::new();
@@ -198,7 +198,7 @@ pub fn human_lines(p: &Precache) -> Vec<String> {
 }
 
 /// Said after a request: Nova's answer (202) only means it accepted the work.
-pub const ASYNC_NOTE: &str = "Nova caches asynchronously: novadock's driver loads each image on each host (verified, tagged glance/<id>:latest); failures show in nova-compute's log and as aggregate.cache_images notifications";
+pub(crate) const ASYNC_NOTE: &str = "Nova caches asynchronously: novadock's driver loads each image on each host (verified, tagged glance/<id>:latest); failures show in nova-compute's log and as aggregate.cache_images notifications";
 
 #[cfg(test)]
 mod tests {

@@ -21,12 +21,9 @@ use tokio::sync::{Semaphore, watch};
 /// Upper bound for one image's download on the controller.
 const DOWNLOAD_TIMEOUT_SECS: u32 = 3600;
 
-/// Where a host's prefetch records live: one JSON file per Glance image.
-pub const STATE_DIR: &str = "/var/lib/novadock/prefetch";
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum Source {
+pub(crate) enum Source {
     /// Stream the image data from Glance into the host's `docker load`.
     Glance,
     /// `docker pull NAME` on the host, for sites with a registry (or a P2P mirror).
@@ -38,52 +35,52 @@ pub enum Source {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum HostsFrom {
+pub(crate) enum HostsFrom {
     /// Members of the docker aggregate whose nova-compute service is up.
     Aggregate,
     /// The inventory's docker compute group, as listed.
     Inventory,
 }
 
-pub struct Config {
-    pub inventory: Arc<Inventory>,
-    pub controller: Host,
+pub(crate) struct Config {
+    pub(crate) inventory: Arc<Inventory>,
+    pub(crate) controller: Host,
     /// Inventory hosts of the docker compute group.
-    pub computes: Vec<Host>,
-    pub auth: Auth,
-    pub aggregate: String,
-    pub source: Source,
-    pub hosts_from: HostsFrom,
-    pub limit: Option<std::collections::BTreeSet<String>>,
-    pub parallel: usize,
-    pub dry_run: bool,
-    pub prune: bool,
-    pub connect: ConnectOptions,
+    pub(crate) computes: Vec<Host>,
+    pub(crate) auth: Auth,
+    pub(crate) aggregate: String,
+    pub(crate) source: Source,
+    pub(crate) hosts_from: HostsFrom,
+    pub(crate) limit: Option<std::collections::BTreeSet<String>>,
+    pub(crate) parallel: usize,
+    pub(crate) dry_run: bool,
+    pub(crate) prune: bool,
+    pub(crate) connect: ConnectOptions,
     /// Where downloads are spooled while they fan out to hosts.
-    pub spool_dir: PathBuf,
+    pub(crate) spool_dir: PathBuf,
     /// Projects whose private docker images are distributed too (by default public ones only).
-    pub projects: Vec<String>,
+    pub(crate) projects: Vec<String>,
     /// Registries the `registry` source may pull from (`docker.io` for Docker Hub).
-    pub registries: Vec<String>,
+    pub(crate) registries: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------
 // Discovery
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-pub struct GlanceImage {
-    pub id: String,
-    pub name: String,
-    pub size: u64,
+pub(crate) struct GlanceImage {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) size: u64,
     /// Hash algorithm and value (os_hash_algo/os_hash_value, or md5 `checksum` before Rocky).
-    pub algo: String,
-    pub hash: String,
+    pub(crate) algo: String,
+    pub(crate) hash: String,
     /// Visible to every project: only these are tagged with their Glance name on hosts.
     #[serde(default)]
-    pub public: bool,
+    pub(crate) public: bool,
     /// The project that owns the image.
     #[serde(default)]
-    pub owner: Option<String>,
+    pub(crate) owner: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,10 +98,10 @@ struct Discovered {
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct GlanceAccess {
     /// Image API root, ending in /v2.
-    pub glance: String,
-    pub token: String,
+    pub(crate) glance: String,
+    pub(crate) token: String,
     /// requests' `verify`: true, false or a CA bundle path.
-    pub verify: serde_json::Value,
+    pub(crate) verify: serde_json::Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,11 +119,11 @@ struct RawImage {
 /// What one API session on the controller found, and how to reach Glance's data after it.
 pub(crate) struct CloudSession {
     /// Active images of container format docker, by name.
-    pub images: Vec<GlanceImage>,
+    pub(crate) images: Vec<GlanceImage>,
     /// Members of the aggregate; `None` when it does not exist.
-    pub aggregate: Option<Vec<String>>,
-    pub services: BTreeMap<String, String>,
-    pub access: GlanceAccess,
+    pub(crate) aggregate: Option<Vec<String>>,
+    pub(crate) services: BTreeMap<String, String>,
+    pub(crate) access: GlanceAccess,
 }
 
 /// Docker images in Glance, the aggregate's members and nova-compute states: one python run
@@ -260,7 +257,7 @@ fn image_of(raw: RawImage) -> Result<GlanceImage, String> {
 }
 
 /// The reference dockerd knows an image by: a bare `repo` means `repo:latest`.
-pub fn docker_ref(name: &str) -> String {
+pub(crate) fn docker_ref(name: &str) -> String {
     let last = name.rsplit('/').next().unwrap_or(name);
     if last.contains(':') || name.contains('@') {
         name.to_string()
@@ -273,7 +270,7 @@ pub fn docker_ref(name: &str) -> String {
 /// projects. Discovery sees every project's images (it runs as admin); loading a tenant's
 /// private image everywhere would let any tenant fill every host's disk. The registry source
 /// pulls by name, from a registry Glance does not vouch for: public images only.
-pub fn distributed(
+pub(crate) fn distributed(
     images: Vec<GlanceImage>,
     projects: &[String],
     source: Source,
@@ -293,30 +290,30 @@ pub fn distributed(
 
 /// What a host records after a verified load.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-pub struct Record {
-    pub glance_id: String,
-    pub name: String,
+pub(crate) struct Record {
+    pub(crate) glance_id: String,
+    pub(crate) name: String,
     /// The reference the image was tagged with: `glance/ID:latest` ([`glance_ref`]).
     #[serde(rename = "ref")]
-    pub reference: String,
+    pub(crate) reference: String,
     /// Its Glance name as a docker reference, when it was tagged with it too (public images).
     #[serde(default)]
-    pub name_ref: Option<String>,
-    pub algo: String,
-    pub hash: String,
-    pub docker_id: String,
+    pub(crate) name_ref: Option<String>,
+    pub(crate) algo: String,
+    pub(crate) hash: String,
+    pub(crate) docker_id: String,
 }
 
 #[derive(Debug, Default, Clone)]
-pub struct HostState {
-    pub records: Vec<Record>,
+pub(crate) struct HostState {
+    pub(crate) records: Vec<Record>,
     /// docker reference (`repo:tag`) → image id
-    pub docker: HashMap<String, String>,
+    pub(crate) docker: HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Reason {
+pub(crate) enum Reason {
     /// Loaded by novadock at the Glance checksum, and still in dockerd.
     Current,
     /// Not in dockerd (never loaded, or removed since).
@@ -329,7 +326,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Reason::Current => "current",
             Reason::Missing => "missing",
@@ -339,7 +336,7 @@ impl Reason {
     }
 }
 
-pub fn decide(image: &GlanceImage, state: &HostState) -> Reason {
+pub(crate) fn decide(image: &GlanceImage, state: &HostState) -> Reason {
     let reference = glance_ref(&image.id);
     match state.records.iter().find(|r| r.glance_id == image.id) {
         // A record of another reference is from before images were tagged by Glance id.
@@ -358,7 +355,7 @@ pub fn decide(image: &GlanceImage, state: &HostState) -> Reason {
 
 /// Records of images gone from Glance; `keep` is the docker ids still recorded for live
 /// images (a re-upload of the same content must not lose its docker image).
-pub fn prunable(images: &[GlanceImage], state: &HostState) -> Vec<(Record, bool)> {
+pub(crate) fn prunable(images: &[GlanceImage], state: &HostState) -> Vec<(Record, bool)> {
     let live: Vec<&Record> = state
         .records
         .iter()
@@ -381,7 +378,7 @@ pub fn prunable(images: &[GlanceImage], state: &HostState) -> Vec<(Record, bool)
 pub(crate) const HOST_PY: &str = include_str!("../templates/prefetch/prefetch-host.py");
 
 /// What a host's dockerd calls a Glance image, whatever its name: the driver looks it up so.
-pub fn glance_ref(glance_id: &str) -> String {
+pub(crate) fn glance_ref(glance_id: &str) -> String {
     format!("glance/{}:latest", glance_id.to_ascii_lowercase())
 }
 
@@ -417,7 +414,7 @@ async fn host_call(t: &dyn Transport, request: &serde_json::Value) -> Result<Str
     Ok(String::from_utf8_lossy(&stdout).into_owned())
 }
 
-pub fn parse_state(stdout: &str) -> Result<HostState, String> {
+pub(crate) fn parse_state(stdout: &str) -> Result<HostState, String> {
     let mut st = HostState::default();
     let mut section = "";
     for line in stdout.lines() {
@@ -700,44 +697,44 @@ async fn follow(
 // The run
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Item {
-    pub image: String,
-    pub name: String,
-    pub reason: Reason,
+pub(crate) struct Item {
+    pub(crate) image: String,
+    pub(crate) name: String,
+    pub(crate) reason: Reason,
     /// "load", "none", "prune", "keep"
-    pub action: &'static str,
-    pub ok: bool,
-    pub bytes: u64,
-    pub seconds: f64,
-    pub detail: Option<String>,
+    pub(crate) action: &'static str,
+    pub(crate) ok: bool,
+    pub(crate) bytes: u64,
+    pub(crate) seconds: f64,
+    pub(crate) detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct HostResult {
-    pub name: String,
-    pub nova_host: String,
+pub(crate) struct HostResult {
+    pub(crate) name: String,
+    pub(crate) nova_host: String,
     /// "ok", "failed", "skipped"
-    pub status: &'static str,
-    pub error: Option<String>,
-    pub items: Vec<Item>,
-    pub seconds: f64,
+    pub(crate) status: &'static str,
+    pub(crate) error: Option<String>,
+    pub(crate) items: Vec<Item>,
+    pub(crate) seconds: f64,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Summary {
-    pub dry_run: bool,
-    pub source: Source,
-    pub hosts_from: HostsFrom,
-    pub aggregate: String,
-    pub images: Vec<GlanceImage>,
-    pub hosts: Vec<HostResult>,
+pub(crate) struct Summary {
+    pub(crate) dry_run: bool,
+    pub(crate) source: Source,
+    pub(crate) hosts_from: HostsFrom,
+    pub(crate) aggregate: String,
+    pub(crate) images: Vec<GlanceImage>,
+    pub(crate) hosts: Vec<HostResult>,
     /// Bytes read from Glance per image id (each image at most once per run).
-    pub read_from_glance: BTreeMap<String, u64>,
-    pub seconds: f64,
+    pub(crate) read_from_glance: BTreeMap<String, u64>,
+    pub(crate) seconds: f64,
 }
 
 impl Summary {
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         self.hosts.iter().any(|h| h.status == "failed")
     }
 }
@@ -750,7 +747,7 @@ struct Target {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum PrefetchError {
+pub(crate) enum PrefetchError {
     #[error("cannot reach the controller {host}: {message}")]
     Controller { host: String, message: String },
     #[error("discovery on the controller {host} failed: {message}")]
@@ -763,7 +760,10 @@ pub enum PrefetchError {
     Precache(String),
 }
 
-pub async fn run(cfg: &Config, multi: &indicatif::MultiProgress) -> Result<Summary, PrefetchError> {
+pub(crate) async fn run(
+    cfg: &Config,
+    multi: &indicatif::MultiProgress,
+) -> Result<Summary, PrefetchError> {
     let started = Instant::now();
     let ctl: Arc<dyn Transport> = Arc::from(
         crate::transport::connect(&cfg.controller, &cfg.connect)

@@ -5,7 +5,7 @@ use console::Style;
 use std::io::{IsTerminal, Write};
 use std::sync::{OnceLock, RwLock};
 
-pub const MASK: &str = "********";
+pub(crate) const MASK: &str = "********";
 
 struct State {
     color: bool,
@@ -28,7 +28,7 @@ fn state() -> &'static RwLock<State> {
 /// Secret values (from `secret_env`/`secret_file`) are replaced by `********` in all output,
 /// in every form they can take there: each line of a multi-line one (diffs show lines), JSON-
 /// and Debug-escaped, and shell-quoted (command summaries).
-pub fn add_secrets(secrets: &[String]) {
+pub(crate) fn add_secrets(secrets: &[String]) {
     let mut s = state().write().expect("printer lock");
     for secret in secrets.iter().filter(|x| !x.is_empty()) {
         s.secrets.extend(forms(secret));
@@ -63,7 +63,7 @@ fn forms(secret: &str) -> Vec<String> {
     out
 }
 
-pub fn mask(text: &str) -> String {
+pub(crate) fn mask(text: &str) -> String {
     let s = state().read().expect("printer lock");
     let mut out = text.to_string();
     for secret in &s.secrets {
@@ -74,11 +74,11 @@ pub fn mask(text: &str) -> String {
     out
 }
 
-pub fn color() -> bool {
+pub(crate) fn color() -> bool {
     state().read().expect("printer lock").color
 }
 
-pub fn stderr_is_tty() -> bool {
+pub(crate) fn stderr_is_tty() -> bool {
     std::io::stderr().is_terminal()
 }
 
@@ -90,28 +90,28 @@ fn paint(style: Style, text: &str) -> String {
     }
 }
 
-pub fn bold(t: &str) -> String {
+pub(crate) fn bold(t: &str) -> String {
     paint(Style::new().bold(), t)
 }
-pub fn green(t: &str) -> String {
+pub(crate) fn green(t: &str) -> String {
     paint(Style::new().green(), t)
 }
-pub fn yellow(t: &str) -> String {
+pub(crate) fn yellow(t: &str) -> String {
     paint(Style::new().yellow(), t)
 }
-pub fn red(t: &str) -> String {
+pub(crate) fn red(t: &str) -> String {
     paint(Style::new().red().bold(), t)
 }
-pub fn dim(t: &str) -> String {
+pub(crate) fn dim(t: &str) -> String {
     paint(Style::new().dim(), t)
 }
-pub fn cyan(t: &str) -> String {
+pub(crate) fn cyan(t: &str) -> String {
     paint(Style::new().cyan(), t)
 }
 
 /// One line (or several) of human output on stderr. Control characters are escaped here,
 /// whatever a caller forgot: only the colors this printer adds get through.
-pub fn say(text: &str) {
+pub(crate) fn say(text: &str) {
     let mut e = std::io::stderr().lock();
     let _ = writeln!(e, "{}", escape_with(&mask(text), true, color()));
 }
@@ -162,14 +162,14 @@ fn sgr_len(s: &str) -> Option<usize> {
 }
 
 /// The `--json` document on stdout.
-pub fn json(value: &serde_json::Value) {
+pub(crate) fn json(value: &serde_json::Value) {
     let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
     let mut o = std::io::stdout().lock();
     let _ = writeln!(o, "{}", mask(&text));
 }
 
 /// A color-aware diff body, indented.
-pub fn diff(text: &str, indent: &str) -> String {
+pub(crate) fn diff(text: &str, indent: &str) -> String {
     let mut out = String::new();
     for line in text.lines() {
         let styled = if line.starts_with("+++") || line.starts_with("---") {
@@ -191,7 +191,7 @@ pub fn diff(text: &str, indent: &str) -> String {
 }
 
 /// A progress bar over hosts; hidden unless stderr is a terminal.
-pub fn progress(len: u64) -> indicatif::ProgressBar {
+pub(crate) fn progress(len: u64) -> indicatif::ProgressBar {
     if !stderr_is_tty() {
         return indicatif::ProgressBar::hidden();
     }
@@ -205,7 +205,7 @@ pub fn progress(len: u64) -> indicatif::ProgressBar {
 }
 
 /// Bars for several concurrent transfers; drawn only on a terminal.
-pub fn multi() -> indicatif::MultiProgress {
+pub(crate) fn multi() -> indicatif::MultiProgress {
     if stderr_is_tty() {
         indicatif::MultiProgress::new()
     } else {
@@ -214,7 +214,7 @@ pub fn multi() -> indicatif::MultiProgress {
 }
 
 /// A byte progress bar for one transfer, under `multi`.
-pub fn bytes_bar(
+pub(crate) fn bytes_bar(
     multi: &indicatif::MultiProgress,
     len: u64,
     label: &str,
@@ -234,7 +234,7 @@ pub fn bytes_bar(
 }
 
 /// `error: …` / `Caused by: …` / `hint: …`.
-pub fn error(err: &anyhow::Error) {
+pub(crate) fn error(err: &anyhow::Error) {
     let mut lines = vec![format!("{} {}", red("error:"), err)];
     let mut hints = Vec::new();
     for cause in err.chain().skip(1) {
@@ -254,12 +254,12 @@ pub fn error(err: &anyhow::Error) {
 /// An error that carries advice for the user.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-pub struct Hinted {
-    pub message: String,
-    pub hint: String,
+pub(crate) struct Hinted {
+    pub(crate) message: String,
+    pub(crate) hint: String,
 }
 
-pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
+pub(crate) fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Hinted {
         message: message.into(),
         hint: hint.into(),
@@ -268,7 +268,7 @@ pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Er
 
 /// `NOVADOCK_TRACE=1`: timings for whoever tunes the engine, seconds since the first trace
 /// line; never part of the output contract.
-pub fn trace(what: impl FnOnce() -> String) {
+pub(crate) fn trace(what: impl FnOnce() -> String) {
     static ON: std::sync::OnceLock<Option<std::time::Instant>> = std::sync::OnceLock::new();
     if let Some(t0) =
         ON.get_or_init(|| std::env::var_os("NOVADOCK_TRACE").map(|_| std::time::Instant::now()))

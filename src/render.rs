@@ -6,14 +6,14 @@ use minijinja::{Environment, UndefinedBehavior, Value};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
-pub enum RenderError {
+pub(crate) enum RenderError {
     #[error("cannot render `{text}`: {message}")]
     Text { text: String, message: String },
     #[error("cannot render template {name}: {message}")]
     Template { name: String, message: String },
 }
 
-pub struct Renderer {
+pub(crate) struct Renderer {
     /// The playbook's `vars:`: defaults below every inventory variable.
     defaults: serde_yaml::Mapping,
     env: Environment<'static>,
@@ -59,7 +59,7 @@ fn combine(a: Value, b: Value) -> Result<Value, minijinja::Error> {
 }
 
 impl Renderer {
-    pub fn new(templates: Arc<Templates>, defaults: serde_yaml::Mapping) -> Renderer {
+    pub(crate) fn new(templates: Arc<Templates>, defaults: serde_yaml::Mapping) -> Renderer {
         let mut env = Environment::new();
         // An undefined variable is an error, not an empty string in a config file.
         env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -86,7 +86,7 @@ impl Renderer {
     }
 
     /// Render a tree of strings that a shell will run: values are inserted quoted.
-    pub fn render_shell_value(
+    pub(crate) fn render_shell_value(
         &self,
         v: &serde_yaml::Value,
         ctx: &Value,
@@ -113,7 +113,7 @@ impl Renderer {
     }
 
     /// Make the inventory's groups visible to templates as `groups`.
-    pub fn with_inventory(mut self, inventory: &crate::inventory::Inventory) -> Renderer {
+    pub(crate) fn with_inventory(mut self, inventory: &crate::inventory::Inventory) -> Renderer {
         let mut groups: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
             Default::default();
         for h in &inventory.hosts {
@@ -138,7 +138,7 @@ impl Renderer {
     }
 
     /// The variables a host's strings and templates see.
-    pub fn context(&self, host: &Host) -> Value {
+    pub(crate) fn context(&self, host: &Host) -> Value {
         let mut map: std::collections::BTreeMap<String, Value> = self
             .defaults
             .iter()
@@ -196,7 +196,7 @@ impl Renderer {
         Value::from(map)
     }
 
-    pub fn render_str(&self, text: &str, ctx: &Value) -> Result<String, RenderError> {
+    pub(crate) fn render_str(&self, text: &str, ctx: &Value) -> Result<String, RenderError> {
         if !text.contains("{{") && !text.contains("{%") {
             return Ok(text.to_string());
         }
@@ -210,7 +210,7 @@ impl Renderer {
 
     /// Render every string in a YAML tree. A string that is exactly one `{{ expr }}` keeps the
     /// expression's type, so `list_contains: "{{ filters }}"` can yield a list.
-    pub fn render_value(
+    pub(crate) fn render_value(
         &self,
         v: &serde_yaml::Value,
         ctx: &Value,
@@ -258,7 +258,7 @@ impl Renderer {
     }
 
     /// A `when:` condition: either a template (`"{{ x }}"`) or a bare expression (`x == 1`).
-    pub fn condition(&self, when: &str, ctx: &Value) -> Result<bool, RenderError> {
+    pub(crate) fn condition(&self, when: &str, ctx: &Value) -> Result<bool, RenderError> {
         let err = |message: String| RenderError::Text {
             text: when.to_string(),
             message,
@@ -280,7 +280,7 @@ impl Renderer {
         })
     }
 
-    pub fn render_template(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
+    pub(crate) fn render_template(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
         let t = self
             .env
             .get_template(name)

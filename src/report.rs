@@ -7,16 +7,16 @@ use serde_json::json;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Summary {
-    pub changed: usize,
-    pub unchanged: usize,
-    pub failed: usize,
-    pub skipped: usize,
-    pub hosts: usize,
-    pub failed_hosts: usize,
+pub(crate) struct Summary {
+    pub(crate) changed: usize,
+    pub(crate) unchanged: usize,
+    pub(crate) failed: usize,
+    pub(crate) skipped: usize,
+    pub(crate) hosts: usize,
+    pub(crate) failed_hosts: usize,
 }
 
-pub fn summarize(reports: &[HostReport]) -> Summary {
+pub(crate) fn summarize(reports: &[HostReport]) -> Summary {
     let mut s = Summary {
         hosts: reports.len(),
         ..Default::default()
@@ -115,7 +115,7 @@ fn suffix(summary: &str) -> String {
     }
 }
 
-pub fn human(mode: Mode, playbook: &Playbook, reports: &[HostReport]) {
+pub(crate) fn human(mode: Mode, playbook: &Playbook, reports: &[HostReport]) {
     let mut out = String::new();
     // Steps in playbook order; hosts grouped by identical outcome.
     for (i, step) in playbook.steps.iter().enumerate() {
@@ -205,7 +205,7 @@ pub fn human(mode: Mode, playbook: &Playbook, reports: &[HostReport]) {
     printer::say(&out);
 }
 
-pub fn json(mode: Mode, reports: &[HostReport]) -> serde_json::Value {
+pub(crate) fn json(mode: Mode, reports: &[HostReport]) -> serde_json::Value {
     let step = |s: &StepReport| {
         let mut o = json!({
             "name": s.name,
@@ -253,7 +253,7 @@ pub fn json(mode: Mode, reports: &[HostReport]) -> serde_json::Value {
 
 /// `novadock prefetch` with the `nova` source: what was asked of Nova, and that Nova works
 /// after answering.
-pub fn precache_human(p: &crate::precache::Precache) {
+pub(crate) fn precache_human(p: &crate::precache::Precache) {
     printer::say(&format!(
         "{} {} of container format docker in Glance; hosts: members of aggregate `{}`; source: nova",
         bold("prefetch:"),
@@ -276,7 +276,7 @@ pub fn precache_human(p: &crate::precache::Precache) {
 
 /// `novadock prefetch`: the (host, image) lines, grouped across hosts, then a per-host table.
 /// A dry run and a real run print the same lines; only the verb changes.
-pub fn prefetch_human(s: &crate::prefetch::Summary) {
+pub(crate) fn prefetch_human(s: &crate::prefetch::Summary) {
     let hosts_from = match s.hosts_from {
         crate::prefetch::HostsFrom::Aggregate => {
             format!(
@@ -432,7 +432,7 @@ pub(crate) fn count(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
-pub fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     match n {
         0 => "-".into(),
         n if n < 1024 * 1024 => format!("{:.1} KiB", n as f64 / 1024.0),

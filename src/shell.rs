@@ -1,7 +1,7 @@
 //! Quoting for POSIX sh. Every inventory value that reaches a remote shell goes through here.
 
 /// Quote `s` so that sh reads it back as exactly one word with exactly these bytes.
-pub fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     if !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b))
@@ -22,7 +22,7 @@ pub fn quote(s: &str) -> String {
 }
 
 /// Quote every word and join them with spaces.
-pub fn join<S: AsRef<str>>(words: &[S]) -> String {
+pub(crate) fn join<S: AsRef<str>>(words: &[S]) -> String {
     words
         .iter()
         .map(|w| quote(w.as_ref()))

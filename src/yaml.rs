@@ -4,7 +4,7 @@ use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
-pub enum YamlError {
+pub(crate) enum YamlError {
     #[error("{path}:{line}:{column}: {message}")]
     At {
         path: PathBuf,
@@ -23,16 +23,8 @@ pub enum YamlError {
 }
 
 /// Parse `text` (read from `path`) into `T`; errors carry the file position.
-pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, YamlError> {
+pub(crate) fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, YamlError> {
     serde_yaml::from_str(text).map_err(|e| from_serde(path, e))
-}
-
-pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, YamlError> {
-    let text = std::fs::read_to_string(path).map_err(|source| YamlError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse(path, &text)
 }
 
 fn from_serde(path: &Path, e: serde_yaml::Error) -> YamlError {

@@ -11,32 +11,32 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PeerFile {
+pub(crate) struct PeerFile {
     /// An inventory host name.
-    pub host: String,
-    pub path: String,
+    pub(crate) host: String,
+    pub(crate) path: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuthorizedKey {
+pub(crate) struct AuthorizedKey {
     #[serde(default = "root")]
-    pub user: String,
+    pub(crate) user: String,
     /// Defaults to /root/.ssh/authorized_keys for root, /home/USER/.ssh/authorized_keys else.
-    pub path: Option<String>,
+    pub(crate) path: Option<String>,
     /// `ssh-ed25519 AAAA… comment`
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     /// Read the key from a file on another inventory host, once this run is done there.
-    pub key_from: Option<PeerFile>,
+    pub(crate) key_from: Option<PeerFile>,
     /// authorized_keys options, e.g. `restrict` (no forwarding, no pty).
-    pub options: Option<String>,
+    pub(crate) options: Option<String>,
     #[serde(default)]
-    pub state: KeyState,
+    pub(crate) state: KeyState,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum KeyState {
+pub(crate) enum KeyState {
     #[default]
     Present,
     Absent,
@@ -71,7 +71,7 @@ impl AuthorizedKey {
 }
 
 /// The key type and blob of an authorized_keys or .pub line, options skipped.
-pub fn key_of(line: &str) -> Option<(&str, &str)> {
+pub(crate) fn key_of(line: &str) -> Option<(&str, &str)> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let at = words
         .iter()
@@ -80,7 +80,7 @@ pub fn key_of(line: &str) -> Option<(&str, &str)> {
 }
 
 /// `current` with `line` in it: replacing the line holding the same key, or appended.
-pub fn with_key(current: &str, line: &str) -> String {
+pub(crate) fn with_key(current: &str, line: &str) -> String {
     let key = key_of(line);
     let mut out = String::new();
     let mut placed = false;
@@ -104,7 +104,7 @@ pub fn with_key(current: &str, line: &str) -> String {
 }
 
 /// `current` without any line holding `key` (comments kept).
-pub fn without_key(current: &str, key: (&str, &str)) -> String {
+pub(crate) fn without_key(current: &str, key: (&str, &str)) -> String {
     let mut out = String::new();
     for l in current.lines() {
         if l.trim_start().starts_with('#') || key_of(l) != Some(key) {

@@ -8,13 +8,13 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Command {
+pub(crate) struct Command {
     /// Run by `sh`. Every `{{ value }}` in it is inserted shell-quoted, so an inventory value
     /// is always one literal word.
-    pub cmd: String,
-    pub creates: Option<String>,
+    pub(crate) cmd: String,
+    pub(crate) creates: Option<String>,
     /// Runs during plan too, so it must not change anything. Values are quoted as in `cmd`.
-    pub unless: Option<String>,
+    pub(crate) unless: Option<String>,
 }
 
 impl StepKind for Command {

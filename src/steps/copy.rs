@@ -12,20 +12,20 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Copy {
+pub(crate) struct Copy {
     /// Absolute path on this machine (`{{ inventory_dir }}/...` for one beside the inventory),
     /// or `bundled:NAME` for a tree embedded in novadock (assets::BUNDLED).
-    pub src: String,
+    pub(crate) src: String,
     /// Absolute path on the host; for a directory `src`, the directory that mirrors it.
-    pub dest: String,
+    pub(crate) dest: String,
     /// File and directory names to leave out (`*.ext` matches a suffix).
     #[serde(default = "default_exclude")]
-    pub exclude: Vec<String>,
-    pub owner: Option<String>,
-    pub group: Option<String>,
+    pub(crate) exclude: Vec<String>,
+    pub(crate) owner: Option<String>,
+    pub(crate) group: Option<String>,
     /// Mode of the files; without it each keeps its mode here (directories get 0755 unless
     /// they exist).
-    pub mode: Option<Mode>,
+    pub(crate) mode: Option<Mode>,
     /// Loaded in `validate`: (relative path, content and mode), directories first.
     #[serde(skip)]
     tree: Vec<(String, Option<SrcFile>)>,
@@ -194,7 +194,7 @@ impl StepKind for Copy {
 }
 
 /// Read the source tree; called once the arguments are rendered.
-pub fn load(mut c: Copy) -> Result<Copy, StepError> {
+pub(crate) fn load(mut c: Copy) -> Result<Copy, StepError> {
     c.validate()?;
     if let Some(name) = c.src.strip_prefix("bundled:") {
         let tree = crate::assets::bundled_tree(name)

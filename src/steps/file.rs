@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum State {
+pub(crate) enum State {
     File,
     Directory,
     Absent,
@@ -18,16 +18,16 @@ pub enum State {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct File {
-    pub path: String,
+pub(crate) struct File {
+    pub(crate) path: String,
     /// Defaults to `file`.
-    pub state: Option<State>,
-    pub content: Option<String>,
+    pub(crate) state: Option<State>,
+    pub(crate) content: Option<String>,
     /// Target of a symlink (`state: link`).
-    pub target: Option<String>,
-    pub owner: Option<String>,
-    pub group: Option<String>,
-    pub mode: Option<Mode>,
+    pub(crate) target: Option<String>,
+    pub(crate) owner: Option<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) mode: Option<Mode>,
 }
 
 impl File {

@@ -11,19 +11,19 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GlanceImage {
+pub(crate) struct GlanceImage {
     /// REPO[:TAG]: the Glance name and the name inside the tarball.
-    pub name: String,
+    pub(crate) name: String,
     /// An inventory host whose dockerd has the image.
     #[serde(default)]
-    pub from_host: String,
+    pub(crate) from_host: String,
     /// Or a `docker save` tarball on this machine.
     #[serde(default)]
-    pub file: String,
+    pub(crate) file: String,
     #[serde(default = "yes")]
-    pub public: bool,
+    pub(crate) public: bool,
     #[serde(flatten)]
-    pub auth: Auth,
+    pub(crate) auth: Auth,
 }
 
 fn yes() -> bool {

@@ -16,32 +16,32 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Alias {
-    pub section: String,
-    pub option: String,
+pub(crate) struct Alias {
+    pub(crate) section: String,
+    pub(crate) option: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Ini {
-    pub path: String,
-    pub section: Option<String>,
-    pub option: Option<String>,
+pub(crate) struct Ini {
+    pub(crate) path: String,
+    pub(crate) section: Option<String>,
+    pub(crate) option: Option<String>,
     /// A release-aware option from novadock's table, instead of section/option/aliases.
-    pub known: Option<String>,
+    pub(crate) known: Option<String>,
     /// For `known`: an OpenStack release name, or `auto` (detected on the host).
-    pub release: Option<String>,
-    pub value: Option<Scalar>,
-    pub list_contains: Option<Vec<Scalar>>,
+    pub(crate) release: Option<String>,
+    pub(crate) value: Option<Scalar>,
+    pub(crate) list_contains: Option<Vec<Scalar>>,
     #[serde(default)]
-    pub absent: bool,
+    pub(crate) absent: bool,
     /// The option's effective value when no line sets it (the service's built-in default).
-    pub default: Option<Scalar>,
+    pub(crate) default: Option<Scalar>,
     #[serde(default)]
-    pub aliases: Vec<Alias>,
-    pub owner: Option<String>,
-    pub group: Option<String>,
-    pub mode: Option<Mode>,
+    pub(crate) aliases: Vec<Alias>,
+    pub(crate) owner: Option<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) mode: Option<Mode>,
 }
 
 impl Ini {

@@ -8,7 +8,7 @@ use crate::plan::Outcome;
 use serde::Deserialize;
 
 /// Host key files tried on each host, all pinned when present.
-pub const HOST_KEYS: [&str; 3] = [
+pub(crate) const HOST_KEYS: [&str; 3] = [
     "/etc/ssh/ssh_host_ed25519_key.pub",
     "/etc/ssh/ssh_host_ecdsa_key.pub",
     "/etc/ssh/ssh_host_rsa_key.pub",
@@ -16,11 +16,11 @@ pub const HOST_KEYS: [&str; 3] = [
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PinnedHost {
-    pub name: String,
-    pub address: String,
+pub(crate) struct PinnedHost {
+    pub(crate) name: String,
+    pub(crate) address: String,
     #[serde(default = "ssh_port")]
-    pub port: u16,
+    pub(crate) port: u16,
 }
 
 fn ssh_port() -> u16 {
@@ -29,13 +29,13 @@ fn ssh_port() -> u16 {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KnownHosts {
-    pub path: String,
+pub(crate) struct KnownHosts {
+    pub(crate) path: String,
     /// A host pattern in the playbook; the engine resolves it to the inventory's hosts.
-    pub hosts: Vec<PinnedHost>,
-    pub owner: Option<String>,
-    pub group: Option<String>,
-    pub mode: Option<Mode>,
+    pub(crate) hosts: Vec<PinnedHost>,
+    pub(crate) owner: Option<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) mode: Option<Mode>,
 }
 
 fn paths() -> Vec<String> {
@@ -43,7 +43,7 @@ fn paths() -> Vec<String> {
 }
 
 /// The whole file: novadock owns it, one line per (host, key), in inventory order.
-pub fn render(entries: &[(&PinnedHost, &str)]) -> String {
+pub(crate) fn render(entries: &[(&PinnedHost, &str)]) -> String {
     let mut out = String::from("# Managed by novadock: host keys of inventory hosts.\n");
     for (h, keys) in entries {
         let pattern = if h.port == 22 {
@@ -101,7 +101,7 @@ impl StepKind for KnownHosts {
 }
 
 /// `hosts: PATTERN` → the inventory's hosts, with the addresses the job will dial.
-pub fn resolve_hosts(args: &mut serde_yaml::Value, inventory: &crate::inventory::Inventory) {
+pub(crate) fn resolve_hosts(args: &mut serde_yaml::Value, inventory: &crate::inventory::Inventory) {
     let Some(pattern) = args
         .get("hosts")
         .and_then(|h| h.as_str())

@@ -1,20 +1,20 @@
 //! Step kinds: one file each. A step turns facts into an [`Outcome`]; it never touches a host.
 
-pub mod authorized_key;
-pub mod command;
-pub mod copy;
-pub mod file;
-pub mod glance_image;
-pub mod ini;
-pub mod known_hosts;
-pub mod nova_driver;
-pub mod openstack_aggregate;
-pub mod openstack_flavor;
-pub mod package;
-pub mod service;
-pub mod template;
-pub mod toml;
-pub mod user_groups;
+pub(crate) mod authorized_key;
+pub(crate) mod command;
+pub(crate) mod copy;
+pub(crate) mod file;
+pub(crate) mod glance_image;
+pub(crate) mod ini;
+pub(crate) mod known_hosts;
+pub(crate) mod nova_driver;
+pub(crate) mod openstack_aggregate;
+pub(crate) mod openstack_flavor;
+pub(crate) mod package;
+pub(crate) mod service;
+pub(crate) mod template;
+pub(crate) mod toml;
+pub(crate) mod user_groups;
 
 use crate::facts::{Content, Facts, FileFact, Memo, Probe};
 use crate::plan::{Action, Attrs, Outcome, attrs_differ, expect_of};
@@ -22,7 +22,7 @@ use crate::render::{RenderError, Renderer};
 use serde::{Deserialize, Deserializer};
 
 #[derive(Debug, thiserror::Error)]
-pub enum StepError {
+pub(crate) enum StepError {
     #[error(transparent)]
     Render(#[from] RenderError),
     #[error("{0}")]
@@ -35,13 +35,13 @@ pub enum StepError {
     },
 }
 
-pub struct PlanCx<'a> {
-    pub facts: &'a Facts,
-    pub renderer: &'a Renderer,
-    pub vars: &'a minijinja::Value,
+pub(crate) struct PlanCx<'a> {
+    pub(crate) facts: &'a Facts,
+    pub(crate) renderer: &'a Renderer,
+    pub(crate) vars: &'a minijinja::Value,
 }
 
-pub trait StepKind: Send + Sync {
+pub(crate) trait StepKind: Send + Sync {
     /// What this step needs to know about the host.
     fn probes(&self) -> Vec<Probe>;
     /// What would change; pure: reads `cx.facts` only.
@@ -52,27 +52,8 @@ pub trait StepKind: Send + Sync {
     }
 }
 
-/// The names of the step kinds, as playbooks spell them.
-pub const KINDS: &[&str] = &[
-    "ini",
-    "template",
-    "file",
-    "toml",
-    "package",
-    "service",
-    "user_groups",
-    "command",
-    "copy",
-    "openstack_flavor",
-    "openstack_aggregate",
-    "authorized_key",
-    "known_hosts",
-    "nova_driver",
-    "glance_image",
-];
-
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError {
+pub(crate) enum BuildError {
     #[error(transparent)]
     Args(#[from] serde_yaml::Error),
     #[error(transparent)]
@@ -80,7 +61,7 @@ pub enum BuildError {
 }
 
 /// Build a step from its (already rendered) YAML arguments.
-pub fn build(
+pub(crate) fn build(
     kind: &str,
     args: serde_yaml::Value,
     handler: bool,
@@ -119,7 +100,7 @@ pub fn build(
 
 /// A scalar written as a string, number or bool in YAML; steps want its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scalar(pub String);
+pub(crate) struct Scalar(pub String);
 
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -135,7 +116,7 @@ impl<'de> Deserialize<'de> for Scalar {
 
 /// A file mode: `"0640"` (quote it: YAML reads a bare 0640 as a number).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mode(pub String);
+pub(crate) struct Mode(pub String);
 
 impl<'de> Deserialize<'de> for Mode {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -152,7 +133,7 @@ impl<'de> Deserialize<'de> for Mode {
 }
 
 /// owner/group/mode as the plan carries them.
-pub fn attrs(owner: &Option<String>, group: &Option<String>, mode: &Option<Mode>) -> Attrs {
+pub(crate) fn attrs(owner: &Option<String>, group: &Option<String>, mode: &Option<Mode>) -> Attrs {
     Attrs {
         owner: owner.clone(),
         group: group.clone(),
@@ -160,7 +141,7 @@ pub fn attrs(owner: &Option<String>, group: &Option<String>, mode: &Option<Mode>
     }
 }
 
-pub fn require_absolute(path: &str) -> Result<(), StepError> {
+pub(crate) fn require_absolute(path: &str) -> Result<(), StepError> {
     if !path.starts_with('/') {
         return Err(StepError::Invalid(format!(
             "path `{path}` must be absolute"
@@ -170,7 +151,7 @@ pub fn require_absolute(path: &str) -> Result<(), StepError> {
 }
 
 /// Plan "regular file at `path` has `content` and `attrs`": one Write, or attrs only, or nothing.
-pub fn plan_file_content(
+pub(crate) fn plan_file_content(
     path: &str,
     current: &FileFact,
     content: impl Into<Content>,
@@ -226,7 +207,7 @@ pub fn plan_file_content(
     }
 }
 
-pub fn describe_attrs(a: &Attrs) -> String {
+pub(crate) fn describe_attrs(a: &Attrs) -> String {
     let mut parts = Vec::new();
     if let Some(o) = &a.owner {
         parts.push(format!("owner {o}"));
@@ -260,7 +241,13 @@ fn content_diff(path: &str, old: Option<&Content>, new: &Content, mask_ini: bool
 ///
 /// Only the changed window (plus context) is masked and diffed: config files are large and
 /// their changes small, and a run plans the same files on every host.
-pub fn unified_diff(path: &str, existed: bool, old: &[u8], new: &[u8], mask_ini: bool) -> String {
+pub(crate) fn unified_diff(
+    path: &str,
+    existed: bool,
+    old: &[u8],
+    new: &[u8],
+    mask_ini: bool,
+) -> String {
     let (Ok(old), Ok(new)) = (std::str::from_utf8(old), std::str::from_utf8(new)) else {
         return format!("binary content of {path} differs\n");
     };
@@ -335,8 +322,8 @@ fn shift_hunk_header(line: &str, by: usize) -> Option<String> {
 
 /// A step with `loop:`: one instance per item, planned in order, each seeing the effects of
 /// the ones before it, reported as one step.
-pub struct Each {
-    pub items: Vec<Box<dyn StepKind + Send + Sync>>,
+pub(crate) struct Each {
+    pub(crate) items: Vec<Box<dyn StepKind + Send + Sync>>,
 }
 
 impl StepKind for Each {

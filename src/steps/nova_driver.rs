@@ -16,22 +16,22 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NovaDriver {
+pub(crate) struct NovaDriver {
     /// Where the driver class lives when it is not under nova.virt, e.g.
     /// `novadocker.virt.docker.driver.DockerDriver`; empty when it is `nova.virt.<module>`.
     #[serde(default)]
-    pub import: String,
+    pub(crate) import: String,
     /// The module under nova.virt that `compute_driver` names.
-    pub module: String,
-    pub class: String,
+    pub(crate) module: String,
+    pub(crate) class: String,
     /// nova/virt in the Python environment nova-compute runs.
-    pub virt_dir: String,
+    pub(crate) virt_dir: String,
     /// `auto` (detected from the installed nova) or a release name.
-    pub release: Option<String>,
+    pub(crate) release: Option<String>,
 }
 
 /// Where nova-compute's own Python has nova.virt (its shebang names that Python).
-pub const VIRT_DIR_PROBE: &str = "py=$(sed -n '1s/^#! *//p' \"$(command -v nova-compute)\") && \"$py\" -c 'import os, nova.virt; print(os.path.dirname(nova.virt.__file__))'";
+pub(crate) const VIRT_DIR_PROBE: &str = "py=$(sed -n '1s/^#! *//p' \"$(command -v nova-compute)\") && \"$py\" -c 'import os, nova.virt; print(os.path.dirname(nova.virt.__file__))'";
 
 fn is_identifier(s: &str) -> bool {
     !s.is_empty()
@@ -40,12 +40,12 @@ fn is_identifier(s: &str) -> bool {
 }
 
 /// Upstream nova-docker, by its import path.
-pub fn is_upstream_nova_docker(import: &str) -> bool {
+pub(crate) fn is_upstream_nova_docker(import: &str) -> bool {
     import == "novadocker" || import.starts_with("novadocker.")
 }
 
 /// Whether `import` can run on `release`: `Err` explains why not.
-pub fn compatible(import: &str, release: Release) -> Result<(), String> {
+pub(crate) fn compatible(import: &str, release: Release) -> Result<(), String> {
     let ocata = Release::named("ocata").expect("known");
     if is_upstream_nova_docker(import) && release >= ocata {
         return Err(format!(
@@ -56,7 +56,7 @@ pub fn compatible(import: &str, release: Release) -> Result<(), String> {
 }
 
 /// The shim: `nova.virt.<module>` re-exporting `import`'s class.
-pub fn shim(import: &str, class: &str) -> Result<String, String> {
+pub(crate) fn shim(import: &str, class: &str) -> Result<String, String> {
     let (module, cls) = import
         .rsplit_once('.')
         .ok_or_else(|| format!("`import` must be module.Class, got `{import}`"))?;

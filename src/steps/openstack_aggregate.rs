@@ -10,20 +10,20 @@ use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OpenstackAggregate {
-    pub name: String,
+pub(crate) struct OpenstackAggregate {
+    pub(crate) name: String,
     #[serde(default)]
-    pub metadata: BTreeMap<String, Scalar>,
+    pub(crate) metadata: BTreeMap<String, Scalar>,
     /// nova-compute service host names. In a playbook this may be an inventory host pattern
     /// (e.g. `docker_computes`); the engine turns it into names (var `nova_host`, else the
     /// inventory name) before the step sees it.
     #[serde(default)]
-    pub hosts: Vec<String>,
+    pub(crate) hosts: Vec<String>,
     /// Remove members not listed (off by default: never remove hosts unless told).
     #[serde(default)]
-    pub exclusive: bool,
+    pub(crate) exclusive: bool,
     #[serde(flatten)]
-    pub auth: Auth,
+    pub(crate) auth: Auth,
 }
 
 const APPLY_PY: &str = r#"def main():
@@ -144,7 +144,7 @@ impl StepKind for OpenstackAggregate {
 /// Turn a `hosts:` inventory pattern (e.g. `docker_computes`) into nova host names: each
 /// host's `nova_host` var, else its inventory name. Under `--limit`, only the limited hosts
 /// are added, and nothing is removed.
-pub fn resolve_hosts(
+pub(crate) fn resolve_hosts(
     args: &mut serde_yaml::Value,
     inventory: &crate::inventory::Inventory,
     limit: Option<&std::collections::BTreeSet<String>>,
@@ -176,6 +176,6 @@ pub fn resolve_hosts(
 
 /// Inventory hosts named by a step's `hosts:` pattern, for `--limit` to pull in the
 /// controller step that manages their membership.
-pub fn member_pattern(args: &serde_yaml::Value) -> Option<&str> {
+pub(crate) fn member_pattern(args: &serde_yaml::Value) -> Option<&str> {
     args.get("hosts")?.as_str().filter(|p| !p.contains("{{"))
 }

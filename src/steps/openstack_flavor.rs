@@ -10,21 +10,21 @@ use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OpenstackFlavor {
-    pub name: String,
+pub(crate) struct OpenstackFlavor {
+    pub(crate) name: String,
     /// MB
-    pub ram: u64,
+    pub(crate) ram: u64,
     /// GB
-    pub disk: u64,
-    pub vcpus: u64,
+    pub(crate) disk: u64,
+    pub(crate) vcpus: u64,
     #[serde(default)]
-    pub properties: BTreeMap<String, Scalar>,
+    pub(crate) properties: BTreeMap<String, Scalar>,
     /// Flavors are immutable: a flavor of this name with another size is only replaced
     /// (deleted and created again) when this is true.
     #[serde(default)]
-    pub replace: bool,
+    pub(crate) replace: bool,
     #[serde(flatten)]
-    pub auth: Auth,
+    pub(crate) auth: Auth,
 }
 
 const CREATE_PY: &str = r#"def main():

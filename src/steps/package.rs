@@ -8,15 +8,15 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Package {
-    pub names: Vec<String>,
+pub(crate) struct Package {
+    pub(crate) names: Vec<String>,
     /// Run `apt-get update` before installing (only when something is missing).
     #[serde(default)]
-    pub update_cache: bool,
+    pub(crate) update_cache: bool,
     /// Packages that do the same job: when one is installed, nothing is installed over it
     /// (docker.io must not replace Docker's own docker-ce, which apt would remove).
     #[serde(default)]
-    pub satisfied_by: Vec<String>,
+    pub(crate) satisfied_by: Vec<String>,
 }
 
 impl Package {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum State {
+pub(crate) enum State {
     Started,
     Stopped,
     Restarted,
@@ -18,12 +18,12 @@ pub enum State {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Service {
-    pub name: String,
-    pub enabled: Option<bool>,
-    pub state: Option<State>,
+pub(crate) struct Service {
+    pub(crate) name: String,
+    pub(crate) enabled: Option<bool>,
+    pub(crate) state: Option<State>,
     #[serde(skip)]
-    pub as_handler: bool,
+    pub(crate) as_handler: bool,
 }
 
 impl Service {

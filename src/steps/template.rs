@@ -7,13 +7,13 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Template {
+pub(crate) struct Template {
     /// Name under templates/, e.g. `nova/docker.filters.j2`.
-    pub src: String,
-    pub dest: String,
-    pub owner: Option<String>,
-    pub group: Option<String>,
-    pub mode: Option<Mode>,
+    pub(crate) src: String,
+    pub(crate) dest: String,
+    pub(crate) owner: Option<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) mode: Option<Mode>,
 }
 
 impl StepKind for Template {

@@ -8,19 +8,19 @@ use toml_edit::{DocumentMut, Item, Table, Value};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Toml {
-    pub path: String,
+pub(crate) struct Toml {
+    pub(crate) path: String,
     /// Dotted key path; quote segments that contain dots:
     /// `plugins."io.containerd.grpc.v1.cri".sandbox_image`.
-    pub key: String,
-    pub value: serde_yaml::Value,
-    pub owner: Option<String>,
-    pub group: Option<String>,
-    pub mode: Option<Mode>,
+    pub(crate) key: String,
+    pub(crate) value: serde_yaml::Value,
+    pub(crate) owner: Option<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) mode: Option<Mode>,
 }
 
 /// Split `a."b.c".d` into [a, b.c, d].
-pub fn split_key(key: &str) -> Result<Vec<String>, String> {
+pub(crate) fn split_key(key: &str) -> Result<Vec<String>, String> {
     let mut parts = Vec::new();
     let mut cur = String::new();
     let mut chars = key.chars().peekable();
@@ -105,7 +105,7 @@ fn same(a: &Value, b: &Value) -> bool {
 }
 
 /// Set `path` to `value` in `doc`; Ok(false) when it already had that value.
-pub fn set(doc: &mut DocumentMut, path: &[String], value: Value) -> Result<bool, String> {
+pub(crate) fn set(doc: &mut DocumentMut, path: &[String], value: Value) -> Result<bool, String> {
     let (last, parents) = path.split_last().expect("split_key never returns empty");
     let mut table: &mut Table = doc.as_table_mut();
     for p in parents {

@@ -9,9 +9,9 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UserGroups {
-    pub user: String,
-    pub groups: Vec<String>,
+pub(crate) struct UserGroups {
+    pub(crate) user: String,
+    pub(crate) groups: Vec<String>,
 }
 
 impl UserGroups {

@@ -8,7 +8,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
 #[derive(Default)]
-pub struct Local {
+pub(crate) struct Local {
     trips: AtomicU64,
 }
 

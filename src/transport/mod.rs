@@ -3,29 +3,29 @@
 //! Every remote interaction is a POSIX sh script sent on the stdin of `sh -s`: no argument
 //! length limits, and nothing from an inventory is ever spliced into a command line unquoted.
 
-pub mod local;
-pub mod ssh;
+pub(crate) mod local;
+pub(crate) mod ssh;
 
 use async_trait::async_trait;
 use std::future::Future;
 use std::pin::Pin;
 
 #[derive(Debug, Clone)]
-pub struct ExecOutput {
+pub(crate) struct ExecOutput {
     /// `None` when the remote process died from a signal.
-    pub code: Option<i32>,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
 }
 
 impl ExecOutput {
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.code == Some(0)
     }
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum TransportError {
+pub(crate) enum TransportError {
     #[error("cannot connect to {address}: {message}")]
     Connect { address: String, message: String },
     #[error("lost the connection to {address}: {message}")]
@@ -36,11 +36,11 @@ pub enum TransportError {
 
 /// A remote process whose stdin and stdout carry bytes (say, an image into `docker load`), not
 /// a script: the script is given on the command line, so the data can follow on stdin.
-pub struct Stream {
-    pub stdin: Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
-    pub stdout: Pin<Box<dyn tokio::io::AsyncRead + Send>>,
+pub(crate) struct Stream {
+    pub(crate) stdin: Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    pub(crate) stdout: Pin<Box<dyn tokio::io::AsyncRead + Send>>,
     /// Resolves when the process ends: its exit code and stderr (stdout stays with the caller).
-    pub done: Pin<Box<dyn Future<Output = Result<ExecOutput, TransportError>> + Send>>,
+    pub(crate) done: Pin<Box<dyn Future<Output = Result<ExecOutput, TransportError>> + Send>>,
 }
 
 impl Stream {
@@ -71,7 +71,7 @@ impl Stream {
 }
 
 /// The command line that runs `script` with `sh -c`, as the configured user.
-pub fn sh_c(user: &str, local: bool, script: &str) -> String {
+pub(crate) fn sh_c(user: &str, local: bool, script: &str) -> String {
     let sh = format!("sh -c {}", crate::shell::quote(script));
     if local || user == "root" {
         sh
@@ -81,10 +81,10 @@ pub fn sh_c(user: &str, local: bool, script: &str) -> String {
 }
 
 /// A long-running remote process (e.g. the holder of the apply lock); it ends when dropped.
-pub trait Held: Send {}
+pub(crate) trait Held: Send {}
 
 #[async_trait]
-pub trait Transport: Send + Sync {
+pub(crate) trait Transport: Send + Sync {
     /// Run `script` with `sh -s` (through `sudo -n` when needed) and collect its output.
     async fn exec(&self, script: &str) -> Result<ExecOutput, TransportError>;
 
@@ -105,17 +105,17 @@ pub trait Transport: Send + Sync {
 
 /// How to reach hosts, from the inventory's `ssh:` section and the command line.
 #[derive(Debug, Clone)]
-pub struct ConnectOptions {
-    pub ssh: crate::inventory::SshConfig,
-    pub accept_new_host_keys: bool,
+pub(crate) struct ConnectOptions {
+    pub(crate) ssh: crate::inventory::SshConfig,
+    pub(crate) accept_new_host_keys: bool,
     /// ControlPersist in seconds; 0 closes the master when the run ends.
-    pub persist_secs: u64,
-    pub connect_timeout_secs: u64,
+    pub(crate) persist_secs: u64,
+    pub(crate) connect_timeout_secs: u64,
 }
 
 impl ConnectOptions {
     /// The inventory's SSH settings with a command's connection flags.
-    pub fn of(
+    pub(crate) fn of(
         inventory: &crate::inventory::Inventory,
         persist_secs: u64,
         connect_timeout_secs: u64,
@@ -131,7 +131,7 @@ impl ConnectOptions {
 }
 
 /// A transport to `host`: `local`, or SSH through a (possibly kept) master.
-pub async fn connect(
+pub(crate) async fn connect(
     host: &crate::inventory::Host,
     o: &ConnectOptions,
 ) -> Result<Box<dyn Transport>, String> {
@@ -159,7 +159,7 @@ pub async fn connect(
 /// The script as sent: one brace group, which sh parses whole before running any of it. If
 /// the connection dies mid-transfer (say, novadock is killed), sh sees an unfinished group and
 /// runs nothing — never half a script, never a here-document cut short into a file.
-pub fn guarded(script: &str) -> String {
+pub(crate) fn guarded(script: &str) -> String {
     format!(
         "{{
 {script}
@@ -190,7 +190,7 @@ where
 }
 
 /// The remote command that reads the script from stdin, as the configured user.
-pub fn shell_command(user: &str, local: bool) -> &'static str {
+pub(crate) fn shell_command(user: &str, local: bool) -> &'static str {
     if local || user == "root" {
         "sh -s"
     } else {

@@ -20,18 +20,18 @@ const MAX_CHANNELS: usize = 8;
 const MAX_SOCKET_PATH: usize = 90;
 
 #[derive(Debug, Clone)]
-pub struct SshOptions {
-    pub user: String,
-    pub port: u16,
-    pub identity_file: Option<PathBuf>,
-    pub known_hosts: Option<PathBuf>,
-    pub accept_new_host_keys: bool,
+pub(crate) struct SshOptions {
+    pub(crate) user: String,
+    pub(crate) port: u16,
+    pub(crate) identity_file: Option<PathBuf>,
+    pub(crate) known_hosts: Option<PathBuf>,
+    pub(crate) accept_new_host_keys: bool,
     /// ControlPersist in seconds; 0 closes the master when the run ends.
-    pub persist_secs: u64,
-    pub connect_timeout_secs: u64,
+    pub(crate) persist_secs: u64,
+    pub(crate) connect_timeout_secs: u64,
 }
 
-pub struct Ssh {
+pub(crate) struct Ssh {
     address: String,
     user: String,
     session: Arc<Session>,
@@ -46,7 +46,7 @@ struct SshHeld {
 impl Held for SshHeld {}
 
 /// A stable, private, short directory for control sockets.
-pub fn control_dir() -> Result<PathBuf, TransportError> {
+pub(crate) fn control_dir() -> Result<PathBuf, TransportError> {
     let uid = unsafe_free_uid();
     let candidates = [
         std::env::var_os("XDG_RUNTIME_DIR").map(|d| PathBuf::from(d).join("novadock")),
@@ -102,7 +102,7 @@ fn socket_name(address: &str, o: &SshOptions) -> String {
 }
 
 impl Ssh {
-    pub async fn connect(address: &str, o: &SshOptions) -> Result<Ssh, TransportError> {
+    pub(crate) async fn connect(address: &str, o: &SshOptions) -> Result<Ssh, TransportError> {
         let dir = control_dir()?;
         let name = socket_name(address, o);
         let ctl = dir.join(&name);
