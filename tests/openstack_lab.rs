@@ -301,7 +301,9 @@ docker import --change 'CMD ["/bin/sleep", "infinity"]' /root/tiny-rootfs.tar la
     );
 
     // A driver installed with pip outside nova.virt, loaded through the shim the plan writes:
-    // a server boots on it. (The package re-exports novadock's driver, installed above.)
+    // a server boots on it. (The package re-exports novadock's driver, installed above; the
+    // prefetch job stays on Nova's pre-cache API, which that driver serves. Without the
+    // bundled driver the default would be the SSH path, whose key `--limit cmp1` cannot make.)
     on(
         "cmp1",
         r#"set -e
@@ -312,7 +314,7 @@ echo 'from novadock_driver.driver import DockerDriver  # noqa: F401' > /root/nds
     let shim = lab.inventory(
         "shim.yml",
         "",
-        "  docker_driver_source: pip\n  docker_driver_pip: /root/ndshim\n  docker_driver_pip_args: [--break-system-packages, --no-build-isolation]\n  docker_driver_import: ndshim_driver.DockerDriver\n  docker_driver_module: ndshim\n  docker_conf: { stop_timeout: 5 }\n",
+        "  docker_driver_source: pip\n  docker_driver_pip: /root/ndshim\n  docker_driver_pip_args: [--break-system-packages, --no-build-isolation]\n  docker_driver_import: ndshim_driver.DockerDriver\n  docker_driver_module: ndshim\n  docker_conf: { stop_timeout: 5 }\n  prefetch_source: nova\n",
     );
     let r = lab.novadock(&["apply", "-i", &shim, "--limit", "cmp1", "--yes"]);
     assert_eq!(r.code, 0, "{r:?}");
