@@ -310,15 +310,6 @@ def resolve(conn):
     return flavor, image, network
 
 
-def hypervisor_types(conn):
-    """nova-compute host -> hypervisor type ("docker", "QEMU", "fake"...)."""
-    resp = conn.compute.get("/os-hypervisors/detail", microversion="2.53")
-    if resp.status_code != 200:
-        return {}
-    return {h.get("service", {}).get("host") or h["hypervisor_hostname"]: h["hypervisor_type"]
-            for h in resp.json()["hypervisors"]}
-
-
 def main():
     out = {"servers": [], "left_behind": [], "error": None}
     for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):

@@ -529,6 +529,13 @@ def docker_images(conn, query=""):
         if url and url.startswith("/v2"):
             url = url[3:]
     return out
+def hypervisor_types(conn):
+    """nova-compute host -> hypervisor type ("docker", "QEMU", "fake"...)."""
+    resp = conn.compute.get("/os-hypervisors/detail", microversion="2.53")
+    if resp.status_code != 200:
+        return {}
+    return {h.get("service", {}).get("host") or h["hypervisor_hostname"]: h["hypervisor_type"]
+            for h in resp.json()["hypervisors"]}
 try:
     import openstack
 except ImportError:
@@ -544,8 +551,7 @@ const FACTS_PY: &str = r#"def facts():
             for f in conn.compute.flavors(details=True, get_extra_specs=True)
         ],
         "aggregates": [
-            {"name": a.name, "id": a.id, "hosts": a.hosts or [], "metadata": a.metadata or {},
-             "availability_zone": a.availability_zone}
+            {"name": a.name, "id": a.id, "hosts": a.hosts or [], "metadata": a.metadata or {}}
             for a in conn.compute.aggregates()
         ],
         "compute_hosts": sorted(

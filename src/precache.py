@@ -40,15 +40,6 @@ def max_version(conn):
     return (resp.json().get("version") or {}).get("version")
 
 
-def hypervisor_types(conn):
-    """nova-compute host -> hypervisor type ("docker", "QEMU"...)."""
-    resp = conn.compute.get("/os-hypervisors/detail", microversion="2.53")
-    if resp.status_code != 200:
-        return {}
-    return {h.get("service", {}).get("host") or h["hypervisor_hostname"]: h["hypervisor_type"]
-            for h in resp.json()["hypervisors"]}
-
-
 def post(conn, agg_id, body):
     return conn.compute.post("/os-aggregates/%s/images" % agg_id, json=body,
                              microversion=MICROVERSION)
