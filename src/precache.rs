@@ -4,7 +4,7 @@
 //! novadock's driver loads each one there (verified, tagged `glance/<id>:latest`). No SSH from
 //! the controller to the computes: the prefetch job holds no key to them.
 
-use crate::prefetch::{Config, GlanceImage, PrefetchError, Source, cloud_session, distributed};
+use crate::prefetch::{Config, GlanceImage, PrefetchError, Source, distributed};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -88,13 +88,7 @@ async fn ask(
     cfg: &Config,
     ctl: &dyn crate::transport::Transport,
 ) -> Result<Precache, PrefetchError> {
-    let err = |message: String| PrefetchError::Discovery {
-        host: cfg.controller.name.clone(),
-        message,
-    };
-    let d = cloud_session(ctl, &cfg.auth, &cfg.aggregate)
-        .await
-        .map_err(err)?;
+    let d = crate::prefetch::discovery(cfg, ctl).await?;
     if d.aggregate.is_none() {
         return Err(PrefetchError::NoAggregate(cfg.aggregate.clone()));
     }
@@ -108,7 +102,13 @@ async fn ask(
             "send": !cfg.dry_run,
         }),
     );
-    let out = ctl.exec(&script).await.map_err(|e| err(e.to_string()))?;
+    let out = ctl
+        .exec(&script)
+        .await
+        .map_err(|e| PrefetchError::Discovery {
+            host: cfg.controller.name.clone(),
+            message: e.to_string(),
+        })?;
     if !out.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let msg = stderr.trim().trim_start_matches("error: ").to_string();

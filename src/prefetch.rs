@@ -126,6 +126,19 @@ pub(crate) struct CloudSession {
     pub(crate) access: GlanceAccess,
 }
 
+/// [`cloud_session`] for a prefetch run: its failure is the controller's discovery error.
+pub(crate) async fn discovery(
+    cfg: &Config,
+    ctl: &dyn Transport,
+) -> Result<CloudSession, PrefetchError> {
+    cloud_session(ctl, &cfg.auth, &cfg.aggregate)
+        .await
+        .map_err(|message| PrefetchError::Discovery {
+            host: cfg.controller.name.clone(),
+            message,
+        })
+}
+
 /// Docker images in Glance, the aggregate's members and nova-compute states: one python run
 /// on the controller, which also hands back a token for the transfers that follow.
 pub(crate) async fn cloud_session(
@@ -798,13 +811,7 @@ async fn discover(
     cfg: &Config,
     ctl: &dyn Transport,
 ) -> Result<(Vec<GlanceImage>, Vec<Target>, GlanceAccess), PrefetchError> {
-    let err = |message: String| PrefetchError::Discovery {
-        host: cfg.controller.name.clone(),
-        message,
-    };
-    let d = cloud_session(ctl, &cfg.auth, &cfg.aggregate)
-        .await
-        .map_err(err)?;
+    let d = discovery(cfg, ctl).await?;
     let images = distributed(d.images, &cfg.projects, cfg.source);
     let nova_name = |h: &Host| {
         h.vars
