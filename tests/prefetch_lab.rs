@@ -8,6 +8,7 @@
 mod common;
 
 use common::lab::{Lab, lab, on, os, timer_run};
+use common::run_time;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -53,15 +54,6 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-/// `YYYYMMDDTHHMMSSZ` of Unix time `t`, as novadock's run ids begin.
-fn run_time(t: u64) -> String {
-    let out = std::process::Command::new("date")
-        .args(["-u", "-d", &format!("@{t}"), "+%Y%m%dT%H%M%SZ"])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn docker_id(host: &str, reference: &str) -> Option<String> {

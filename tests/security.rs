@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Hosts, Run};
+use common::{Hosts, Run, run_time};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const KEY: &str =
@@ -125,15 +125,6 @@ fn planted_run(hosts: &Hosts, pb: &std::path::Path, dir: &str) {
         pwned.code, 0,
         "root wrote through a planted symlink: {pwned:?}\n{r:?}"
     );
-}
-
-/// `YYYYMMDDTHHMMSSZ` of Unix time `t` (as novadock names its runs), with `date`.
-fn run_time(t: u64) -> String {
-    let out = std::process::Command::new("date")
-        .args(["-u", "-d", &format!("@{t}"), "+%Y%m%dT%H%M%SZ"])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// Finding 3: writes in a user's own directory happen as that user, so the result is

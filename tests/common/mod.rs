@@ -15,6 +15,15 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `YYYYMMDDTHHMMSSZ` of Unix time `t`, as novadock's run ids begin (with `date`).
+pub fn run_time(t: u64) -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{t}"), "+%Y%m%dT%H%M%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_novadock")
 }
