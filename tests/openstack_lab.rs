@@ -269,13 +269,8 @@ docker import --change 'CMD ["/bin/sleep", "infinity"]' /root/tiny-rootfs.tar la
     let upstream = lab.inventory(
         "upstream.yml",
         "",
-        "  docker_driver_import: novadocker.virt.docker.driver.DockerDriver\n  docker_driver_source: pip\n  docker_driver_pip: nova-docker\n",
+        "  docker_driver_import: novadocker.virt.docker.driver.DockerDriver\n  docker_driver_source: pip\n  docker_driver_pip: nova-docker\n  docker_driver_module: novadocker_shim\n",
     );
-    let text = std::fs::read_to_string(&upstream).unwrap().replace(
-        "  docker_driver_module: dockerlab\n",
-        "  docker_driver_module: novadocker_shim\n",
-    );
-    std::fs::write(&upstream, text).unwrap();
     let before = on(
         "cmp1",
         "find /etc /usr/lib/python3/dist-packages/nova/virt -xdev -type f -print0 | sort -z | xargs -0 sha256sum",
