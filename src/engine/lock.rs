@@ -1,0 +1,106 @@
+//! The apply lock: one apply at a time per host, held by a remote `flock` that lives as long
+//! as the run (or, for a run of one script, by that script itself).
+
+use super::host::{HostRun, Live};
+use crate::shell::quote;
+
+/// In a directory only root can enter: /run/lock is world-writable, so any local user could
+/// hold a lock there (or plant a symlink in its place).
+pub(crate) const LOCK_FILE: &str = "/run/novadock/lock";
+/// Shell that makes /run/novadock (0700) and checks that it is root's own directory; on
+/// stdout too, where the lock holder's answer is read.
+const LOCK_DIR_SH: &str = "[ -d /run/novadock ] || mkdir -m 700 /run/novadock\n\
+     if [ -L /run/novadock ] || [ ! -O /run/novadock ]; then\n\
+     \tnd_e='/run/novadock is not a directory of root only; remove it'\n\
+     \tprintf 'novadock: %s\\n' \"$nd_e\"; printf 'novadock: %s\\n' \"$nd_e\" >&2; exit 3\n\
+     fi\n";
+/// What a script that found the apply lock taken prints, and its exit code.
+pub(super) const LOCK_HELD: &str = "novadock-lock-held ";
+pub(super) const LOCK_HELD_CODE: i32 = 75;
+
+impl HostRun {
+    /// The lock taken by a script itself: held by its shell until it exits, the whole of
+    /// this run's changes.
+    pub(super) fn inline_lock(&self) -> String {
+        format!(
+            "{LOCK_DIR_SH}\
+             exec 9>>{LOCK_FILE}\n\
+             if ! flock -n 9; then printf '{LOCK_HELD} %s\\n' \"$(head -n 1 {LOCK_FILE})\"; exit {LOCK_HELD_CODE}; fi\n\
+             printf '%s\\n' {} > {LOCK_FILE}\n",
+            quote(&self.lock_owner())
+        )
+    }
+
+    /// Who holds the apply lock, as the lock file says.
+    fn lock_owner(&self) -> String {
+        format!(
+            "novadock run {} (pid {} on {}, user {})",
+            self.opts.run_id,
+            std::process::id(),
+            hostname(),
+            std::env::var("USER").unwrap_or_else(|_| "?".into())
+        )
+    }
+
+    pub(super) fn held_by(&self, holder: &str) -> String {
+        let mut e = format!(
+            "{} is locked by another apply: {}",
+            self.host.name,
+            crate::printer::escape_line(holder)
+        );
+        // A run killed here: the script it sent goes on, and holds the lock, until it is done.
+        let gone = holder
+            .split_once("(pid ")
+            .and_then(|(_, r)| r.split_once(" on "))
+            .and_then(|(pid, r)| {
+                let here = r.split_once(',').is_some_and(|(h, _)| h == hostname());
+                (here && !std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+            })
+            .is_some();
+        if gone {
+            e.push_str(&format!(
+                "\nhint: that novadock process has ended, but the changes it sent are still running on {}; apply again once they are done",
+                self.host.name
+            ));
+        }
+        e
+    }
+
+    pub(super) async fn lock(&self, live: &mut Live) -> Result<(), String> {
+        if live.lock.is_some() {
+            return Ok(());
+        }
+        let who = self.lock_owner();
+        let script = format!(
+            "{LOCK_DIR_SH}\
+             exec 9>>{LOCK_FILE}\n\
+             if ! flock -n 9; then printf 'HELD %s\\n' \"$(head -n 1 {LOCK_FILE})\"; exit 0; fi\n\
+             printf '%s\\n' {} > {LOCK_FILE}\n\
+             echo LOCKED\n\
+             cat >/dev/null\n",
+            quote(&who)
+        );
+        let (line, guard) = live
+            .transport
+            .hold(&script)
+            .await
+            .map_err(|e| e.to_string())?;
+        match line.strip_prefix("HELD ") {
+            None if line == "LOCKED" => {
+                live.lock = Some(guard);
+                Ok(())
+            }
+            Some(holder) => Err(self.held_by(holder)),
+            None => Err(format!(
+                "could not take the apply lock on {}: {line:?}",
+                self.host.name
+            )),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
