@@ -16,6 +16,8 @@ use std::sync::Arc;
 mod batch;
 mod build;
 mod errors;
+#[cfg(test)]
+mod fake;
 mod glance;
 mod handlers;
 mod host;
@@ -23,6 +25,8 @@ mod lock;
 mod once;
 mod peers;
 mod schedule;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use build::build_step;
 pub(crate) use schedule::Engine;
