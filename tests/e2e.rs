@@ -123,8 +123,7 @@ fn plan_apply_plan_converges_and_plan_changes_nothing() {
     let pb = core_playbook();
     let before: Vec<String> = hosts.names.iter().map(|h| hosts.tree_hash(h)).collect();
 
-    let plan = hosts.novadock(&["plan", "-i", &inv, "-p", &pb]);
-    assert_eq!(plan.code, 2, "{plan:?}");
+    let plan = hosts.plan(&inv, &pb).code(2).run();
     assert_eq!(plan.stdout, "");
     assert_eq!(
         plan.stderr,
@@ -133,8 +132,7 @@ fn plan_apply_plan_converges_and_plan_changes_nothing() {
     let after: Vec<String> = hosts.names.iter().map(|h| hosts.tree_hash(h)).collect();
     assert_eq!(before, after, "plan modified a host");
 
-    let apply = hosts.novadock(&["apply", "-i", &inv, "-p", &pb, "--yes"]);
-    assert_eq!(apply.code, 0, "{apply:?}");
+    let apply = hosts.apply(&inv, &pb).code(0).run();
     assert_eq!(apply.stderr, expected_run("changed", "ran", "Apply"));
 
     // Only the targeted lines changed, owner/group/mode kept, handlers ran once.
@@ -172,11 +170,9 @@ fn plan_apply_plan_converges_and_plan_changes_nothing() {
         "the backup is the previous version"
     );
 
-    let again = hosts.novadock(&["plan", "-i", &inv, "-p", &pb]);
-    assert_eq!(again.code, 0, "{again:?}");
+    let again = hosts.plan(&inv, &pb).code(0).run();
     assert_eq!(again.stderr, CONVERGED);
-    let apply_again = hosts.novadock(&["apply", "-i", &inv, "-p", &pb, "--yes"]);
-    assert_eq!(apply_again.code, 0, "{apply_again:?}");
+    hosts.apply(&inv, &pb).code(0).run();
     for h in ["h1", "h2"] {
         assert_eq!(
             hosts
@@ -193,8 +189,7 @@ fn plan_apply_plan_converges_and_plan_changes_nothing() {
 fn json_output_is_one_document_on_stdout() {
     let (hosts, inv) = zed_hosts(3);
     let pb = core_playbook();
-    let plan = hosts.novadock(&["plan", "-i", &inv, "-p", &pb, "--json"]);
-    assert_eq!(plan.code, 2, "{plan:?}");
+    let plan = hosts.plan(&inv, &pb).arg("--json").code(2).run();
     let v: serde_json::Value = serde_json::from_str(&plan.stdout).expect("stdout is JSON");
     assert_eq!(
         v["summary"],
@@ -213,14 +208,13 @@ fn json_output_is_one_document_on_stdout() {
     assert_eq!(v["hosts"]["h1"]["handlers"][0]["status"], "changed");
     // First converge: facts, then every change and handler in one script, which takes the
     // apply lock itself.
-    let apply = hosts.novadock(&["apply", "-i", &inv, "-p", &pb, "--yes", "--json"]);
-    assert_eq!(apply.code, 0, "{apply:?}");
+    let apply = hosts.apply(&inv, &pb).arg("--json").code(0).run();
     let v: serde_json::Value = serde_json::from_str(&apply.stdout).unwrap();
     for h in &hosts.names {
         assert_eq!(v["hosts"][h]["round_trips"], 2, "{h}: {apply:?}");
     }
     // No-op run: one round trip per host (the facts), masters reused.
-    let noop = hosts.novadock(&["apply", "-i", &inv, "-p", &pb, "--yes", "--json"]);
+    let noop = hosts.apply(&inv, &pb).arg("--json").run();
     let v: serde_json::Value = serde_json::from_str(&noop.stdout).unwrap();
     for h in &hosts.names {
         assert_eq!(v["hosts"][h]["round_trips"], 1, "{h}: {noop:?}");
@@ -233,8 +227,7 @@ fn a_down_host_is_reported_and_the_others_are_applied() {
     let (hosts, inv) = zed_hosts(3);
     let pb = core_playbook();
     hosts.stop("h2");
-    let apply = hosts.novadock(&["apply", "-i", &inv, "-p", &pb, "--yes"]);
-    assert_eq!(apply.code, 1, "{apply:?}");
+    let apply = hosts.apply(&inv, &pb).code(1).run();
     let addr = hosts.address("h2");
     assert!(
         apply.stderr.contains(&format!(
@@ -259,8 +252,7 @@ fn a_down_host_is_reported_and_the_others_are_applied() {
             .contains("on h3")
     );
     hosts.start("h2");
-    let apply = hosts.novadock(&["apply", "-i", &inv, "-p", &pb, "--yes"]);
-    assert_eq!(apply.code, 0, "{apply:?}");
+    let apply = hosts.apply(&inv, &pb).code(0).run();
     assert!(
         apply
             .stderr
@@ -277,16 +269,7 @@ fn fail_fast_stops_the_other_hosts() {
         "pb.yml",
         "steps:\n  - name: fails on h1\n    hosts: h1\n    command: { cmd: 'exit 7' }\n  - name: slow\n    hosts: all\n    command: { cmd: 'sleep 1' }\n  - name: after\n    hosts: all\n    file: { path: /etc/after, content: x }\n",
     );
-    let r = hosts.novadock(&[
-        "apply",
-        "-i",
-        inv.to_str().unwrap(),
-        "-p",
-        pb.to_str().unwrap(),
-        "--yes",
-        "--fail-fast",
-    ]);
-    assert_eq!(r.code, 1, "{r:?}");
+    let r = hosts.apply(&inv, &pb).arg("--fail-fast").code(1).run();
     assert!(r.stderr.contains("on h1: `exit 7` exited with 7"), "{r:?}");
     assert_eq!(hosts.sh("h1", "test -e /etc/after").code, 1);
     assert_eq!(hosts.sh("h2", "test -e /etc/after").code, 1, "{r:?}");
@@ -326,14 +309,7 @@ fn hostile_values_end_up_literally_and_nothing_runs() {
     user_groups: { user: "{{ e1 }}", groups: ["{{ e2 }}"] }
 "#,
     );
-    let r = hosts.novadock(&[
-        "apply",
-        "-i",
-        inv.to_str().unwrap(),
-        "-p",
-        pb.to_str().unwrap(),
-        "--yes",
-    ]);
+    let r = hosts.apply(&inv, &pb).run();
     // The last step fails (no such user) — with a clean error, not an injection.
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("usermod"), "{r:?}");
@@ -362,15 +338,7 @@ fn a_second_concurrent_apply_is_refused_naming_the_holder() {
         "pb.yml",
         "steps:\n  - name: slow change\n    hosts: all\n    command: { cmd: 'sleep 4; touch /etc/slow-done', creates: /etc/slow-done }\n",
     );
-    let args = [
-        "apply",
-        "-i",
-        inv.to_str().unwrap(),
-        "-p",
-        pb.to_str().unwrap(),
-        "--yes",
-    ];
-    let first = hosts.novadock_cmd(&args).spawn().unwrap();
+    let first = hosts.apply(&inv, &pb).command().spawn().unwrap();
     // Wait until the first run holds the lock on the host.
     let t = Instant::now();
     loop {
@@ -384,8 +352,7 @@ fn a_second_concurrent_apply_is_refused_naming_the_holder() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let second = hosts.novadock(&args);
-    assert_eq!(second.code, 1, "{second:?}");
+    let second = hosts.apply(&inv, &pb).code(1).run();
     let msg = "h1 is locked by another apply: novadock run ";
     assert!(second.stderr.contains(msg), "{second:?}");
     assert!(
@@ -423,9 +390,10 @@ fn secrets_never_appear_in_any_output() {
     );
     hosts.sh_ok("h1", "mkdir -p /etc/nova");
     let run = |args: &[&str]| {
-        let mut c = hosts.novadock_cmd(args);
-        c.env("ND_TEST_DB_PASSWORD", secret);
-        Run::from(c.output().unwrap())
+        hosts
+            .novadock(args)
+            .env("ND_TEST_DB_PASSWORD", secret)
+            .run()
     };
     let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
     for args in [
@@ -461,22 +429,14 @@ fn strict_host_key_checking_by_default() {
         "steps:\n  - name: f\n    hosts: all\n    file: { path: /etc/x, content: x }\n",
     );
     std::fs::write(hosts.path("known_hosts"), "").unwrap();
-    let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
-    let r = hosts.novadock(&["plan", "-i", i, "-p", p]);
-    assert_eq!(r.code, 1, "{r:?}");
+    let r = hosts.plan(&inv, &pb).code(1).run();
     assert!(r.stderr.contains("Host key verification failed"), "{r:?}");
     // --persist 0: no master survives to vouch for the host in the next run.
-    let r = hosts.novadock(&[
-        "plan",
-        "-i",
-        i,
-        "-p",
-        p,
-        "--accept-new-host-keys",
-        "--persist",
-        "0",
-    ]);
-    assert_eq!(r.code, 2, "{r:?}");
+    hosts
+        .plan(&inv, &pb)
+        .args(["--accept-new-host-keys", "--persist", "0"])
+        .code(2)
+        .run();
     assert!(
         std::fs::read_to_string(hosts.path("known_hosts"))
             .unwrap()
@@ -491,17 +451,11 @@ fn strict_host_key_checking_by_default() {
         format!("{} {} {}\n", hosts.address("h1"), key[0], key[1]),
     )
     .unwrap();
-    let r = hosts.novadock(&[
-        "plan",
-        "-i",
-        i,
-        "-p",
-        p,
-        "--accept-new-host-keys",
-        "--persist",
-        "0",
-    ]);
-    assert_eq!(r.code, 1, "{r:?}");
+    let r = hosts
+        .plan(&inv, &pb)
+        .args(["--accept-new-host-keys", "--persist", "0"])
+        .code(1)
+        .run();
     assert!(
         r.stderr.contains("HOST IDENTIFICATION HAS CHANGED"),
         "{r:?}"
@@ -525,9 +479,11 @@ fn limit_and_local_hosts() {
         "pb.yml",
         "steps:\n  - name: f\n    hosts: targets\n    file: { path: \"{{ dir | default('/etc') }}/{{ host.name }}\", content: \"{{ host.address }}\\n\" }\n",
     );
-    let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
-    let r = hosts.novadock(&["apply", "-i", i, "-p", p, "--yes", "--limit", "here,h2"]);
-    assert_eq!(r.code, 0, "{r:?}");
+    hosts
+        .apply(&inv, &pb)
+        .args(["--limit", "here,h2"])
+        .code(0)
+        .run();
     assert_eq!(
         std::fs::read_to_string(scratch.path().join("here")).unwrap(),
         "local\n"
@@ -542,7 +498,7 @@ fn limit_and_local_hosts() {
     );
     assert_eq!(hosts.sh("h1", "test -e /etc/h1").code, 1);
     assert!(!std::path::Path::new("/etc/h2").exists());
-    let r = hosts.novadock(&["plan", "-i", i, "-p", p, "--limit", "nope"]);
+    let r = hosts.plan(&inv, &pb).args(["--limit", "nope"]).run();
     assert_eq!(r.code, 1);
     assert_eq!(
         r.stderr,
@@ -594,7 +550,8 @@ handlers:
         version += 1;
         let inv = hosts.inventory("inventory.yml", &format!("vars:\n  version: {version}\n"));
         let mut child = hosts
-            .novadock_cmd(&["apply", "-i", inv.to_str().unwrap(), "-p", &pbs, "--yes"])
+            .apply(&inv, &pbs)
+            .command()
             .stderr(std::fs::File::create(hosts.path(&format!("killed-{version}.log"))).unwrap())
             .spawn()
             .unwrap();
@@ -622,8 +579,7 @@ handlers:
         std::thread::sleep(Duration::from_millis(300));
         if delay_ms == 0 {
             // The script the killed run sent still runs, and holds the apply lock.
-            let r = hosts.novadock(&["apply", "-i", inv.to_str().unwrap(), "-p", &pbs, "--yes"]);
-            assert_eq!(r.code, 1, "{r:?}");
+            let r = hosts.apply(&inv, &pbs).code(1).run();
             assert!(
                 r.stderr.contains("h1 is locked by another apply: novadock run ")
                     && r.stderr.contains("hint: that novadock process has ended, but the changes it sent are still running on h1"),
@@ -684,8 +640,7 @@ handlers:
         std::fs::read_to_string(hosts.path(&format!("killed-{version}.log"))).unwrap()
     );
     let inv = hosts.inventory("inventory.yml", &format!("vars:\n  version: {version}\n"));
-    let r = hosts.novadock(&["apply", "-i", inv.to_str().unwrap(), "-p", &pbs, "--yes"]);
-    assert_eq!(r.code, 0, "{r:?}");
+    hosts.apply(&inv, &pbs).code(0).run();
     for h in &hosts.names {
         for f in files {
             assert_eq!(
@@ -705,8 +660,7 @@ handlers:
             "{h}: pending handlers left behind"
         );
     }
-    let r = hosts.novadock(&["plan", "-i", inv.to_str().unwrap(), "-p", &pbs]);
-    assert_eq!(r.code, 0, "{r:?}");
+    hosts.plan(&inv, &pbs).code(0).run();
 }
 
 #[test]
@@ -748,9 +702,7 @@ fn every_step_kind_converges_and_is_idempotent() {
     package: { names: [sl] }
 "#,
     );
-    let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
-    let apply = hosts.novadock(&["apply", "-i", i, "-p", p, "--yes"]);
-    assert_eq!(apply.code, 0, "{apply:?}");
+    let apply = hosts.apply(&inv, &pb).code(0).run();
     assert!(
         apply
             .stderr
@@ -768,8 +720,7 @@ fn every_step_kind_converges_and_is_idempotent() {
         hosts.read_str("h1", "/etc/containerd/config.toml"),
         "# containerd\nversion = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"pause:3.9\"   # pinned\n"
     );
-    let plan = hosts.novadock(&["plan", "-i", i, "-p", p]);
-    assert_eq!(plan.code, 0, "{plan:?}");
+    let plan = hosts.plan(&inv, &pb).code(0).run();
     assert!(
         plan.stderr
             .ends_with("Plan: 0 to change, 8 unchanged, 0 failed, 0 skipped on 1 host\n"),
@@ -777,8 +728,7 @@ fn every_step_kind_converges_and_is_idempotent() {
     );
     // Drift in attributes only is seen and fixed without rewriting the content.
     hosts.sh_ok("h1", "chmod 0644 /etc/novadock-test/a.conf");
-    let plan = hosts.novadock(&["plan", "-i", i, "-p", p]);
-    assert_eq!(plan.code, 2, "{plan:?}");
+    let plan = hosts.plan(&inv, &pb).code(2).run();
     assert!(
         plan.stderr
             .contains("  ~ h1: would change: set owner root, group docker, mode 0640 on /etc/novadock-test/a.conf\n"),
@@ -794,7 +744,6 @@ fn ssh_masters_outlive_the_run_and_are_resumed() {
         "pb.yml",
         "steps:\n  - name: f\n    hosts: all\n    file: { path: /etc/x, content: x }\n",
     );
-    let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
     let master_pid = || {
         let dir = hosts.runtime.path().join("novadock");
         let Some(sock) = std::fs::read_dir(&dir)
@@ -812,17 +761,12 @@ fn ssh_masters_outlive_the_run_and_are_resumed() {
             .unwrap();
         String::from_utf8_lossy(&out.stderr).trim().to_string()
     };
-    assert_eq!(hosts.novadock(&["plan", "-i", i, "-p", p]).code, 2);
+    hosts.plan(&inv, &pb).code(2).run();
     let first = master_pid();
     assert!(first.starts_with("Master running (pid="), "{first}");
-    assert_eq!(hosts.novadock(&["plan", "-i", i, "-p", p]).code, 2);
+    hosts.plan(&inv, &pb).code(2).run();
     assert_eq!(master_pid(), first, "the second run started a new master");
-    assert_eq!(
-        hosts
-            .novadock(&["plan", "-i", i, "-p", p, "--persist", "0"])
-            .code,
-        2
-    );
+    hosts.plan(&inv, &pb).args(["--persist", "0"]).code(2).run();
     assert!(
         !master_pid().starts_with("Master running"),
         "--persist 0 left the master running"
@@ -843,22 +787,15 @@ fn interactive_apply_asks_and_applies_exactly_the_plan_shown() {
     for h in &hosts.names {
         hosts.put(h, "/etc/asked", b"old\n");
     }
-    let cmd = format!(
-        "{} apply -i {} -p {}",
-        common::bin(),
-        inv.display(),
-        pb.display()
-    );
     let answer = |reply: &str, meddle: bool| -> (i32, String) {
-        // `script` gives novadock a real terminal and relays our pipe to it.
-        let mut child = std::process::Command::new("script");
-        child
-            .args(["-qefc", &cmd, "/dev/null"])
-            .env("XDG_RUNTIME_DIR", hosts.runtime.path())
-            .env("NO_COLOR", "1")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped());
-        let mut child = child.spawn().unwrap();
+        let mut child = hosts
+            .novadock(["apply", "-i"])
+            .arg(&inv)
+            .arg("-p")
+            .arg(&pb)
+            .tty_command()
+            .spawn()
+            .unwrap();
         let mut out = child.stdout.take().unwrap();
         let mut seen = Vec::new();
         let mut buf = [0u8; 4096];
@@ -934,8 +871,7 @@ fn non_root_users_go_through_sudo() {
             .replace("user: root", "user: deploy"),
     )
     .unwrap();
-    let r = hosts.novadock(&["apply", "-i", &inv, "-p", p, "--yes"]);
-    assert_eq!(r.code, 0, "{r:?}");
+    hosts.apply(&inv, p).code(0).run();
     assert_eq!(
         hosts.sh_ok("h1", "stat -c '%U %a' /etc/by-sudo"),
         "root 600\n"
@@ -948,8 +884,7 @@ fn non_root_users_go_through_sudo() {
             .replace("user: root", "user: nopw"),
     )
     .unwrap();
-    let r = hosts.novadock(&["plan", "-i", &inv, "-p", p]);
-    assert_eq!(r.code, 1, "{r:?}");
+    let r = hosts.plan(&inv, p).code(1).run();
     assert!(
         r.stderr
             .contains("nopw cannot run sudo without a password on h1"),
@@ -966,15 +901,7 @@ fn backups_keep_the_last_five_runs() {
     );
     for v in 0..8 {
         let inv = hosts.inventory("inventory.yml", &format!("vars:\n  v: {v}\n"));
-        let r = hosts.novadock(&[
-            "apply",
-            "-i",
-            inv.to_str().unwrap(),
-            "-p",
-            pb.to_str().unwrap(),
-            "--yes",
-        ]);
-        assert_eq!(r.code, 0, "{r:?}");
+        hosts.apply(&inv, &pb).code(0).run();
     }
     // Runs 1..7 had a previous version to back up; the newest five stay.
     let kept = hosts.sh_ok(
@@ -1011,9 +938,7 @@ handlers:
   h: { command: { cmd: "echo ran >> /etc/batch-handler" } }
 "#,
     );
-    let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
-    let r = hosts.novadock(&["apply", "-i", i, "-p", p, "--yes"]);
-    assert_eq!(r.code, 1, "{r:?}");
+    let r = hosts.apply(&inv, &pb).code(1).run();
     assert_eq!(
         r.stderr,
         "[1/3] first file
@@ -1067,9 +992,7 @@ fn a_key_made_on_one_host_is_authorized_and_pinned_on_another_in_one_apply() {
 "#
         .replace("KEYS", &keys.display().to_string()),
     );
-    let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
-    let plan = hosts.novadock(&["plan", "-i", i, "-p", p, "--forks", "1"]);
-    assert_eq!(plan.code, 2, "{plan:?}");
+    let plan = hosts.plan(&inv, &pb).args(["--forks", "1"]).code(2).run();
     assert!(
         plan.stderr.contains(
             &format!("  ~ h1: would change: authorize the key h2:/etc/nd-test-key.pub in {} (created in this run)\n", keys.display())
@@ -1077,8 +1000,7 @@ fn a_key_made_on_one_host_is_authorized_and_pinned_on_another_in_one_apply() {
         "{plan:?}"
     );
     let before = std::fs::read_to_string(&keys).unwrap();
-    let apply = hosts.novadock(&["apply", "-i", i, "-p", p, "--yes", "--forks", "1"]);
-    assert_eq!(apply.code, 0, "{apply:?}");
+    hosts.apply(&inv, &pb).args(["--forks", "1"]).code(0).run();
     let after = std::fs::read_to_string(&keys).unwrap();
     assert!(after.starts_with(&before), "lines were lost:\n{after}");
     assert!(
@@ -1094,8 +1016,7 @@ fn a_key_made_on_one_host_is_authorized_and_pinned_on_another_in_one_apply() {
         ),
         "reached\n"
     );
-    let again = hosts.novadock(&["plan", "-i", i, "-p", p]);
-    assert_eq!(again.code, 0, "{again:?}");
+    hosts.plan(&inv, &pb).code(0).run();
     // `state: absent` takes the key back (bootstrap does so when prefetch stops using SSH):
     // the other lines stay, and the key no longer logs in.
     let pb2 = hosts.write_file(
@@ -1108,14 +1029,12 @@ fn a_key_made_on_one_host_is_authorized_and_pinned_on_another_in_one_apply() {
         .replace("KEYS", &keys.display().to_string()),
     );
     let p2 = pb2.to_str().unwrap();
-    let apply = hosts.novadock(&["apply", "-i", i, "-p", p2, "--yes"]);
-    assert_eq!(apply.code, 0, "{apply:?}");
+    hosts.apply(&inv, p2).code(0).run();
     assert_eq!(std::fs::read_to_string(&keys).unwrap(), before);
     let r = hosts.sh(
         "h2",
         &format!("ssh -i /etc/nd-test-key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/etc/nd-test-known root@{addr} echo reached"),
     );
     assert_ne!(r.code, 0, "{r:?}");
-    let again = hosts.novadock(&["plan", "-i", i, "-p", p2]);
-    assert_eq!(again.code, 0, "{again:?}");
+    hosts.plan(&inv, p2).code(0).run();
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Hosts, Run};
+use common::Hosts;
 
 /// h1 and h2 are controllers, h3 a compute.
 fn cloud() -> (Hosts, String) {
@@ -35,10 +35,6 @@ const ONCE: &str = r#"steps:
     command: { cmd: "hostname > /etc/member", creates: /etc/member }
 "#;
 
-fn run(hosts: &Hosts, args: &[&str]) -> Run {
-    hosts.novadock(args)
-}
-
 /// Which hosts have `path`, and what it says.
 fn holders(hosts: &Hosts, path: &str) -> Vec<(String, String)> {
     hosts
@@ -54,8 +50,7 @@ fn a_run_once_step_runs_on_one_host_and_fails_over_when_it_is_down() {
     let (hosts, inv) = cloud();
     let pb = hosts.write_file("pb.yml", ONCE);
     let pb = pb.to_str().unwrap();
-    let plan = run(&hosts, &["plan", "-i", &inv, "-p", pb]);
-    assert_eq!(plan.code, 2, "{plan:?}");
+    let plan = hosts.plan(&inv, pb).code(2).run();
     assert_eq!(
         plan.stderr,
         "[1/3] The cloud-wide change
@@ -71,8 +66,7 @@ fn a_run_once_step_runs_on_one_host_and_fails_over_when_it_is_down() {
 Plan: 5 to change, 0 unchanged, 0 failed, 0 skipped on 3 hosts
 "
     );
-    let apply = run(&hosts, &["apply", "-i", &inv, "-p", pb, "--yes"]);
-    assert_eq!(apply.code, 0, "{apply:?}");
+    hosts.apply(&inv, pb).code(0).run();
     assert_eq!(holders(&hosts, "/etc/once"), [("h1".into(), "h1\n".into())]);
     assert_eq!(holders(&hosts, "/etc/each").len(), 3);
 
@@ -81,8 +75,7 @@ Plan: 5 to change, 0 unchanged, 0 failed, 0 skipped on 3 hosts
     hosts.sh_ok("h1", "rm /etc/once /etc/member");
     hosts.stop("h1");
     let addr = hosts.address("h1");
-    let plan = run(&hosts, &["plan", "-i", &inv, "-p", pb]);
-    assert_eq!(plan.code, 1, "{plan:?}");
+    let plan = hosts.plan(&inv, pb).code(1).run();
     assert_eq!(
         plan.stderr,
         format!(
@@ -98,8 +91,7 @@ Plan: 2 to change, 2 unchanged, 1 failed, 0 skipped on 3 hosts (hosts failed: h1
 "
         )
     );
-    let apply = run(&hosts, &["apply", "-i", &inv, "-p", pb, "--yes"]);
-    assert_eq!(apply.code, 1, "{apply:?}");
+    let apply = hosts.apply(&inv, pb).code(1).run();
     assert!(
         apply.stderr.ends_with(
             "Apply: 2 changed, 2 unchanged, 1 failed, 0 skipped on 3 hosts (hosts failed: h1)\n"
@@ -116,11 +108,7 @@ Plan: 2 to change, 2 unchanged, 1 failed, 0 skipped on 3 hosts (hosts failed: h1
     // --limit on the compute still pulls in the controllers' step for it: once, on h1. A
     // run_once step of the compute's own pattern runs once among the limited hosts.
     hosts.sh_ok("h2", "rm /etc/member");
-    let apply = run(
-        &hosts,
-        &["apply", "-i", &inv, "-p", pb, "--yes", "--limit", "h3"],
-    );
-    assert_eq!(apply.code, 0, "{apply:?}");
+    let apply = hosts.apply(&inv, pb).args(["--limit", "h3"]).code(0).run();
     assert_eq!(
         apply.stderr,
         "[1/3] The cloud-wide change
@@ -156,8 +144,7 @@ fn a_serial_handler_restarts_one_host_at_a_time() {
     let inv = hosts.inventory("inventory.yml", "");
     let pb = hosts.write_file("pb.yml", ROLLING);
     let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
-    let plan = run(&hosts, &["plan", "-i", i, "-p", p]);
-    assert_eq!(plan.code, 2, "{plan:?}");
+    let plan = hosts.plan(i, p).code(2).run();
     assert!(
         plan.stderr.ends_with(
             "[handler] svc
@@ -167,8 +154,7 @@ Plan: 6 to change, 0 unchanged, 0 failed, 0 skipped on 3 hosts
         ),
         "{plan:?}"
     );
-    let apply = run(&hosts, &["apply", "-i", i, "-p", p, "--yes"]);
-    assert_eq!(apply.code, 0, "{apply:?}");
+    let apply = hosts.apply(i, p).code(0).run();
     assert!(
         apply.stderr.contains(
             "[handler] svc
@@ -211,8 +197,7 @@ fn a_rolling_restart_stops_at_the_first_host_where_it_fails() {
         ),
     );
     let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
-    let apply = run(&hosts, &["apply", "-i", i, "-p", p, "--yes"]);
-    assert_eq!(apply.code, 1, "{apply:?}");
+    let apply = hosts.apply(i, p).code(1).run();
     // Whichever host had the first turn failed; the others never ran it.
     let tried = holders(&hosts, "/var/log/svc-tried");
     assert_eq!(tried.len(), 1, "{tried:?}\n{apply:?}");
@@ -252,14 +237,10 @@ fn a_confirmed_plan_keeps_its_run_once_host() {
     use std::io::{Read, Write};
     let (hosts, inv) = cloud();
     let pb = hosts.write_file("pb.yml", ONCE);
-    let cmd = format!("{} apply -i {inv} -p {}", common::bin(), pb.display());
-    // `script` gives novadock a real terminal and relays our pipe to it.
-    let mut child = std::process::Command::new("script")
-        .args(["-qefc", &cmd, "/dev/null"])
-        .env("XDG_RUNTIME_DIR", hosts.runtime.path())
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
+    let mut child = hosts
+        .novadock(["apply", "-i", &inv, "-p"])
+        .arg(&pb)
+        .tty_command()
         .spawn()
         .unwrap();
     let mut out = child.stdout.take().unwrap();

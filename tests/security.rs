@@ -4,22 +4,11 @@
 
 mod common;
 
-use common::{Hosts, Run, run_time};
+use common::{Hosts, Novadock, Run, run_time};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB9qWc0yKlGcYdq1b8p4lWc8m6xVfH3vJ2oQ7y1eZ3Rb nd@test";
-
-fn apply(hosts: &Hosts, inv: &std::path::Path, pb: &std::path::Path) -> Run {
-    hosts.novadock(&[
-        "apply",
-        "-i",
-        inv.to_str().unwrap(),
-        "-p",
-        pb.to_str().unwrap(),
-        "--yes",
-    ])
-}
 
 /// A local user `u` with a home directory on `host`.
 fn add_user(hosts: &Hosts, host: &str) {
@@ -61,7 +50,7 @@ fn authorized_key_does_not_follow_a_symlinked_ssh_dir() {
     );
     as_u(&hosts, "h1", "ln -s /etc/nd-rootonly /home/u/.ssh");
     let inv = hosts.inventory("inventory.yml", "");
-    let r = apply(&hosts, &inv, &authorized_key_playbook(&hosts));
+    let r = hosts.apply(&inv, authorized_key_playbook(&hosts)).run();
     let planted = hosts.sh("h1", "ls -l /etc/nd-rootonly/");
     assert!(
         !planted.stdout.contains("authorized_keys"),
@@ -92,14 +81,6 @@ fn a_planted_temp_file_does_not_make_root_write_elsewhere() {
 /// Apply `pb` while user u plants `.novadock.RUN` in `dir` as a symlink to /etc/nd-pwned.
 fn planted_run(hosts: &Hosts, pb: &std::path::Path, dir: &str) {
     let inv = hosts.inventory("inventory.yml", "");
-    let args = [
-        "apply",
-        "-i",
-        inv.to_str().unwrap(),
-        "-p",
-        pb.to_str().unwrap(),
-        "--yes",
-    ];
     let secs = || {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -107,7 +88,7 @@ fn planted_run(hosts: &Hosts, pb: &std::path::Path, dir: &str) {
             .as_secs()
     };
     let before = secs();
-    let child = hosts.novadock_cmd(&args).spawn().unwrap();
+    let child = hosts.apply(&inv, pb).command().spawn().unwrap();
     let after = secs();
     // The run id is the start time and the pid: plant every candidate before the write.
     let mut plant = String::new();
@@ -135,8 +116,10 @@ fn writes_in_a_users_directory_run_as_that_user_and_others_are_refused() {
     add_user(&hosts, "h1");
     as_u(&hosts, "h1", "mkdir -m 700 /home/u/.ssh");
     let inv = hosts.inventory("inventory.yml", "");
-    let r = apply(&hosts, &inv, &authorized_key_playbook(&hosts));
-    assert_eq!(r.code, 0, "{r:?}");
+    hosts
+        .apply(&inv, authorized_key_playbook(&hosts))
+        .code(0)
+        .run();
     assert_eq!(
         hosts.sh_ok("h1", "stat -c '%U %a' /home/u/.ssh/authorized_keys"),
         "u 600\n"
@@ -156,8 +139,7 @@ fn writes_in_a_users_directory_run_as_that_user_and_others_are_refused() {
         "pb2.yml",
         "steps:\n  - name: f\n    hosts: all\n    file: { path: /etc/nd-userdir/x.conf, content: \"x\\n\", mode: \"0600\" }\n",
     );
-    let r = apply(&hosts, &inv, &pb);
-    assert_eq!(r.code, 0, "{r:?}");
+    hosts.apply(&inv, &pb).code(0).run();
     assert_eq!(
         hosts.sh_ok("h1", "stat -c '%U %a' /etc/nd-userdir/x.conf"),
         "root 600\n"
@@ -167,8 +149,7 @@ fn writes_in_a_users_directory_run_as_that_user_and_others_are_refused() {
         "pb3.yml",
         "steps:\n  - name: f\n    hosts: all\n    file: { path: /etc/nd-userdir/sub/x.conf, content: \"x\\n\" }\n",
     );
-    let r = apply(&hosts, &inv, &pb);
-    assert_eq!(r.code, 1, "{r:?}");
+    let r = hosts.apply(&inv, &pb).code(1).run();
     assert!(r.stderr.contains("/etc/nd-userdir is owned by u"), "{r:?}");
     assert_eq!(hosts.sh("h1", "test -e /etc/nd-userdir/sub/x.conf").code, 1);
     // A system account's directory (Debian's /etc/nova is nova:nova 0770) is not refused.
@@ -180,8 +161,7 @@ fn writes_in_a_users_directory_run_as_that_user_and_others_are_refused() {
         "pb4.yml",
         "steps:\n  - name: f\n    hosts: all\n    file: { path: /etc/nd-svc/rootwrap.d/x.filters, content: \"x\\n\" }\n",
     );
-    let r = apply(&hosts, &inv, &pb);
-    assert_eq!(r.code, 0, "{r:?}");
+    hosts.apply(&inv, &pb).code(0).run();
 }
 
 /// Finding 5: any local user could take the apply lock in world-writable /run/lock (and its
@@ -202,7 +182,7 @@ fn a_local_user_cannot_hold_the_apply_lock() {
         "pb.yml",
         "steps:\n  - name: f\n    hosts: all\n    file: { path: /etc/nd-lock-test, content: x }\n",
     );
-    let r = apply(&hosts, &inv, &pb);
+    let r = hosts.apply(&inv, &pb).run();
     assert_eq!(r.code, 0, "a local user locked novadock out: {r:?}");
     assert!(!r.all().contains('\u{1b}'), "{r:?}");
     assert_eq!(
@@ -215,8 +195,7 @@ fn a_local_user_cannot_hold_the_apply_lock() {
         "pb2.yml",
         "steps:\n  - name: f\n    hosts: all\n    file: { path: /etc/nd-lock-test, content: y }\n",
     );
-    let r = apply(&hosts, &inv, &pb);
-    assert_eq!(r.code, 1, "{r:?}");
+    let r = hosts.apply(&inv, &pb).code(1).run();
     assert!(
         r.stderr
             .contains("/run/novadock is not a directory of root only"),
@@ -256,11 +235,7 @@ fn secrets_are_masked_in_every_form_and_never_rendered() {
       unless: "tr '\\0' ' ' < /proc/$$/cmdline > /etc/nd-probe-args; test x = {{ pw }}"
 "#,
     );
-    let run = |args: &[&str]| {
-        let mut c = hosts.novadock_cmd(args);
-        c.env("ND_TEST_PW", quoted);
-        Run::from(c.output().unwrap())
-    };
+    let run = |args: &[&str]| hosts.novadock(args).env("ND_TEST_PW", quoted).run();
     let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
     let json_pw = serde_json::to_string(quoted).unwrap();
     let json_pw = &json_pw[1..json_pw.len() - 1];
@@ -306,8 +281,7 @@ fn remote_output_is_printed_escaped() {
         "pb.yml",
         "steps:\n  - name: noisy\n    hosts: all\n    command: { cmd: \"printf '\\\\033]0;pwned\\\\007\\\\rh1: ok\\\\n' >&2; exit 1\" }\n",
     );
-    let r = apply(&hosts, &inv, &pb);
-    assert_eq!(r.code, 1, "{r:?}");
+    let r = hosts.apply(&inv, &pb).code(1).run();
     assert!(r.stderr.contains("pwned"), "{r:?}");
     assert!(!r.all().contains('\u{1b}'), "raw escape printed: {r:?}");
     assert!(!r.all().contains('\r'), "raw CR printed: {r:?}");
@@ -341,8 +315,7 @@ fn copy_keeps_modes_and_refuses_symlinks() {
             src.display()
         ),
     );
-    let r = apply(&hosts, &inv, &pb);
-    assert_eq!(r.code, 0, "{r:?}");
+    hosts.apply(&inv, &pb).code(0).run();
     assert_eq!(
         hosts.sh_ok(
             "h1",
@@ -351,8 +324,7 @@ fn copy_keeps_modes_and_refuses_symlinks() {
         "600\n755\n"
     );
     std::os::unix::fs::symlink("/etc/shadow", src.join("sub/shadow")).unwrap();
-    let r = apply(&hosts, &inv, &pb);
-    assert_eq!(r.code, 1, "{r:?}");
+    let r = hosts.apply(&inv, &pb).code(1).run();
     assert!(r.stderr.contains("symlink"), "{r:?}");
     assert_eq!(hosts.sh("h1", "test -e /opt/nd-copy/sub/shadow").code, 1);
 }
@@ -367,8 +339,7 @@ fn creates_with_a_space_matches() {
         "steps:\n  - name: once\n    hosts: all\n    command: { cmd: \"echo x >> /etc/nd-count; touch /etc/{{ name }}\", creates: \"/etc/{{ name }}\" }\n",
     );
     for _ in 0..2 {
-        let r = apply(&hosts, &inv, &pb);
-        assert_eq!(r.code, 0, "{r:?}");
+        hosts.apply(&inv, &pb).code(0).run();
     }
     assert_eq!(hosts.read_str("h1", "/etc/nd-count"), "x\n");
 }
@@ -379,24 +350,19 @@ fn creates_with_a_space_matches() {
 fn the_current_directory_does_not_replace_the_shipped_playbook() {
     let d = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(d.path().join("playbooks")).unwrap();
-    std::fs::write(
-        d.path().join("playbooks/bootstrap.yml"),
-        "steps:\n  - name: planted\n    hosts: all\n    command: { cmd: \"touch /etc/planted\" }\n",
-    )
-    .unwrap();
-    std::fs::write(
-        d.path().join("inv.yml"),
-        "hosts:\n  ctl: { address: 127.0.0.1, groups: [controllers] }\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(common::bin())
+    let r = Novadock::new()
+        .dir(d.path())
+        .file(
+            "playbooks/bootstrap.yml",
+            "steps:\n  - name: planted\n    hosts: all\n    command: { cmd: \"touch /etc/planted\" }\n",
+        )
+        .file(
+            "inv.yml",
+            "hosts:\n  ctl: { address: 127.0.0.1, groups: [controllers] }\n",
+        )
         .args(["check", "-i", "inv.yml"])
-        .current_dir(d.path())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let r = Run::from(out);
-    assert_eq!(r.code, 0, "{r:?}");
+        .code(0)
+        .run();
     assert!(
         r.stderr
             .contains("embedded:playbooks/bootstrap.yml are valid"),
@@ -442,17 +408,10 @@ fn boot_time_files_are_private_and_planted_ones_are_ignored() {
     };
     let before = secs();
     let mut child = hosts
-        .novadock_cmd(&[
-            "boot-time",
-            "-i",
-            inv.to_str().unwrap(),
-            "--flavor",
-            "f",
-            "--image",
-            "i",
-            "--count",
-            "1",
-        ])
+        .novadock(["boot-time", "-i"])
+        .arg(&inv)
+        .args(["--flavor", "f", "--image", "i", "--count", "1"])
+        .command()
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -539,22 +498,13 @@ fn a_failed_docker_save_leaves_no_spool_behind() {
     );
     let tmp = tempfile::tempdir().unwrap();
     // (No dockerd runs on these hosts: docker save fails, whether the CLI is there or not.)
-    let r = Run::from(
-        hosts
-            .novadock_cmd(&[
-                "image",
-                "add",
-                "-i",
-                inv.to_str().unwrap(),
-                "nd/x:1",
-                "--from-host",
-                "h1",
-            ])
-            .env("TMPDIR", tmp.path())
-            .output()
-            .unwrap(),
-    );
-    assert_eq!(r.code, 1, "{r:?}");
+    let r = hosts
+        .novadock(["image", "add", "-i"])
+        .arg(&inv)
+        .args(["nd/x:1", "--from-host", "h1"])
+        .env("TMPDIR", tmp.path())
+        .code(1)
+        .run();
     assert!(
         r.stderr.contains("docker save nd/x:1 on h1 failed"),
         "{r:?}"

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Run, repo};
+use common::{Novadock, Run, repo};
 use std::process::{Command, Stdio};
 
 const NAME: &str = "nd-secp-test";
@@ -276,20 +276,15 @@ fn prefetch_unit_is_sandboxed_on_real_systemd() {
         "steps:\n  - name: the prefetch unit\n    hosts: all\n    template: { src: prefetch/novadock-prefetch.service.j2, dest: /etc/systemd/system/novadock-prefetch.service, mode: \"0644\" }\n",
     )
     .unwrap();
-    let r = Run::from(
-        Command::new(common::bin())
-            .args(["apply", "-i"])
-            .arg(&inv)
-            .arg("-p")
-            .arg(&pb)
-            .arg("--yes")
-            .env("XDG_RUNTIME_DIR", dir.path())
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap(),
-    );
-    assert_eq!(r.code, 0, "{r:?}");
+    Novadock::new()
+        .args(["apply", "-i"])
+        .arg(&inv)
+        .arg("-p")
+        .arg(&pb)
+        .arg("--yes")
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .code(0)
+        .run();
     // The job on this host reaches its "controller" (this host) over SSH, as it reaches
     // computes: that needs the control-socket directory.
     h.put(

@@ -3,9 +3,13 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod lab;
+mod novadock;
 
+#[allow(unused_imports)] // each test binary uses a different part
+pub use novadock::{Novadock, Run, bin};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// 127.0.0.201 onwards; every test gets its own addresses, so tests run in parallel.
@@ -24,10 +28,6 @@ pub fn run_time(t: u64) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_novadock")
-}
-
 /// Fails loudly (never skips) when the machine cannot run real hosts.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
@@ -40,36 +40,6 @@ pub fn require_root() {
         Path::new("/usr/sbin/sshd").exists(),
         "/usr/sbin/sshd is missing: run tests/hosts/install-deps (the README's test command does)"
     );
-}
-
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn from(out: Output) -> Run {
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    pub fn all(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
 }
 
 pub struct Hosts {
@@ -230,17 +200,27 @@ impl Hosts {
         assert!(out.status.success(), "{:?}", Run::from(out));
     }
 
-    pub fn novadock(&self, args: &[&str]) -> Run {
-        Run::from(self.novadock_cmd(args).output().unwrap())
+    /// novadock against these hosts: its SSH masters in this test's own directory.
+    pub fn novadock<I, S>(&self, args: I) -> Novadock
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Novadock::new()
+            .env("XDG_RUNTIME_DIR", self.runtime.path())
+            .args(args)
     }
 
-    pub fn novadock_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
-        c.args(args)
-            .env("XDG_RUNTIME_DIR", self.runtime.path())
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null());
-        c
+    /// `novadock plan -i INVENTORY -p PLAYBOOK`.
+    pub fn plan(&self, inventory: impl AsRef<OsStr>, playbook: impl AsRef<OsStr>) -> Novadock {
+        self.novadock([OsStr::new("plan"), "-i".as_ref(), inventory.as_ref()])
+            .args([OsStr::new("-p"), playbook.as_ref()])
+    }
+
+    /// `novadock apply -i INVENTORY -p PLAYBOOK --yes`.
+    pub fn apply(&self, inventory: impl AsRef<OsStr>, playbook: impl AsRef<OsStr>) -> Novadock {
+        self.novadock([OsStr::new("apply"), "-i".as_ref(), inventory.as_ref()])
+            .args([OsStr::new("-p"), playbook.as_ref(), "--yes".as_ref()])
     }
 }
 
