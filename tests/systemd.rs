@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Run, repo};
+use common::{Novadock, Run, repo};
 use std::process::{Command, Stdio};
 
 const NAME: &str = "nd-systemd-test";
@@ -41,6 +41,21 @@ impl Host {
                 .output()
                 .unwrap(),
         )
+    }
+}
+
+impl Host {
+    /// /var/log/nd-demo.log once it says `want`, or after 10 s: "active" (what the handler
+    /// waits for) comes as the unit's process starts, its first line a moment later.
+    fn log_once_started(&self, want: &str) -> String {
+        let t = std::time::Instant::now();
+        loop {
+            let log = self.sh("cat /var/log/nd-demo.log").stdout;
+            if log == want || t.elapsed() > std::time::Duration::from_secs(10) {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 }
 
@@ -96,20 +111,13 @@ handlers:
 "#,
     )
     .unwrap();
-    let run = |args: &[&str]| {
-        Run::from(
-            Command::new(env!("CARGO_BIN_EXE_novadock"))
-                .args(args)
-                .env("NO_COLOR", "1")
-                .env("XDG_RUNTIME_DIR", dir.path())
-                .stdin(Stdio::null())
-                .output()
-                .unwrap(),
-        )
+    let novadock = |args: &[&str]| {
+        Novadock::new()
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .args(args)
     };
     let (i, p) = (inv.to_str().unwrap(), pb.to_str().unwrap());
-    let plan = run(&["plan", "-i", i, "-p", p]);
-    assert_eq!(plan.code, 2, "{plan:?}");
+    let plan = novadock(&["plan", "-i", i, "-p", p]).code(2).run();
     assert!(
         plan.stderr
             .contains("  ~ sys: would change: install tree\n"),
@@ -121,8 +129,9 @@ handlers:
         "{plan:?}"
     );
 
-    let apply = run(&["apply", "-i", i, "-p", p, "--yes"]);
-    assert_eq!(apply.code, 0, "{apply:?}");
+    let apply = novadock(&["apply", "-i", i, "-p", p, "--yes"])
+        .code(0)
+        .run();
     // A rolling restart: the handler waited for the unit to be active again.
     assert!(
         apply
@@ -139,19 +148,19 @@ handlers:
     );
     // Started by the service step, then restarted once by the handler.
     assert_eq!(
-        host.sh("cat /var/log/nd-demo.log").stdout,
+        host.log_once_started("started hello\nstarted hello\n"),
         "started hello\nstarted hello\n"
     );
 
-    let again = run(&["plan", "-i", i, "-p", p]);
-    assert_eq!(again.code, 0, "{again:?}");
+    novadock(&["plan", "-i", i, "-p", p]).code(0).run();
 
     // A changed unit file: daemon-reload happens before the restart, so the new ExecStart runs.
     write_inv("bonjour");
-    let apply = run(&["apply", "-i", i, "-p", p, "--yes"]);
-    assert_eq!(apply.code, 0, "{apply:?}");
+    novadock(&["apply", "-i", i, "-p", p, "--yes"])
+        .code(0)
+        .run();
     assert_eq!(
-        host.sh("cat /var/log/nd-demo.log").stdout,
+        host.log_once_started("started hello\nstarted hello\nstarted bonjour\n"),
         "started hello\nstarted hello\nstarted bonjour\n"
     );
     assert_eq!(
@@ -159,8 +168,7 @@ handlers:
             .stdout,
         "no\n"
     );
-    let again = run(&["plan", "-i", i, "-p", p]);
-    assert_eq!(again.code, 0, "{again:?}");
+    novadock(&["plan", "-i", i, "-p", p]).code(0).run();
 
     // A unit that is not active after its restart (a oneshot without RemainAfterExit is
     // inactive once done): the rolling restart fails there after `active_timeout`, and the
@@ -183,8 +191,9 @@ handlers:
 "#,
     )
     .unwrap();
-    let apply = run(&["apply", "-i", i, "-p", once.to_str().unwrap(), "--yes"]);
-    assert_eq!(apply.code, 1, "{apply:?}");
+    let apply = novadock(&["apply", "-i", i, "-p", once.to_str().unwrap(), "--yes"])
+        .code(1)
+        .run();
     assert!(
         apply.stderr.contains(
             "[handler] nd-oneshot\n  ✗ sys: failed (one host at a time)\n      on sys: `systemctl restart nd-oneshot; wait until nd-oneshot is active again (at most 2 s); forget the pending handler (it ran)` exited with 1\n"
@@ -210,8 +219,9 @@ handlers:
         "steps:\n  - name: no such timer runs\n    hosts: all\n    service: { name: nd-absent.timer, enabled: false, state: stopped }\n",
     )
     .unwrap();
-    let plan = run(&["plan", "-i", i, "-p", off.to_str().unwrap()]);
-    assert_eq!(plan.code, 0, "{plan:?}");
+    let plan = novadock(&["plan", "-i", i, "-p", off.to_str().unwrap()])
+        .code(0)
+        .run();
     assert_eq!(
         plan.stderr,
         "[1/1] no such timer runs\n  = sys: unchanged — service nd-absent.timer\nPlan: 0 to change, 1 unchanged, 0 failed, 0 skipped on 1 host\n"
