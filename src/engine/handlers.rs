@@ -4,14 +4,16 @@
 use super::batch::Target;
 use super::host::{HostRun, Live, Prepared};
 use super::once;
-use super::{HostReport, Mode, PENDING_FILE, Status, StepReport};
+use super::{HostReport, Mode, Status, StepReport};
 use crate::plan::{Action, Outcome};
 use crate::shell::quote;
 use crate::steps::{PlanCx, StepKind};
 use std::collections::BTreeSet;
 
 /// Waits for a restarted unit to be active again (`serial` handlers).
-const WAIT_ACTIVE_SH: &str = include_str!("wait-active.sh");
+const WAIT_ACTIVE_SH: &str = include_str!("../remote/wait-active.sh");
+/// Takes a handler that ran off the pending list.
+const FORGET_HANDLER_SH: &str = include_str!("../remote/forget-handler.sh");
 
 impl HostRun {
     /// The handlers `notified` by this run's steps or `pending` from an interrupted one, in
@@ -152,13 +154,8 @@ impl HostRun {
             .map_err(|e| e.to_string())?;
         // Cleared only after the handler's own actions succeeded (`set -e`).
         let post = format!(
-            "# forget the pending handler (it ran)\n\
-             if [ -f {f} ]; then\n\
-             \twhile IFS= read -r nd_l; do if [ \"$nd_l\" != {n} ]; then printf '%s\\n' \"$nd_l\"; fi; done < {f} > {f}.tmp\n\
-             \tmv -f {f}.tmp {f}\n\
-             fi\n",
-            f = PENDING_FILE,
-            n = quote(name)
+            "# forget the pending handler (it ran)\nnd_name={}\n{FORGET_HANDLER_SH}",
+            quote(name)
         );
         let mut actions = outcome.actions.clone();
         if let Some((unit, secs)) = wait_active {
@@ -176,5 +173,15 @@ impl HostRun {
         });
         self.execute(live, &actions, &[], Target::Handler(report.handlers.len()));
         Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_handler_is_forgotten_from_the_pending_file() {
+        let f = format!("nd_f={}\n", super::super::PENDING_FILE);
+        assert!(super::FORGET_HANDLER_SH.contains(&f));
+        assert!(crate::plan::PRELUDE.contains(&f));
     }
 }

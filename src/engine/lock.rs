@@ -4,16 +4,12 @@
 use super::host::{HostRun, Live};
 use crate::shell::quote;
 
-/// In a directory only root can enter: /run/lock is world-writable, so any local user could
-/// hold a lock there (or plant a symlink in its place).
-pub(crate) const LOCK_FILE: &str = "/run/novadock/lock";
-/// Shell that makes /run/novadock (0700) and checks that it is root's own directory; on
-/// stdout too, where the lock holder's answer is read.
-const LOCK_DIR_SH: &str = "[ -d /run/novadock ] || mkdir -m 700 /run/novadock\n\
-     if [ -L /run/novadock ] || [ ! -O /run/novadock ]; then\n\
-     \tnd_e='/run/novadock is not a directory of root only; remove it'\n\
-     \tprintf 'novadock: %s\\n' \"$nd_e\"; printf 'novadock: %s\\n' \"$nd_e\" >&2; exit 3\n\
-     fi\n";
+/// Makes /run/novadock, root's only; sent before either lock script.
+const LOCK_DIR_SH: &str = include_str!("../remote/lock-dir.sh");
+/// The lock held for a whole run, by a process of its own ([`HostRun::lock`]).
+const LOCK_HOLD_SH: &str = include_str!("../remote/lock-hold.sh");
+/// The lock taken by the run's only script ([`HostRun::inline_lock`]).
+const LOCK_INLINE_SH: &str = include_str!("../remote/lock-inline.sh");
 /// What a script that found the apply lock taken prints, and its exit code.
 pub(super) const LOCK_HELD: &str = "novadock-lock-held ";
 pub(super) const LOCK_HELD_CODE: i32 = 75;
@@ -23,10 +19,7 @@ impl HostRun {
     /// this run's changes.
     pub(super) fn inline_lock(&self) -> String {
         format!(
-            "{LOCK_DIR_SH}\
-             exec 9>>{LOCK_FILE}\n\
-             if ! flock -n 9; then printf '{LOCK_HELD} %s\\n' \"$(head -n 1 {LOCK_FILE})\"; exit {LOCK_HELD_CODE}; fi\n\
-             printf '%s\\n' {} > {LOCK_FILE}\n",
+            "nd_owner={}\n{LOCK_DIR_SH}{LOCK_INLINE_SH}",
             quote(&self.lock_owner())
         )
     }
@@ -71,15 +64,7 @@ impl HostRun {
             return Ok(());
         }
         let who = self.lock_owner();
-        let script = format!(
-            "{LOCK_DIR_SH}\
-             exec 9>>{LOCK_FILE}\n\
-             if ! flock -n 9; then printf 'HELD %s\\n' \"$(head -n 1 {LOCK_FILE})\"; exit 0; fi\n\
-             printf '%s\\n' {} > {LOCK_FILE}\n\
-             echo LOCKED\n\
-             cat >/dev/null\n",
-            quote(&who)
-        );
+        let script = format!("nd_owner={}\n{LOCK_DIR_SH}{LOCK_HOLD_SH}", quote(&who));
         let (line, guard) = live
             .transport
             .hold(&script)
@@ -103,4 +88,17 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "?".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LOCK_HELD, LOCK_HELD_CODE, LOCK_INLINE_SH};
+
+    #[test]
+    fn the_inline_lock_answers_as_the_engine_reads_it() {
+        let held = format!("printf '{}%s\\n'", LOCK_HELD);
+        assert!(LOCK_INLINE_SH.contains(&held), "{LOCK_INLINE_SH}");
+        let exit = format!("\texit {LOCK_HELD_CODE}\n");
+        assert!(LOCK_INLINE_SH.contains(&exit), "{LOCK_INLINE_SH}");
+    }
 }
