@@ -188,16 +188,14 @@ impl Facts {
     }
 }
 
+/// Reads files for the facts: all at once, or one by one.
+const FACTS_SH: &str = include_str!("remote/facts.sh");
+/// Reads another host's files.
+const PEER_SH: &str = include_str!("remote/peer.sh");
+
 /// The script reading `paths` on a peer: a header line per path, then its content.
 pub(crate) fn peer_script(paths: &[String]) -> String {
-    let mut s = String::new();
-    for p in paths {
-        s.push_str(&format!(
-            "if [ -f {q} ]; then echo ND_PEER_FILE; cat {q}; echo; fi\n",
-            q = quote(p)
-        ));
-    }
-    s
+    format!("set -- {}\n{PEER_SH}", crate::shell::join(paths))
 }
 
 /// What [`peer_script`] printed: the files found, concatenated; `None` when none exists.
@@ -214,33 +212,13 @@ pub(crate) fn parse_peer(out: &str) -> Option<String> {
 }
 
 /// The script that answers `probes`. Files cost two processes in all, whatever their number
-/// (on a busy host each process costs about a millisecond): one `stat` of those that exist,
-/// one `cat` of the regular ones, split by the sizes `stat` gave. Commands follow, each
-/// answer ending with "\n<marker> <index> <rc>\n".
+/// (`nd_files`). Commands follow, each answer ending with "\n<marker> <index> <rc>\n".
 pub(crate) fn script(probes: &[Probe], marker: &str) -> String {
-    let paths: Vec<String> = file_paths(probes).map(|p| quote(p)).collect();
     let mut s = format!("LC_ALL=C; export LC_ALL\nnd_m={}\n", quote(marker));
+    let paths: Vec<&String> = file_paths(probes).collect();
     if !paths.is_empty() {
-        let list = paths.join(" ");
-        // Which exist ("e"/"a"), their stat lines, the regular files' bytes, the links'
-        // targets; a file that changes in between shows as a mismatch, and the per-file
-        // script runs instead.
-        s.push_str(&format!(
-            "printf '%s files\\n' \"$nd_m\"\n\
-             set --\n\
-             for p in {list}; do\n\
-             \tif [ -L \"$p\" ] || [ -e \"$p\" ]; then printf e; set -- \"$@\" \"$p\"; else printf a; fi\n\
-             done\n\
-             printf '\\n'\n\
-             if [ $# -gt 0 ]; then stat -c '%f %U %G %a %s' -- \"$@\" || printf '%s raced\\n' \"$nd_m\"; fi\n\
-             printf '%s cat\\n' \"$nd_m\"\n\
-             set --\n\
-             for p in {list}; do if [ -f \"$p\" ] && [ ! -L \"$p\" ]; then set -- \"$@\" \"$p\"; fi; done\n\
-             if [ $# -gt 0 ]; then cat -- \"$@\" || printf '%s raced\\n' \"$nd_m\"; fi\n\
-             printf '\\n%s links\\n' \"$nd_m\"\n\
-             for p in {list}; do if [ -L \"$p\" ]; then readlink -- \"$p\" || echo; fi; done\n\
-             printf '%s end\\n' \"$nd_m\"\n"
-        ));
+        s.push_str(FACTS_SH);
+        s.push_str(&format!("nd_files {}\n", crate::shell::join(&paths)));
     }
     for (i, p) in probes.iter().enumerate() {
         if let Probe::Cmd(cmd) = p {
@@ -255,18 +233,12 @@ pub(crate) fn script(probes: &[Probe], marker: &str) -> String {
     s
 }
 
-/// The script answering `probes` one by one (a process or two per file): for when a file
-/// changed while [`script`] read it.
+/// The script answering `probes` one by one (a process or two per file, `nd_file`): for when
+/// a file changed while [`script`] read it.
 pub(crate) fn script_each(probes: &[Probe], marker: &str) -> String {
-    let mut s = String::from(
-        "LC_ALL=C; export LC_ALL\n\
-         nd_file() {\n\
-         \tif [ -L \"$1\" ]; then printf 'link\\n'; readlink \"$1\"\n\
-         \telif [ -f \"$1\" ]; then printf 'file %s\\n' \"$(stat -c '%U %G %a' \"$1\")\" && cat \"$1\"\n\
-         \telif [ -d \"$1\" ]; then printf 'dir %s\\n' \"$(stat -c '%U %G %a' \"$1\")\"\n\
-         \telif [ -e \"$1\" ]; then printf 'other\\n'\n\
-         \telse printf 'absent\\n'; fi\n\
-         }\n",
+    let mut s = format!(
+        "LC_ALL=C; export LC_ALL\nnd_m={}\n{FACTS_SH}",
+        quote(marker)
     );
     for (i, p) in probes.iter().enumerate() {
         match p {
@@ -571,6 +543,31 @@ mod tests {
                 stdout: "hi\n".into()
             })
         );
+    }
+
+    #[test]
+    fn peer_script_reads_the_files_that_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a key.pub");
+        std::fs::write(&a, "ssh-ed25519 AAAA x\n").unwrap();
+        let paths = [
+            a.display().to_string(),
+            dir.path().join("missing").display().to_string(),
+        ];
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(peer_script(&paths))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let out = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(parse_peer(&out).as_deref(), Some("ssh-ed25519 AAAA x\n"));
+        let none = Command::new("sh")
+            .arg("-c")
+            .arg(peer_script(&paths[1..]))
+            .output()
+            .unwrap();
+        assert_eq!(parse_peer(&String::from_utf8(none.stdout).unwrap()), None);
     }
 
     /// Bytes that no `stat` size accounts for (a file grew between `stat` and `cat`): the

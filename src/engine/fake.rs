@@ -73,9 +73,7 @@ impl FakeTransport {
             .expect("a facts script names its marker")
             .trim_matches('\'');
         let mut out = String::new();
-        let list = script
-            .lines()
-            .find_map(|l| l.strip_prefix("for p in ")?.strip_suffix("; do"));
+        let list = script.lines().find_map(|l| l.strip_prefix("nd_files "));
         if let Some(list) = list {
             let (mut exists, mut stats, mut cat) = (String::new(), String::new(), String::new());
             for p in list.split(' ') {
