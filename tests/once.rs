@@ -10,12 +10,11 @@ use common::Hosts;
 /// h1 and h2 are controllers, h3 a compute.
 fn cloud() -> (Hosts, String) {
     let hosts = Hosts::up(3);
-    let inv = hosts.inventory("inventory.yml", "");
-    let text = std::fs::read_to_string(&inv)
-        .unwrap()
-        .replacen("groups: [targets]", "groups: [targets, controllers]", 2)
-        .replace("groups: [targets]", "groups: [targets, computes]");
-    std::fs::write(&inv, text).unwrap();
+    let groups = |h: &str| match h {
+        "h3" => "targets, computes",
+        _ => "targets, controllers",
+    };
+    let inv = hosts.inventory_with("inventory.yml", groups, "");
     let inv = inv.display().to_string();
     (hosts, inv)
 }

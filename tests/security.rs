@@ -391,14 +391,10 @@ fn boot_time_files_are_private_and_planted_ones_are_ignored() {
         "h1",
         &format!("sed 's/.*) //' /proc/{victim}/stat | cut -d' ' -f20"),
     );
-    let inv = hosts.write_file(
+    let inv = hosts.inventory_with(
         "inventory.yml",
-        &format!(
-            "ssh:\n  user: root\n  identity_file: {}\n  known_hosts: {}\nhosts:\n  h1: {{ address: {}, groups: [controllers] }}\nvars:\n  openstack_openrc: /root/nd-slow-openrc\n",
-            hosts.path("id_ed25519").display(),
-            hosts.path("known_hosts").display(),
-            hosts.address("h1")
-        ),
+        |_| "controllers",
+        "vars:\n  openstack_openrc: /root/nd-slow-openrc\n",
     );
     let secs = || {
         SystemTime::now()
@@ -487,15 +483,7 @@ fn boot_time_files_are_private_and_planted_ones_are_ignored() {
 #[test]
 fn a_failed_docker_save_leaves_no_spool_behind() {
     let hosts = Hosts::up(1);
-    let inv = hosts.write_file(
-        "inventory.yml",
-        &format!(
-            "ssh:\n  user: root\n  identity_file: {}\n  known_hosts: {}\nhosts:\n  h1: {{ address: {}, groups: [controllers] }}\n",
-            hosts.path("id_ed25519").display(),
-            hosts.path("known_hosts").display(),
-            hosts.address("h1")
-        ),
-    );
+    let inv = hosts.inventory_with("inventory.yml", |_| "controllers", "");
     let tmp = tempfile::tempdir().unwrap();
     // (No dockerd runs on these hosts: docker save fails, whether the CLI is there or not.)
     let r = hosts

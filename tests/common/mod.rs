@@ -92,9 +92,20 @@ impl Hosts {
         self.dir.path().join(rel)
     }
 
-    /// Write an inventory for these hosts: `hosts_yaml` lines go under `hosts:` verbatim when
-    /// given, else every host is listed in group `targets`.
+    /// Write an inventory for these hosts, every host in group `targets`; `extra` (say, `vars:`)
+    /// follows the hosts.
     pub fn inventory(&self, name: &str, extra: &str) -> PathBuf {
+        self.inventory_with(name, |_| "targets", extra)
+    }
+
+    /// As [`Hosts::inventory`], each host in the groups `groups` gives it (a YAML list's
+    /// items: `"targets, controllers"`).
+    pub fn inventory_with(
+        &self,
+        name: &str,
+        groups: impl Fn(&str) -> &'static str,
+        extra: &str,
+    ) -> PathBuf {
         let mut s = format!(
             "ssh:\n  user: root\n  identity_file: {}\n  known_hosts: {}\nhosts:\n",
             self.path("id_ed25519").display(),
@@ -102,8 +113,9 @@ impl Hosts {
         );
         for h in &self.names {
             s.push_str(&format!(
-                "  {h}: {{ address: {}, groups: [targets] }}\n",
-                self.address(h)
+                "  {h}: {{ address: {}, groups: [{}] }}\n",
+                self.address(h),
+                groups(h)
             ));
         }
         s.push_str(extra);
