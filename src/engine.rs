@@ -3,8 +3,8 @@
 //! Plan and apply are the same walk over the steps; the only difference is whether the
 //! actions are executed, and that is decided in exactly one place (`HostRun::execute`).
 //!
-//! By concern: [`schedule`] starts a run per host under `--forks`, [`host`] is that run (the
-//! steps, then [`handlers`]), [`batch`] sends the changes in one script and reads its markers,
+//! By concern: [`schedule`] starts a run per host under `--forks`, [`host`] is that run (its
+//! facts, then [`steps`], then [`handlers`]), [`batch`] sends the changes in one script and reads its markers,
 //! [`lock`] is the apply lock, [`peers`] reads other hosts' files, [`glance`] uploads images,
 //! [`errors`] words failures, [`build`] turns a playbook step into a step kind, and [`once`]
 //! coordinates `run_once` steps and rolling handlers across hosts.
@@ -25,6 +25,7 @@ mod lock;
 mod once;
 mod peers;
 mod schedule;
+mod steps;
 #[cfg(test)]
 mod tests;
 
@@ -32,6 +33,12 @@ pub(crate) use build::build_step;
 pub(crate) use schedule::Engine;
 
 pub(crate) const PENDING_FILE: &str = "/var/lib/novadock/pending-handlers";
+
+/// Why a step or handler did not run, as the report says.
+const AFTER_FAILED_STEP: &str = "not run: an earlier step failed on this host";
+const AFTER_FAILED_CHANGE: &str = "not run: an earlier change failed on this host";
+const FAIL_FAST: &str = "stopped by --fail-fast after a failure on another host";
+const STILL_PENDING: &str = "not run after a failed change; still pending for the next apply";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {

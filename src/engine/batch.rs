@@ -4,7 +4,7 @@
 use super::errors::command_failure;
 use super::host::{HostRun, Live};
 use super::lock::{LOCK_HELD, LOCK_HELD_CODE};
-use super::{HostReport, Status, StepReport};
+use super::{AFTER_FAILED_CHANGE, HostReport, Mode, STILL_PENDING, Status, StepReport};
 use crate::facts;
 use crate::plan::{self, Action, PRELUDE};
 use crate::shell::quote;
@@ -32,6 +32,67 @@ pub(super) struct Batched {
 }
 
 impl HostRun {
+    /// The one place where plan and apply differ: in apply mode, the actions join the batch
+    /// that [`HostRun::flush`] sends; in plan mode they only update the facts.
+    pub(super) fn execute(
+        &self,
+        live: &mut Live,
+        actions: &[Action],
+        notify: &[String],
+        target: Target,
+    ) {
+        let needs_reload = live.units_changed
+            && actions
+                .iter()
+                .any(|a| matches!(a, Action::Run { systemd: true, .. }));
+        // Each action's script sees the facts as they are before it (a write is sent as an
+        // edit of the content the facts hold); then the facts move on.
+        let mut scripts = String::new();
+        for a in actions {
+            if self.opts.mode == Mode::Apply {
+                let old = match a {
+                    Action::Write { path, .. } => match live.facts.file(path) {
+                        facts::FileFact::File { content, .. } => Some(content),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                scripts.push_str(&plan::action_script(a, old));
+            }
+            plan::overlay(&mut live.facts, std::slice::from_ref(a));
+        }
+        let writes_units = actions.iter().any(|a| match a {
+            Action::Write { path, .. }
+            | Action::Remove { path, .. }
+            | Action::Symlink { path, .. } => plan::is_unit_path(path),
+            _ => false,
+        });
+        if needs_reload {
+            live.units_changed = false;
+        }
+        live.units_changed |= writes_units;
+        if self.opts.mode == Mode::Plan {
+            return;
+        }
+        let mut script = String::new();
+        if needs_reload {
+            script.push_str("systemctl daemon-reload\n");
+        }
+        script.push_str(&scripts);
+        live.batch.push(Batched {
+            target,
+            script,
+            what: actions.iter().map(describe).collect(),
+            runs_commands: actions.iter().any(|a| matches!(a, Action::Run { .. })),
+            upload: actions.iter().find_map(|a| match a {
+                Action::Upload(u) => Some(u.clone()),
+                _ => None,
+            }),
+            dirs: plan::changed_dirs(actions),
+            notify: notify.to_vec(),
+        });
+    }
+
     /// Send every batched change in one script. On failure, the change that failed and the
     /// ones after it (which did not run) are marked in the report.
     pub(super) async fn flush(&self, live: &mut Live, report: &mut HostReport) -> Result<(), ()> {
@@ -206,10 +267,8 @@ pub(super) fn not_run(report: &mut HostReport, batch: &[Batched]) {
         r.status = Status::Skipped;
         r.diff = None;
         r.note = Some(match b.target {
-            Target::Step(_) => "not run: an earlier change failed on this host".into(),
-            Target::Handler(_) => {
-                "not run after a failed change; still pending for the next apply".into()
-            }
+            Target::Step(_) => AFTER_FAILED_CHANGE.into(),
+            Target::Handler(_) => STILL_PENDING.into(),
         });
     }
 }

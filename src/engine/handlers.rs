@@ -4,7 +4,7 @@
 use super::batch::Target;
 use super::host::{HostRun, Live, Prepared};
 use super::once;
-use super::{HostReport, Mode, Status, StepReport};
+use super::{HostReport, Mode, STILL_PENDING, Status, StepReport};
 use crate::plan::{Action, Outcome};
 use crate::shell::quote;
 use crate::steps::{PlanCx, StepKind};
@@ -56,8 +56,6 @@ impl HostRun {
                 r.note = Some(why);
                 report.handlers.push(r);
             };
-            const STILL_PENDING: &str =
-                "not run after a failed change; still pending for the next apply";
             if sent_failed {
                 skip(r, STILL_PENDING.into(), report);
                 continue;

@@ -1,18 +1,17 @@
-//! One host's run: connect, gather facts, plan each step against them and (in apply mode)
-//! batch its changes, then the handlers; a failure stops what follows on this host only.
+//! One host's run: connect, gather facts, then the steps (steps.rs) and the handlers
+//! (handlers.rs), then what is still batched; a failure stops what follows on this host only.
 
-use super::batch::{Batched, Target, describe};
+use super::batch::Batched;
 use super::build::build_step;
 use super::once::{Once, Rolling};
 use super::peers::Peers;
 use super::schedule::{Connect, connect_options};
-use super::{HostReport, Mode, Options, PENDING_FILE, Status, StepReport};
+use super::{HostReport, Options, PENDING_FILE};
 use crate::facts::{self, Facts, Probe};
 use crate::inventory::{Host, Inventory};
-use crate::plan::{self, Action, Outcome};
 use crate::playbook::Playbook;
 use crate::render::Renderer;
-use crate::steps::{PlanCx, StepKind};
+use crate::steps::StepKind;
 use crate::transport::{Held, Transport};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -48,13 +47,6 @@ pub(super) struct Live {
     pub(super) units_changed: bool,
     /// Changes planned but not yet sent: they go to the host in one script.
     pub(super) batch: Vec<Batched>,
-}
-
-enum StepFailure {
-    /// This step failed (planning it, or asking the host again).
-    Failed(String),
-    /// Sending earlier changes failed; this step did not run.
-    Stopped,
 }
 
 pub(super) enum Prepared {
@@ -160,6 +152,9 @@ impl HostRun {
         }
     }
 
+    /// The state machine of a host's run: every step's facts in one round trip, then each
+    /// step in playbook order (a failure stops the ones after it on this host), then the
+    /// handlers, then whatever is still batched, in one script.
     async fn converge(
         &self,
         live: &mut Live,
@@ -171,11 +166,29 @@ impl HostRun {
             .iter()
             .map(|&i| (i, self.prepare(i, &vars)))
             .collect();
+        let pending = self.facts(live, report, &prepared).await?;
+        let (notified, sent_failed) = self.steps(live, report, prepared, &vars).await;
+        self.handlers(live, report, &notified, &pending, sent_failed, &vars)
+            .await;
+        crate::printer::trace(|| format!("{}: planned", self.host.name));
+        // Everything not sent yet goes in one round trip; failures are marked in the report.
+        let _ = self.flush_last(live, report).await;
+        crate::printer::trace(|| format!("{}: sent", self.host.name));
+        Ok(())
+    }
 
+    /// The facts of all `prepared` steps in one round trip (or those of the confirmed plan),
+    /// then the other hosts' files they read; the handlers left pending by an interrupted run.
+    async fn facts(
+        &self,
+        live: &mut Live,
+        report: &mut HostReport,
+        prepared: &[(usize, Prepared)],
+    ) -> Result<Vec<String>, String> {
         // All facts of all steps in one round trip, plus the handlers left pending.
         let mut probes: BTreeSet<Probe> = BTreeSet::new();
         probes.insert(Probe::File(PENDING_FILE.into()));
-        for (_, p) in &prepared {
+        for (_, p) in prepared {
             if let Prepared::Ready(s) = p {
                 probes.extend(s.probes());
             }
@@ -201,219 +214,14 @@ impl HostRun {
         if self.opts.keep_facts {
             report.facts = Some(live.facts.clone());
         }
-        let pending: Vec<String> = match live.facts.file(PENDING_FILE) {
+        Ok(match live.facts.file(PENDING_FILE) {
             facts::FileFact::File { content, .. } => String::from_utf8_lossy(content)
                 .lines()
                 .map(str::to_string)
                 .filter(|l| !l.is_empty())
                 .collect(),
             _ => vec![],
-        };
-
-        let mut notified: BTreeSet<String> = BTreeSet::new();
-        let mut stop: Option<&str> = None;
-        // A batch of changes failed on the host: what followed it did not run.
-        let mut sent_failed = false;
-        for (idx, prep) in prepared {
-            let step = &self.playbook.steps[idx];
-            let mut r = StepReport {
-                name: step.name.clone(),
-                status: Status::Unchanged,
-                summary: String::new(),
-                diff: None,
-                note: None,
-                error: None,
-                index: idx,
-            };
-            if self.abort.load(Ordering::SeqCst) && stop.is_none() {
-                stop = Some("stopped by --fail-fast after a failure on another host");
-            }
-            if let Some(why) = stop {
-                r.status = Status::Skipped;
-                r.note = Some(why.to_string());
-                report.steps.push(r);
-                continue;
-            }
-            match prep {
-                Prepared::Skipped(why) => {
-                    r.status = Status::Skipped;
-                    r.note = Some(why);
-                }
-                Prepared::Failed(e) => {
-                    r.status = Status::Failed;
-                    r.error = Some(e);
-                    stop = Some("not run: an earlier step failed on this host");
-                }
-                Prepared::Ready(step_impl) => {
-                    match self
-                        .step(live, report, step_impl.as_ref(), &step.notify, &vars)
-                        .await
-                    {
-                        Ok(o) => {
-                            if o.changed() {
-                                r.status = Status::Changed;
-                                notified.extend(step.notify.iter().cloned());
-                            }
-                            r.summary = o.summary;
-                            r.diff = o.diff;
-                            r.note = o.note;
-                            // --fail-fast trades batching for a stop between any two steps.
-                            if self.opts.fail_fast && !live.batch.is_empty() {
-                                report.steps.push(r);
-                                if self.abort.load(Ordering::SeqCst) {
-                                    let last = report.steps.len() - 1;
-                                    live.batch.clear();
-                                    report.steps[last].status = Status::Skipped;
-                                    report.steps[last].note = Some(
-                                        "stopped by --fail-fast after a failure on another host"
-                                            .into(),
-                                    );
-                                    stop = Some(
-                                        "stopped by --fail-fast after a failure on another host",
-                                    );
-                                    sent_failed = true;
-                                } else if self.flush(live, report).await.is_err() {
-                                    stop = Some("not run: an earlier change failed on this host");
-                                    sent_failed = true;
-                                    self.note_failure();
-                                }
-                                continue;
-                            }
-                        }
-                        Err(StepFailure::Failed(e)) => {
-                            r.status = Status::Failed;
-                            r.error = Some(e);
-                            stop = Some("not run: an earlier step failed on this host");
-                        }
-                        Err(StepFailure::Stopped) => {
-                            r.status = Status::Skipped;
-                            r.note = Some("not run: an earlier change failed on this host".into());
-                            stop = Some("not run: an earlier change failed on this host");
-                            sent_failed = true;
-                        }
-                    }
-                }
-            }
-            report.steps.push(r);
-        }
-
-        self.handlers(live, report, &notified, &pending, sent_failed, &vars)
-            .await;
-        crate::printer::trace(|| format!("{}: planned", self.host.name));
-        // Everything not sent yet goes in one round trip; failures are marked in the report.
-        let _ = self.flush_last(live, report).await;
-        crate::printer::trace(|| format!("{}: sent", self.host.name));
-        Ok(())
-    }
-
-    /// Plan one step against the current facts; in apply mode its changes join the batch.
-    async fn step(
-        &self,
-        live: &mut Live,
-        report: &mut HostReport,
-        s: &dyn StepKind,
-        notify: &[String],
-        vars: &minijinja::Value,
-    ) -> Result<Outcome, StepFailure> {
-        if self.opts.mode == Mode::Apply {
-            let cmds: Vec<Probe> = s
-                .probes()
-                .into_iter()
-                .filter(|p| matches!(p, Probe::Cmd(_)))
-                .collect();
-            if !cmds.is_empty() {
-                // A batched command may change what this step's probes see: send the batch
-                // first, then ask again.
-                if live.batch.iter().any(|b| b.runs_commands) {
-                    self.flush(live, report)
-                        .await
-                        .map_err(|()| StepFailure::Stopped)?;
-                }
-                if live.dirty {
-                    let fresh = gather(live.transport.as_ref(), &cmds)
-                        .await
-                        .map_err(StepFailure::Failed)?;
-                    live.facts.cmds.extend(fresh.cmds);
-                }
-            }
-        }
-        let outcome = s
-            .plan(&PlanCx {
-                facts: &live.facts,
-                renderer: &self.renderer,
-                vars,
-            })
-            .map_err(|e| StepFailure::Failed(e.to_string()))?;
-        if outcome.changed() {
-            self.execute(
-                live,
-                &outcome.actions,
-                notify,
-                Target::Step(report.steps.len()),
-            );
-        }
-        Ok(outcome)
-    }
-
-    /// The one place where plan and apply differ: in apply mode, the actions join the batch
-    /// that [`HostRun::flush`] sends; in plan mode they only update the facts.
-    pub(super) fn execute(
-        &self,
-        live: &mut Live,
-        actions: &[Action],
-        notify: &[String],
-        target: Target,
-    ) {
-        let needs_reload = live.units_changed
-            && actions
-                .iter()
-                .any(|a| matches!(a, Action::Run { systemd: true, .. }));
-        // Each action's script sees the facts as they are before it (a write is sent as an
-        // edit of the content the facts hold); then the facts move on.
-        let mut scripts = String::new();
-        for a in actions {
-            if self.opts.mode == Mode::Apply {
-                let old = match a {
-                    Action::Write { path, .. } => match live.facts.file(path) {
-                        facts::FileFact::File { content, .. } => Some(content),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                scripts.push_str(&plan::action_script(a, old));
-            }
-            plan::overlay(&mut live.facts, std::slice::from_ref(a));
-        }
-        let writes_units = actions.iter().any(|a| match a {
-            Action::Write { path, .. }
-            | Action::Remove { path, .. }
-            | Action::Symlink { path, .. } => plan::is_unit_path(path),
-            _ => false,
-        });
-        if needs_reload {
-            live.units_changed = false;
-        }
-        live.units_changed |= writes_units;
-        if self.opts.mode == Mode::Plan {
-            return;
-        }
-        let mut script = String::new();
-        if needs_reload {
-            script.push_str("systemctl daemon-reload\n");
-        }
-        script.push_str(&scripts);
-        live.batch.push(Batched {
-            target,
-            script,
-            what: actions.iter().map(describe).collect(),
-            runs_commands: actions.iter().any(|a| matches!(a, Action::Run { .. })),
-            upload: actions.iter().find_map(|a| match a {
-                Action::Upload(u) => Some(u.clone()),
-                _ => None,
-            }),
-            dirs: plan::changed_dirs(actions),
-            notify: notify.to_vec(),
-        });
+        })
     }
 }
 
