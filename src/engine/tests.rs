@@ -346,3 +346,141 @@ async fn plan_sends_no_change() {
         [line("restart", Status::Changed, "")]
     );
 }
+
+#[tokio::test]
+async fn after_a_failed_step_the_handlers_still_run_for_what_changed() {
+    let playbook = r#"
+steps:
+  - name: one
+    hosts: all
+    command: { cmd: echo one }
+    notify: [restart]
+  - name: broken
+    hosts: all
+    when: "{{ nope.field }}"
+    command: { cmd: echo broken }
+  - name: three
+    hosts: all
+    command: { cmd: echo three }
+handlers:
+  restart: { command: { cmd: echo restarting } }
+"#;
+    let fake = host(None);
+    let reports = run(playbook, std::slice::from_ref(&fake), &options(Mode::Apply)).await;
+    let steps = lines(&reports[0].steps);
+    assert_eq!(steps[0], line("one", Status::Changed, ""));
+    assert_eq!(
+        (steps[1].0.as_str(), steps[1].1),
+        ("broken", Status::Failed)
+    );
+    assert!(steps[1].2.contains("nope"), "{steps:?}");
+    assert_eq!(
+        steps[2],
+        line(
+            "three",
+            Status::Skipped,
+            "not run: an earlier step failed on this host"
+        )
+    );
+    assert_eq!(
+        lines(&reports[0].handlers),
+        [line("restart", Status::Changed, "")]
+    );
+    let script = &fake.sent()[1];
+    assert!(script.contains("echo one") && script.contains("echo restarting"));
+    assert!(!script.contains("echo three"), "{script}");
+}
+
+#[tokio::test]
+async fn a_rolling_handler_stops_at_the_host_where_it_failed() {
+    let playbook = r#"
+steps:
+  - name: config
+    hosts: all
+    command: { cmd: echo config }
+    notify: [roll]
+handlers:
+  roll: { serial: 1, command: { cmd: echo rolling } }
+"#;
+    // h2 comes once h1's restart has failed: the rolling is stopped by then.
+    let (failed, h1_failed) = watch::channel(false);
+    let h1 = Arc::new(FakeHost {
+        fail_on: Some("echo rolling".into()),
+        failed: Some(failed),
+        ..FakeHost::default()
+    });
+    let h2 = Arc::new(FakeHost {
+        connect_after: Some(h1_failed),
+        ..FakeHost::default()
+    });
+    let reports = run(playbook, &[h1.clone(), h2.clone()], &options(Mode::Apply)).await;
+    let h1_handler = &reports[0].handlers[0];
+    assert_eq!(h1_handler.status, Status::Failed, "{h1_handler:?}");
+    assert!(
+        h1_handler.error.as_deref().unwrap().starts_with(
+            "on h1: `echo rolling; forget the pending handler (it ran)` exited with 1"
+        ),
+        "{h1_handler:?}"
+    );
+    // h2's change went out; its restart did not, and stays pending there.
+    assert_eq!(
+        lines(&reports[1].steps),
+        [line("config", Status::Changed, "")]
+    );
+    assert_eq!(
+        lines(&reports[1].handlers),
+        [line(
+            "roll",
+            Status::Skipped,
+            "not run: the rolling restart stopped at h1; still pending for the next apply"
+        )]
+    );
+    let sent = h2.sent();
+    assert!(
+        sent.iter().any(|s| s.contains("nd_pending roll\n")),
+        "{sent:#?}"
+    );
+    assert!(
+        sent.iter().all(|s| !s.contains("echo rolling")),
+        "{sent:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_once_step_runs_on_the_first_host_that_is_up() {
+    let playbook = r#"
+steps:
+  - name: cloud-wide
+    hosts: all
+    run_once: true
+    command: { cmd: echo once }
+  - name: each
+    hosts: all
+    command: { cmd: echo each }
+"#;
+    let down = Arc::new(FakeHost {
+        down: Some("cannot connect to 192.0.2.1: no route".into()),
+        ..FakeHost::default()
+    });
+    let (h2, h3) = (host(None), host(None));
+    let reports = run(
+        playbook,
+        &[down, h2.clone(), h3.clone()],
+        &options(Mode::Apply),
+    )
+    .await;
+    assert!(reports[0].error.is_some());
+    assert_eq!(
+        lines(&reports[1].steps),
+        [
+            line("cloud-wide", Status::Changed, ""),
+            line("each", Status::Changed, "")
+        ]
+    );
+    assert_eq!(
+        lines(&reports[2].steps),
+        [line("each", Status::Changed, "")]
+    );
+    assert!(h2.sent()[1].contains("echo once"));
+    assert!(h3.sent().iter().all(|s| !s.contains("echo once")));
+}
