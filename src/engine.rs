@@ -1,13 +1,15 @@
 //! The engine: per host, connect → facts → plan → (apply) → handlers.
 //!
 //! Plan and apply are the same walk over the steps; the only difference is whether the
-//! actions are executed, and that is decided in exactly one place (`HostRun::execute`).
+//! actions are executed, and that is decided in exactly one place (`HostRun::execute`, in
+//! [`batch`]).
 //!
-//! By concern: [`schedule`] starts a run per host under `--forks`, [`host`] is that run (its
-//! facts, then [`steps`], then [`handlers`]), [`batch`] sends the changes in one script and reads its markers,
-//! [`lock`] is the apply lock, [`peers`] reads other hosts' files, [`glance`] uploads images,
-//! [`errors`] words failures, [`build`] turns a playbook step into a step kind, and [`once`]
-//! coordinates `run_once` steps and rolling handlers across hosts.
+//! By concern: [`schedule`] starts a run per host under `--forks`; [`host`] is that run (its
+//! facts, then [`steps`], then [`handlers`]); [`batch`] sends a host's changes in one script
+//! and reads its markers; [`lock`] is the apply lock; [`peers`] reads other hosts' files;
+//! [`glance`] uploads images; [`errors`] words failures; [`build`] turns a playbook step into a
+//! step kind; [`once`] coordinates `run_once` steps and rolling handlers across hosts. The
+//! shell they send is in `src/remote/`.
 
 use crate::facts::Facts;
 use std::collections::{BTreeMap, BTreeSet};

@@ -185,7 +185,6 @@ impl HostRun {
         report: &mut HostReport,
         prepared: &[(usize, Prepared)],
     ) -> Result<Vec<String>, String> {
-        // All facts of all steps in one round trip, plus the handlers left pending.
         let mut probes: BTreeSet<Probe> = BTreeSet::new();
         probes.insert(Probe::File(PENDING_FILE.into()));
         for (_, p) in prepared {
