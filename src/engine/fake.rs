@@ -16,7 +16,9 @@ pub(super) struct FakeHost {
     /// A change whose shell text contains this exits 1, with `boom` on stderr.
     pub(super) fail_on: Option<String>,
     /// Regular files (path, content); every other path is absent.
-    pub(super) files: BTreeMap<String, String>,
+    pub(super) files: Mutex<BTreeMap<String, String>>,
+    /// A change whose shell text contains the first string makes file .1 with content .2.
+    pub(super) makes: Option<(String, String, String)>,
     /// Another apply holds the lock: its lock file's line.
     pub(super) lock_held: Option<String>,
     /// Connecting waits until this is true (another host's failure, say).
@@ -77,7 +79,7 @@ impl FakeTransport {
         if let Some(list) = list {
             let (mut exists, mut stats, mut cat) = (String::new(), String::new(), String::new());
             for p in list.split(' ') {
-                match self.0.files.get(p.trim_matches('\'')) {
+                match self.0.files.lock().unwrap().get(p.trim_matches('\'')) {
                     Some(c) => {
                         exists.push('e');
                         stats.push_str(&format!("81a4 root root 644 {}\n", c.len()));
@@ -139,6 +141,25 @@ impl FakeTransport {
             }
             return output(1, out, "boom\n");
         }
+        if let Some((when, path, content)) = &self.0.makes
+            && script.contains(when.as_str())
+        {
+            let mut files = self.0.files.lock().unwrap();
+            files.insert(path.clone(), content.clone());
+        }
+        output(0, out, "")
+    }
+
+    /// `facts::peer_script`: the files among its paths that exist.
+    fn peer(&self, script: &str) -> ExecOutput {
+        let list = script.lines().next().unwrap_or("");
+        let files = self.0.files.lock().unwrap();
+        let mut out = String::new();
+        for p in list.trim_start_matches("set -- ").split(' ') {
+            if let Some(c) = files.get(p.trim_matches('\'')) {
+                out.push_str(&format!("ND_PEER_FILE\n{c}\n"));
+            }
+        }
         output(0, out, "")
     }
 }
@@ -151,6 +172,8 @@ impl Transport for FakeTransport {
             self.facts(script)
         } else if script.starts_with("ND_RUN=") {
             self.changes(script)
+        } else if script.starts_with("set -- ") {
+            self.peer(script)
         } else {
             output(2, String::new(), "fake: an unknown script")
         })

@@ -9,7 +9,7 @@ use crate::playbook::Playbook;
 use crate::render::Renderer;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 /// Three `command` steps on every host; the second notifies handler `restart`.
@@ -195,11 +195,13 @@ handlers:
   other: { command: { cmd: echo other } }
 "#;
     let fake = Arc::new(FakeHost {
-        files: [
-            (PENDING_FILE.to_string(), "restart\n".to_string()),
-            ("/etc/done".to_string(), String::new()),
-        ]
-        .into(),
+        files: Mutex::new(
+            [
+                (PENDING_FILE.to_string(), "restart\n".to_string()),
+                ("/etc/done".to_string(), String::new()),
+            ]
+            .into(),
+        ),
         ..FakeHost::default()
     });
     let reports = run(playbook, std::slice::from_ref(&fake), &options(Mode::Apply)).await;
@@ -483,4 +485,46 @@ steps:
     );
     assert!(h2.sent()[1].contains("echo once"));
     assert!(h3.sent().iter().all(|s| !s.contains("echo once")));
+}
+
+/// h1 authorizes a key that h2 makes in the same run: it reads it once h2's run is done, and
+/// with one fork it gives its slot back while it waits (or neither could go on).
+#[tokio::test]
+async fn a_key_made_on_another_host_is_read_once_that_host_is_done() {
+    let playbook = r#"
+steps:
+  - name: key made
+    hosts: h2
+    command: { cmd: make-key, creates: /etc/k.pub }
+  - name: key authorized
+    hosts: h1
+    authorized_key: { key_from: { host: h2, path: /etc/k.pub } }
+"#;
+    let key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB9qWc0yKlGcYdq1b8p4lWc8m6xVfH3vJ2oQ7y1eZ3Rb nd@h2";
+    let h1 = host(None);
+    let h2 = Arc::new(FakeHost {
+        makes: Some(("make-key".into(), "/etc/k.pub".into(), format!("{key}\n"))),
+        ..FakeHost::default()
+    });
+    let opts = Options {
+        forks: 1,
+        ..options(Mode::Apply)
+    };
+    let reports = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        run(playbook, &[h1.clone(), h2.clone()], &opts),
+    )
+    .await
+    .expect("the run deadlocked");
+    assert_eq!(
+        lines(&reports[1].steps),
+        [line("key made", Status::Changed, "")]
+    );
+    assert_eq!(
+        lines(&reports[0].steps),
+        [line("key authorized", Status::Changed, "")]
+    );
+    let write = h1.sent().pop().unwrap();
+    assert!(write.contains(key), "{write}");
 }
