@@ -298,7 +298,9 @@ class DockerDriver(driver.ComputeDriver):
 
     def _destroy(self, instance, network_info):
         if self._inspect(instance) is not None:
-            self._stop(instance, network_info, CONF.docker.stop_timeout)
+            # Immediately, as libvirt's destroy pulls the plug: Nova shuts a server down
+            # gracefully only where it asks for that (power_off with its timeout).
+            self._stop(instance, network_info, 0)
             self.docker.call('DELETE', '/containers/%s' % quote(self._name(instance)),
                              {'force': 1, 'v': 1}, ok=(204, 404))
         else:

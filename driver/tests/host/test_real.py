@@ -215,7 +215,7 @@ def test_lifecycle(drv, tiny_tar):
         assert c['HostConfig']['Memory'] == 64 * 1024 * 1024
         assert c['HostConfig']['NetworkMode'] == 'none'
         assert not c['HostConfig']['Privileged']
-        assert 'no-new-privileges:true' in c['HostConfig']['SecurityOpt']
+        assert 'no-new-privileges=true' in c['HostConfig']['SecurityOpt']
         drv.pause(inst)
         assert drv.get_info(inst).state == power_state.PAUSED
         drv.unpause(inst)
