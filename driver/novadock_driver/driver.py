@@ -387,9 +387,9 @@ class DockerDriver(driver.ComputeDriver):
         if c is None or not c['State'].get('Running'):
             return
         cfgs = self._cfgs(instance, network_info, skip_unsupported=True)
-        present = set(netplug.host_devices([cfg['tap'] for cfg in cfgs]))
+        missing = set(netplug.unplugged(cfgs))
         for cfg in cfgs:
-            if cfg['tap'] not in present:
+            if cfg['port_id'] in missing:
                 try:
                     netplug.plug(cfg, c['State']['Pid'])
                 except Exception as e:

@@ -223,6 +223,23 @@ def interfaces(pid):
 
 
 @vif_ctx.entrypoint
-def host_devices(names):
-    """Which of `names` exist in the host namespace."""
-    return [n for n in names if _DEV.match(n) and _exists(n)]
+def unplugged(cfgs):
+    """Port ids of the VIFs whose host side is incomplete: the tap is gone (its container
+    end with it), or for OVS, the bridge no longer has the port (ovsdb reset, a stale
+    delete). Asked at nova-compute start, to re-plug only those."""
+    for cfg in cfgs:
+        _check(cfg)
+    links = _links()
+    ports = {}
+    out = []
+    for cfg in cfgs:
+        missing = cfg['tap'] not in links
+        if not missing and cfg['type'] == 'ovs':
+            bridge = cfg['bridge']
+            if bridge not in ports:
+                ports[bridge] = set(_run('ovs-vsctl', '--timeout=120', 'list-ports', bridge,
+                                         ok=(0, 1)).split())
+            missing = (cfg['qvo'] if cfg.get('hybrid') else cfg['tap']) not in ports[bridge]
+        if missing:
+            out.append(cfg['port_id'])
+    return out
