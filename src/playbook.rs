@@ -68,6 +68,7 @@ struct RawStep {
     authorized_key: Option<serde_yaml::Value>,
     known_hosts: Option<serde_yaml::Value>,
     nova_driver: Option<serde_yaml::Value>,
+    novadock_binary: Option<serde_yaml::Value>,
     glance_image: Option<serde_yaml::Value>,
 }
 
@@ -186,6 +187,7 @@ impl Playbook {
                 ("authorized_key", s.authorized_key),
                 ("known_hosts", s.known_hosts),
                 ("nova_driver", s.nova_driver),
+                ("novadock_binary", s.novadock_binary),
                 ("glance_image", s.glance_image),
             ];
             let step_err = |message: String| PlaybookError::Step {

@@ -112,6 +112,22 @@ fn the_embedded_playbook_works_from_any_directory() {
     );
 }
 
+/// The build names the commit and the target: two checkouts of one commit are the same
+/// novadock on the controller (steps/novadock_binary.rs).
+#[test]
+fn the_version_names_the_build() {
+    Novadock::new()
+        .args(["--version"])
+        .code(0)
+        .stdout(format!(
+            "novadock {} (build {}, {})\n",
+            env!("CARGO_PKG_VERSION"),
+            env!("NOVADOCK_BUILD"),
+            env!("NOVADOCK_TARGET")
+        ))
+        .run();
+}
+
 #[test]
 fn the_example_inventory_is_valid() {
     Novadock::new()
