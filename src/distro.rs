@@ -207,10 +207,10 @@ pub(crate) fn detect(facts: &Facts) -> Result<Profile, String> {
 }
 
 const KOLLA_REFUSAL: &str = "this host's OpenStack is deployed by kolla-ansible (/etc/kolla exists): its services run in containers whose configuration kolla-ansible generates from its overrides, so a file novadock wrote here would never be read, and the next `kolla-ansible reconfigure` would undo the rest. Nothing was changed on this host.
-hint: configure the Docker driver through kolla-ansible on its deployment host: [DEFAULT] compute_driver in /etc/kolla/config/nova/nova-compute.conf, [filter_scheduler] enabled_filters (with AggregateInstanceExtraSpecsFilter) in /etc/kolla/config/nova/nova-scheduler.conf, [image_format] container_formats (with docker) in /etc/kolla/config/glance/glance-api.conf, then `kolla-ansible reconfigure` (docs/deployments/kolla-osa.md)";
+hint: configure the Docker driver through kolla-ansible on its deployment host: [DEFAULT] compute_driver in /etc/kolla/config/nova/nova-compute.conf, [filter_scheduler] enabled_filters (with AggregateInstanceExtraSpecsFilter) in /etc/kolla/config/nova/nova-scheduler.conf, [image_format] container_formats (with docker) in /etc/kolla/config/glance/glance-api.conf, then `kolla-ansible reconfigure` (`novadock help deploy-kolla-osa`)";
 
 const OSA_REFUSAL: &str = "this host's OpenStack is deployed by openstack-ansible ({path} exists): its services run from virtualenvs and its configuration files are generated from openstack-ansible's overrides, so a file novadock wrote here would be overwritten by the next playbook run. Nothing was changed on this host.
-hint: configure the Docker driver through openstack-ansible's overrides in /etc/openstack_deploy/user_variables.yml: nova_nova_conf_overrides ([DEFAULT] compute_driver, [filter_scheduler] enabled_filters with AggregateInstanceExtraSpecsFilter) and glance_glance_api_conf_overrides ([image_format] container_formats with docker), then run os-nova-install.yml and os-glance-install.yml (docs/deployments/kolla-osa.md)";
+hint: configure the Docker driver through openstack-ansible's overrides in /etc/openstack_deploy/user_variables.yml: nova_nova_conf_overrides ([DEFAULT] compute_driver, [filter_scheduler] enabled_filters with AggregateInstanceExtraSpecsFilter) and glance_glance_api_conf_overrides ([image_format] container_formats with docker), then run os-nova-install.yml and os-glance-install.yml (`novadock help deploy-kolla-osa`)";
 
 #[cfg(test)]
 mod tests {

@@ -334,6 +334,10 @@ fn help_prints_the_manual_built_into_the_binary() {
   boot-time         How long a server takes to boot
   bootstrap         The shipped playbooks: bootstrap and add-compute
   commands          Commands, options, exit codes and output
+  deploy-debian     One controller, Debian or Ubuntu packages
+  deploy-ha         Several controllers (an HA pair or trio)
+  deploy-kolla-osa  Clouds deployed by kolla-ansible or openstack-ansible, refused
+  deploy-rdo        RDO on RHEL, Rocky, Alma or CentOS Stream
   driver            novadock's Nova Docker driver
   image-add         A docker image into Glance, checked
   internals         Internals: how a run works
@@ -368,7 +372,7 @@ A link to NAME.md in a page is the topic NAME. `novadock COMMAND --help` lists a
     help(&["help", "nope"])
         .code(1)
         .stdout("")
-        .stderr("error: no help topic `nope`\nhint: topics: boot-time, bootstrap, commands, driver, image-add, internals, inventory, lab, playbook, prefetch, steps, tests; `novadock help` lists them with their titles\n")
+        .stderr("error: no help topic `nope`\nhint: topics: boot-time, bootstrap, commands, deploy-debian, deploy-ha, deploy-kolla-osa, deploy-rdo, driver, image-add, internals, inventory, lab, playbook, prefetch, steps, tests; `novadock help` lists them with their titles\n")
         .run();
     // --help points there, not at a README an installed user does not have.
     let out = help(&["--help"]).code(0).run().stdout;
