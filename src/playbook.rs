@@ -411,6 +411,79 @@ handlers:
         assert!(e.starts_with("p.yml:4:"), "{e}");
     }
 
+    /// The bootstrap's defaults as a host renders them: dockerd keeps instances across its
+    /// restarts and leaves Neutron's bridging alone, the inventory's keys set over them; an
+    /// RDO host's handlers restart RDO's units.
+    #[test]
+    fn the_bootstrap_renders_per_host_defaults() {
+        use crate::assets::Templates;
+        use crate::render::Renderer;
+        let pb = Playbook::embedded(Path::new("playbooks/bootstrap.yml")).unwrap();
+        let inv = crate::inventory::Inventory::parse(
+            Path::new("i.yml"),
+            "hosts: { cmp1: { address: 10.0.0.2, groups: [docker_computes], vars: { docker_daemon: { log-driver: journald, live-restore: true } } } }\n",
+        )
+        .unwrap();
+        let r = Renderer::new(
+            std::sync::Arc::new(Templates::embedded_only()),
+            pb.vars.clone(),
+        )
+        .with_inventory(&inv);
+        let ctx = r.context(&inv.hosts[0]);
+        assert_eq!(
+            r.render_template("docker/daemon.json.j2", &ctx).unwrap(),
+            "{\n  \"bridge\": \"none\",\n  \"iptables\": false,\n  \"live-restore\": true,\n  \"log-driver\": \"journald\"\n}\n"
+        );
+        let rdo = crate::distro::detect(&{
+            let mut f = crate::facts::Facts::default();
+            f.files.insert(
+                "/etc/os-release".into(),
+                crate::facts::FileFact::File {
+                    meta: crate::facts::Meta {
+                        owner: "root".into(),
+                        group: "root".into(),
+                        mode: "644".into(),
+                    },
+                    content: include_bytes!("../tests/data/distro/os-release.rocky9")[..].into(),
+                },
+            );
+            f
+        })
+        .unwrap();
+        let names = |ctx: &minijinja::Value| -> Vec<String> {
+            pb.handlers
+                .iter()
+                .filter(|h| h.kind == "service")
+                .map(|h| {
+                    r.render_value(&h.args, ctx).unwrap()["name"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect()
+        };
+        assert_eq!(
+            names(&ctx),
+            [
+                "glance-api",
+                "nova-scheduler",
+                "docker",
+                "nova-compute",
+                "novadock-prefetch.timer"
+            ]
+        );
+        assert_eq!(
+            names(&r.context_with(&inv.hosts[0], &rdo)),
+            [
+                "openstack-glance-api",
+                "openstack-nova-scheduler",
+                "docker",
+                "openstack-nova-compute",
+                "novadock-prefetch.timer"
+            ]
+        );
+    }
+
     /// With several controllers, a cloud-wide API change runs once, and control services
     /// restart one controller at a time: a new API step or control handler must say so too.
     #[test]
