@@ -53,6 +53,8 @@ struct RawStep {
     /// changes: with several controllers, once is right and twice conflicts).
     #[serde(default)]
     run_once: bool,
+    /// At most this many hosts run the step at a time (a rolling change).
+    serial: Option<usize>,
     // One of these; checked below (serde cannot say "exactly one").
     ini: Option<serde_yaml::Value>,
     template: Option<serde_yaml::Value>,
@@ -111,6 +113,9 @@ pub(crate) struct Step {
     pub(crate) for_hosts: Option<String>,
     /// Runs on one host only (see `run_once` in the playbook reference).
     pub(crate) run_once: bool,
+    /// A rolling change: at most this many hosts at a time (see `serial` in the playbook
+    /// reference).
+    pub(crate) serial: Option<usize>,
     pub(crate) kind: &'static str,
     /// Unrendered arguments: rendered per host at plan time.
     pub(crate) args: serde_yaml::Value,
@@ -206,6 +211,16 @@ impl Playbook {
                 HostsSpec::One(h) => h,
                 HostsSpec::Many(v) => v.join(","),
             };
+            if s.serial == Some(0) {
+                return Err(step_err(
+                    "serial: 0 would run it on no host; give 1 (one host at a time) or more".into(),
+                ));
+            }
+            if s.serial.is_some() && s.run_once {
+                return Err(step_err(
+                    "serial and run_once: a run_once step runs on one host already".into(),
+                ));
+            }
             let hosts = join(s.hosts);
             let for_hosts = s.for_hosts.map(join);
             steps.push(Step {
@@ -216,6 +231,7 @@ impl Playbook {
                 notify: s.notify,
                 for_hosts,
                 run_once: s.run_once,
+                serial: s.serial,
                 kind,
                 args,
             });
@@ -401,10 +417,26 @@ handlers:
             e.contains("handler `r`: active_timeout is for `serial` service"),
             "{e}"
         );
-        // Steps have no `serial` (handlers do), and a typo still names its place.
-        let e = err("steps:\n  - name: x\n    hosts: all\n    serial: 1\n");
+        // Steps roll too, but not with run_once; a typo still names its place.
+        let pb = Playbook::parse(
+            Path::new("p.yml"),
+            "steps:\n  - { name: x, hosts: all, serial: 2, command: { cmd: 'true' } }\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(pb.steps[0].serial, Some(2));
+        let e = err("steps:\n  - { name: x, hosts: all, serial: 0, command: { cmd: 'true' } }\n");
+        assert!(e.contains("serial: 0 would run it on no host"), "{e}");
+        let e = err(
+            "steps:\n  - { name: x, hosts: all, serial: 1, run_once: true, command: { cmd: 'true' } }\n",
+        );
         assert!(
-            e.starts_with("p.yml:4:5: steps[0]: unknown field `serial`"),
+            e.contains("serial and run_once: a run_once step runs on one host already"),
+            "{e}"
+        );
+        let e = err("steps:\n  - name: x\n    hosts: all\n    serail: 1\n");
+        assert!(
+            e.starts_with("p.yml:4:5: steps[0]: unknown field `serail`"),
             "{e}"
         );
         let e = err("steps:\n  - name: x\n    hosts: all\n    run_once: yes please\n");

@@ -3,7 +3,7 @@
 
 use super::batch::Batched;
 use super::build::build_step;
-use super::once::{Once, Rolling};
+use super::once::{Once, Rollings};
 use super::peers::Peers;
 use super::schedule::{Connect, connect_options};
 use super::{HostReport, Options, PENDING_FILE};
@@ -13,7 +13,7 @@ use crate::playbook::Playbook;
 use crate::render::Renderer;
 use crate::steps::StepKind;
 use crate::transport::{Held, Transport};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Semaphore;
@@ -28,8 +28,8 @@ pub(super) struct HostRun {
     pub(super) abort: Arc<AtomicBool>,
     pub(super) peers: Arc<Peers>,
     pub(super) once: Arc<Once>,
-    /// `serial` handlers, by handler index.
-    pub(super) rollings: Arc<BTreeMap<usize, Rolling>>,
+    /// `serial` steps and handlers.
+    pub(super) rollings: Arc<Rollings>,
     pub(super) forks: Arc<Semaphore>,
     /// This host's fork slot; given back while it waits for another host's run.
     pub(super) permit: tokio::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
