@@ -27,7 +27,7 @@ Docs: `novadock help` lists the manual's topics (inventory, playbook, steps, …
 #[derive(Debug, Parser)]
 #[command(
     name = "novadock",
-    version,
+    version = crate::steps::novadock_binary::VERSION,
     disable_help_subcommand = true,
     about = "Run Docker as a Nova hypervisor next to KVM: plan and apply an OpenStack cloud's config over SSH",
     after_help = AFTER_HELP

@@ -6,6 +6,7 @@ mod assets;
 mod boottime;
 pub mod cli;
 mod cloud;
+mod distro;
 mod engine;
 mod facts;
 mod help;

@@ -542,7 +542,16 @@ except ImportError:
     fail("python3-openstacksdk is not installed on this host")
 "#;
 
-const FACTS_PY: &str = r#"def facts():
+const FACTS_PY: &str = r#"def hypervisor_load(conn):
+    """nova-compute host -> [hypervisor type, instances on it]. running_vms counts every
+    instance the host's resource tracker holds, stopped ones too (gone from microversion 2.88)."""
+    resp = conn.compute.get("/os-hypervisors/detail", microversion="2.53")
+    if resp.status_code != 200:
+        return {}
+    return {h.get("service", {}).get("host") or h["hypervisor_hostname"]:
+            [h["hypervisor_type"], h.get("running_vms") or 0]
+            for h in resp.json()["hypervisors"]}
+def facts():
     conn = openstack.connect()
     out = {
         "flavors": [
@@ -559,6 +568,7 @@ const FACTS_PY: &str = r#"def facts():
         ),
         "docker_images": [{"name": i.get("name"), "id": i["id"], "status": i.get("status")}
                           for i in docker_images(conn)],
+        "hypervisors": hypervisor_load(conn),
     }
     print(json.dumps(out))
 try:
@@ -583,6 +593,9 @@ pub(crate) struct CloudFacts {
     /// Glance images of container format docker.
     #[serde(default)]
     pub(crate) docker_images: Vec<GlanceEntry>,
+    /// nova-compute host → (hypervisor type, instances on it).
+    #[serde(default)]
+    pub(crate) hypervisors: std::collections::BTreeMap<String, (String, u64)>,
     pub(crate) error: Option<String>,
 }
 

@@ -53,6 +53,8 @@ struct RawStep {
     /// changes: with several controllers, once is right and twice conflicts).
     #[serde(default)]
     run_once: bool,
+    /// At most this many hosts run the step at a time (a rolling change).
+    serial: Option<usize>,
     // One of these; checked below (serde cannot say "exactly one").
     ini: Option<serde_yaml::Value>,
     template: Option<serde_yaml::Value>,
@@ -68,6 +70,7 @@ struct RawStep {
     authorized_key: Option<serde_yaml::Value>,
     known_hosts: Option<serde_yaml::Value>,
     nova_driver: Option<serde_yaml::Value>,
+    novadock_binary: Option<serde_yaml::Value>,
     glance_image: Option<serde_yaml::Value>,
 }
 
@@ -110,6 +113,9 @@ pub(crate) struct Step {
     pub(crate) for_hosts: Option<String>,
     /// Runs on one host only (see `run_once` in the playbook reference).
     pub(crate) run_once: bool,
+    /// A rolling change: at most this many hosts at a time (see `serial` in the playbook
+    /// reference).
+    pub(crate) serial: Option<usize>,
     pub(crate) kind: &'static str,
     /// Unrendered arguments: rendered per host at plan time.
     pub(crate) args: serde_yaml::Value,
@@ -186,6 +192,7 @@ impl Playbook {
                 ("authorized_key", s.authorized_key),
                 ("known_hosts", s.known_hosts),
                 ("nova_driver", s.nova_driver),
+                ("novadock_binary", s.novadock_binary),
                 ("glance_image", s.glance_image),
             ];
             let step_err = |message: String| PlaybookError::Step {
@@ -204,6 +211,16 @@ impl Playbook {
                 HostsSpec::One(h) => h,
                 HostsSpec::Many(v) => v.join(","),
             };
+            if s.serial == Some(0) {
+                return Err(step_err(
+                    "serial: 0 would run it on no host; give 1 (one host at a time) or more".into(),
+                ));
+            }
+            if s.serial.is_some() && s.run_once {
+                return Err(step_err(
+                    "serial and run_once: a run_once step runs on one host already".into(),
+                ));
+            }
             let hosts = join(s.hosts);
             let for_hosts = s.for_hosts.map(join);
             steps.push(Step {
@@ -214,6 +231,7 @@ impl Playbook {
                 notify: s.notify,
                 for_hosts,
                 run_once: s.run_once,
+                serial: s.serial,
                 kind,
                 args,
             });
@@ -399,14 +417,103 @@ handlers:
             e.contains("handler `r`: active_timeout is for `serial` service"),
             "{e}"
         );
-        // Steps have no `serial` (handlers do), and a typo still names its place.
-        let e = err("steps:\n  - name: x\n    hosts: all\n    serial: 1\n");
+        // Steps roll too, but not with run_once; a typo still names its place.
+        let pb = Playbook::parse(
+            Path::new("p.yml"),
+            "steps:\n  - { name: x, hosts: all, serial: 2, command: { cmd: 'true' } }\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(pb.steps[0].serial, Some(2));
+        let e = err("steps:\n  - { name: x, hosts: all, serial: 0, command: { cmd: 'true' } }\n");
+        assert!(e.contains("serial: 0 would run it on no host"), "{e}");
+        let e = err(
+            "steps:\n  - { name: x, hosts: all, serial: 1, run_once: true, command: { cmd: 'true' } }\n",
+        );
         assert!(
-            e.starts_with("p.yml:4:5: steps[0]: unknown field `serial`"),
+            e.contains("serial and run_once: a run_once step runs on one host already"),
+            "{e}"
+        );
+        let e = err("steps:\n  - name: x\n    hosts: all\n    serail: 1\n");
+        assert!(
+            e.starts_with("p.yml:4:5: steps[0]: unknown field `serail`"),
             "{e}"
         );
         let e = err("steps:\n  - name: x\n    hosts: all\n    run_once: yes please\n");
         assert!(e.starts_with("p.yml:4:"), "{e}");
+    }
+
+    /// The bootstrap's defaults as a host renders them: dockerd keeps instances across its
+    /// restarts and leaves Neutron's bridging alone, the inventory's keys set over them; an
+    /// RDO host's handlers restart RDO's units.
+    #[test]
+    fn the_bootstrap_renders_per_host_defaults() {
+        use crate::assets::Templates;
+        use crate::render::Renderer;
+        let pb = Playbook::embedded(Path::new("playbooks/bootstrap.yml")).unwrap();
+        let inv = crate::inventory::Inventory::parse(
+            Path::new("i.yml"),
+            "hosts: { cmp1: { address: 10.0.0.2, groups: [docker_computes], vars: { docker_daemon: { log-driver: journald, live-restore: true } } } }\n",
+        )
+        .unwrap();
+        let r = Renderer::new(
+            std::sync::Arc::new(Templates::embedded_only()),
+            pb.vars.clone(),
+        )
+        .with_inventory(&inv);
+        let ctx = r.context(&inv.hosts[0]);
+        assert_eq!(
+            r.render_template("docker/daemon.json.j2", &ctx).unwrap(),
+            "{\n  \"bridge\": \"none\",\n  \"iptables\": false,\n  \"live-restore\": true,\n  \"log-driver\": \"journald\"\n}\n"
+        );
+        let rdo = crate::distro::detect(&{
+            let mut f = crate::facts::Facts::default();
+            f.files.insert(
+                "/etc/os-release".into(),
+                crate::facts::FileFact::File {
+                    meta: crate::facts::Meta {
+                        owner: "root".into(),
+                        group: "root".into(),
+                        mode: "644".into(),
+                    },
+                    content: include_bytes!("../tests/data/distro/os-release.rocky9")[..].into(),
+                },
+            );
+            f
+        })
+        .unwrap();
+        let names = |ctx: &minijinja::Value| -> Vec<String> {
+            pb.handlers
+                .iter()
+                .filter(|h| h.kind == "service")
+                .map(|h| {
+                    r.render_value(&h.args, ctx).unwrap()["name"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect()
+        };
+        assert_eq!(
+            names(&ctx),
+            [
+                "glance-api",
+                "nova-scheduler",
+                "docker",
+                "nova-compute",
+                "novadock-prefetch.timer"
+            ]
+        );
+        assert_eq!(
+            names(&r.context_with(&inv.hosts[0], &rdo)),
+            [
+                "openstack-glance-api",
+                "openstack-nova-scheduler",
+                "docker",
+                "openstack-nova-compute",
+                "novadock-prefetch.timer"
+            ]
+        );
     }
 
     /// With several controllers, a cloud-wide API change runs once, and control services

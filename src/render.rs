@@ -137,8 +137,13 @@ impl Renderer {
         self
     }
 
-    /// The variables a host's strings and templates see.
+    /// The variables a host's strings and templates see, before its distribution is known.
     pub(crate) fn context(&self, host: &Host) -> Value {
+        self.context_with(host, &crate::distro::assumed())
+    }
+
+    /// The variables a host's strings and templates see; `distro` as detected on the host.
+    pub(crate) fn context_with(&self, host: &Host, distro: &crate::distro::Profile) -> Value {
         let mut map: std::collections::BTreeMap<String, Value> = self
             .defaults
             .iter()
@@ -154,6 +159,7 @@ impl Renderer {
             })),
         );
         map.insert("groups".into(), self.groups.clone());
+        map.insert("distro".into(), Value::from_serialize(distro));
         // The running binary, for a step that installs novadock itself (the prefetch timer).
         map.insert(
             "novadock_exe".into(),

@@ -112,6 +112,22 @@ fn the_embedded_playbook_works_from_any_directory() {
     );
 }
 
+/// The build names the commit and the target: two checkouts of one commit are the same
+/// novadock on the controller (steps/novadock_binary.rs).
+#[test]
+fn the_version_names_the_build() {
+    Novadock::new()
+        .args(["--version"])
+        .code(0)
+        .stdout(format!(
+            "novadock {} (build {}, {})\n",
+            env!("CARGO_PKG_VERSION"),
+            env!("NOVADOCK_BUILD"),
+            env!("NOVADOCK_TARGET")
+        ))
+        .run();
+}
+
 #[test]
 fn the_example_inventory_is_valid() {
     Novadock::new()
@@ -318,6 +334,10 @@ fn help_prints_the_manual_built_into_the_binary() {
   boot-time         How long a server takes to boot
   bootstrap         The shipped playbooks: bootstrap and add-compute
   commands          Commands, options, exit codes and output
+  deploy-debian     One controller, Debian or Ubuntu packages
+  deploy-ha         Several controllers (an HA pair or trio)
+  deploy-kolla-osa  Clouds deployed by kolla-ansible or openstack-ansible, refused
+  deploy-rdo        RDO on RHEL, Rocky, Alma or CentOS Stream
   driver            novadock's Nova Docker driver
   image-add         A docker image into Glance, checked
   internals         Internals: how a run works
@@ -352,7 +372,7 @@ A link to NAME.md in a page is the topic NAME. `novadock COMMAND --help` lists a
     help(&["help", "nope"])
         .code(1)
         .stdout("")
-        .stderr("error: no help topic `nope`\nhint: topics: boot-time, bootstrap, commands, driver, image-add, internals, inventory, lab, playbook, prefetch, steps, tests; `novadock help` lists them with their titles\n")
+        .stderr("error: no help topic `nope`\nhint: topics: boot-time, bootstrap, commands, deploy-debian, deploy-ha, deploy-kolla-osa, deploy-rdo, driver, image-add, internals, inventory, lab, playbook, prefetch, steps, tests; `novadock help` lists them with their titles\n")
         .run();
     // --help points there, not at a README an installed user does not have.
     let out = help(&["--help"]).code(0).run().stdout;

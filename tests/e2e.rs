@@ -1037,3 +1037,99 @@ fn a_key_made_on_one_host_is_authorized_and_pinned_on_another_in_one_apply() {
     assert_ne!(r.code, 0, "{r:?}");
     hosts.plan(&inv, p2).code(0).run();
 }
+
+/// The distribution is detected on each host (src/distro.rs): h1 is this machine's Debian, h2
+/// is given Rocky's os-release and RDO's nova-compute unit (its steps are rendered again
+/// with RDO's defaults, in one more round trip), h3 has /etc/kolla and is refused before
+/// anything changes on it.
+#[test]
+fn each_host_gets_its_distributions_defaults_and_kolla_is_refused() {
+    let hosts = Hosts::up(3);
+    let data = repo().join("tests/data/distro");
+    let read = |f: &str| std::fs::read(data.join(f)).unwrap();
+    hosts.put("h2", "/etc/os-release", &read("os-release.rocky9"));
+    hosts.put(
+        "h2",
+        "/usr/lib/systemd/system/openstack-nova-compute.service",
+        &read("openstack-nova-compute.service.rdo"),
+    );
+    hosts.sh_ok("h3", "mkdir -p /etc/kolla/nova-compute");
+    let inv = hosts.inventory("inventory.yml", "");
+    let pb = hosts.write_file(
+        "pb.yml",
+        "steps:\n  - name: what the host is\n    hosts: all\n    file: { path: \"/etc/nd-{{ distro.family }}\", content: \"{{ distro.id }} {{ distro.nova_compute_unit }} {{ distro.nova_compute_conf }}\\n\" }\n",
+    );
+    let plan = hosts.plan(&inv, &pb).arg("--json").code(1).run();
+    let v: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(v["hosts"]["h1"]["round_trips"], 1, "{plan:?}");
+    assert_eq!(v["hosts"]["h2"]["round_trips"], 2, "{plan:?}");
+    let apply = hosts.apply(&inv, &pb).code(1).run();
+    assert_eq!(
+        apply.stderr,
+        "[1/1] what the host is\n  ~ h1: changed: create /etc/nd-debian\n      --- /dev/null\n      +++ /etc/nd-debian\n      @@ -0,0 +1 @@\n      +debian nova-compute /etc/nova/nova-compute.conf\n  ~ h2: changed: create /etc/nd-redhat\n      --- /dev/null\n      +++ /etc/nd-redhat\n      @@ -0,0 +1 @@\n      +rocky openstack-nova-compute /etc/nova/nova.conf\n✗ h3: unreachable or unusable\n      this host's OpenStack is deployed by kolla-ansible (/etc/kolla exists): its services run in containers whose configuration kolla-ansible generates from its overrides, so a file novadock wrote here would never be read, and the next `kolla-ansible reconfigure` would undo the rest. Nothing was changed on this host.\n      hint: configure the Docker driver through kolla-ansible on its deployment host: [DEFAULT] compute_driver in /etc/kolla/config/nova/nova-compute.conf, [filter_scheduler] enabled_filters (with AggregateInstanceExtraSpecsFilter) in /etc/kolla/config/nova/nova-scheduler.conf, [image_format] container_formats (with docker) in /etc/kolla/config/glance/glance-api.conf, then `kolla-ansible reconfigure` (`novadock help deploy-kolla-osa`)\nApply: 2 changed, 0 unchanged, 1 failed, 0 skipped on 3 hosts (hosts failed: h3)\n"
+    );
+    assert_eq!(
+        hosts.read_str("h1", "/etc/nd-debian"),
+        "debian nova-compute /etc/nova/nova-compute.conf\n"
+    );
+    assert_eq!(
+        hosts.read_str("h2", "/etc/nd-redhat"),
+        "rocky openstack-nova-compute /etc/nova/nova.conf\n"
+    );
+    assert_eq!(hosts.sh("h3", "ls /etc/nd-*").code, 2);
+}
+
+/// novadock on a host: sent once, then known by its --version (the copy is not read); a
+/// binary for another platform is refused in the plan.
+#[test]
+fn novadock_is_sent_once_and_only_to_a_host_it_runs_on() {
+    let hosts = Hosts::up(1);
+    let inv = hosts.inventory("inventory.yml", "");
+    let pb = hosts.write_file(
+        "pb.yml",
+        "steps:\n  - name: novadock\n    hosts: all\n    novadock_binary: { src: \"{{ novadock_exe }}\", dest: /usr/local/bin/novadock }\n",
+    );
+    let version = format!(
+        "novadock {} (build {}, {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("NOVADOCK_BUILD"),
+        env!("NOVADOCK_TARGET")
+    );
+    let apply = hosts.apply(&inv, &pb).code(0).run();
+    assert!(
+        apply.stderr.starts_with(&format!(
+            "[1/1] novadock\n  ~ h1: changed: install /usr/local/bin/novadock ({version})\n"
+        )),
+        "{apply:?}"
+    );
+    assert_eq!(
+        hosts.sh_ok(
+            "h1",
+            "/usr/local/bin/novadock --version; stat -c %a /usr/local/bin/novadock"
+        ),
+        format!("{version}\n755\n")
+    );
+    let plan = hosts.plan(&inv, &pb).code(0).run();
+    assert_eq!(
+        plan.stderr,
+        format!(
+            "[1/1] novadock\n  = h1: unchanged — /usr/local/bin/novadock is {version}\nPlan: 0 to change, 1 unchanged, 0 failed, 0 skipped on 1 host\n"
+        )
+    );
+    // A Mac's build (a Mach-O arm64 header) is refused; nothing is sent.
+    let mac = hosts.write_file("novadock-mac", "");
+    std::fs::write(&mac, [0xcf, 0xfa, 0xed, 0xfe, 0x0c, 0, 0, 0x01, 0, 0, 0, 0]).unwrap();
+    let pb = hosts.write_file(
+        "mac.yml",
+        &format!("steps:\n  - name: novadock\n    hosts: all\n    novadock_binary: {{ src: {}, dest: /usr/local/bin/novadock }}\n", mac.display()),
+    );
+    let plan = hosts.plan(&inv, &pb).code(1).run();
+    let arch = hosts.sh_ok("h1", "uname -m");
+    assert!(
+        plan.stderr.contains(&format!(
+            "      {} is built for Darwin aarch64, and this host is Linux {}: the copy would not run there. Nothing was changed on this host.\n      hint: build novadock for the host (`cargo build --release --target {}-unknown-linux-gnu`) and set novadock_binary: to that binary\n",
+            mac.display(), arch.trim(), arch.trim()
+        )),
+        "{plan:?}"
+    );
+}

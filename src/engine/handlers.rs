@@ -64,6 +64,7 @@ impl HostRun {
             // waits for its turn, and its turn ends once the unit is active again.
             let rolling = self
                 .rollings
+                .handlers
                 .get(&hidx)
                 .filter(|_| self.opts.mode == Mode::Apply);
             let mut turn = None;

@@ -3,7 +3,7 @@
 
 use super::batch::Batched;
 use super::build::build_step;
-use super::once::{Once, Rolling};
+use super::once::{Once, Rollings};
 use super::peers::Peers;
 use super::schedule::{Connect, connect_options};
 use super::{HostReport, Options, PENDING_FILE};
@@ -13,7 +13,7 @@ use crate::playbook::Playbook;
 use crate::render::Renderer;
 use crate::steps::StepKind;
 use crate::transport::{Held, Transport};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Semaphore;
@@ -28,8 +28,8 @@ pub(super) struct HostRun {
     pub(super) abort: Arc<AtomicBool>,
     pub(super) peers: Arc<Peers>,
     pub(super) once: Arc<Once>,
-    /// `serial` handlers, by handler index.
-    pub(super) rollings: Arc<BTreeMap<usize, Rolling>>,
+    /// `serial` steps and handlers.
+    pub(super) rollings: Arc<Rollings>,
     pub(super) forks: Arc<Semaphore>,
     /// This host's fork slot; given back while it waits for another host's run.
     pub(super) permit: tokio::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
@@ -161,12 +161,25 @@ impl HostRun {
         report: &mut HostReport,
         step_ids: &[usize],
     ) -> Result<(), String> {
-        let vars = self.renderer.context(&self.host);
-        let prepared: Vec<(usize, Prepared)> = step_ids
+        // Rendered first for a Debian host (the facts' probes come from the rendered steps);
+        // a host of another distribution is rendered again with its own `distro`, and the
+        // probes that changed are read in one more round trip.
+        let assumed = crate::distro::assumed();
+        let mut vars = self.renderer.context_with(&self.host, &assumed);
+        let mut prepared: Vec<(usize, Prepared)> = step_ids
             .iter()
             .map(|&i| (i, self.prepare(i, &vars)))
             .collect();
         let pending = self.facts(live, report, &prepared).await?;
+        let distro = crate::distro::detect(&live.facts)?;
+        if distro != assumed {
+            vars = self.renderer.context_with(&self.host, &distro);
+            prepared = step_ids
+                .iter()
+                .map(|&i| (i, self.prepare(i, &vars)))
+                .collect();
+            self.more_facts(live, report, &prepared).await?;
+        }
         let (notified, sent_failed) = self.steps(live, report, prepared, &vars).await;
         self.handlers(live, report, &notified, &pending, sent_failed, &vars)
             .await;
@@ -187,6 +200,7 @@ impl HostRun {
     ) -> Result<Vec<String>, String> {
         let mut probes: BTreeSet<Probe> = BTreeSet::new();
         probes.insert(Probe::File(PENDING_FILE.into()));
+        probes.extend(crate::distro::probes());
         for (_, p) in prepared {
             if let Prepared::Ready(s) = p {
                 probes.extend(s.probes());
@@ -221,6 +235,53 @@ impl HostRun {
                 .collect(),
             _ => vec![],
         })
+    }
+}
+
+impl HostRun {
+    /// The probes of `prepared` that the facts do not answer yet, in one round trip (none
+    /// when they are all answered), and the other hosts' files they read.
+    async fn more_facts(
+        &self,
+        live: &mut Live,
+        report: &mut HostReport,
+        prepared: &[(usize, Prepared)],
+    ) -> Result<(), String> {
+        let mut missing: BTreeSet<Probe> = BTreeSet::new();
+        for (_, p) in prepared {
+            if let Prepared::Ready(s) = p {
+                missing.extend(s.probes().into_iter().filter(|p| {
+                    match p {
+                        Probe::File(f) => !live.facts.files.contains_key(f),
+                        Probe::Cmd(c) => !live.facts.cmds.contains_key(c),
+                        Probe::Peer { host, paths, .. } => !live
+                            .facts
+                            .peers
+                            .contains_key(&(host.clone(), paths.join("\n"))),
+                    }
+                }));
+            }
+        }
+        let (peer_probes, probes): (Vec<Probe>, Vec<Probe>) = missing
+            .into_iter()
+            .partition(|p| matches!(p, Probe::Peer { .. }));
+        let planned = self
+            .opts
+            .planned_facts
+            .as_ref()
+            .is_some_and(|f| f.contains_key(&self.host.name));
+        if !probes.is_empty() && !planned {
+            let more = gather(live.transport.as_ref(), &probes)
+                .await
+                .map_err(|e| self.explain_sudo(e))?;
+            live.facts.files.extend(more.files);
+            live.facts.cmds.extend(more.cmds);
+        }
+        self.read_peers(&peer_probes, &mut live.facts).await;
+        if self.opts.keep_facts {
+            report.facts = Some(live.facts.clone());
+        }
+        Ok(())
     }
 }
 

@@ -155,14 +155,27 @@ impl Rolling {
     }
 }
 
-/// The rolling runs of a playbook's `serial` handlers, by handler index.
-pub(crate) fn rollings(playbook: &Playbook) -> BTreeMap<usize, Rolling> {
-    playbook
-        .handlers
-        .iter()
-        .enumerate()
-        .filter_map(|(i, h)| h.serial.map(|n| (i, Rolling::new(n))))
-        .collect()
+/// The rolling runs of a playbook's `serial` steps and handlers, by index.
+pub(crate) struct Rollings {
+    pub(crate) steps: BTreeMap<usize, Rolling>,
+    pub(crate) handlers: BTreeMap<usize, Rolling>,
+}
+
+pub(crate) fn rollings(playbook: &Playbook) -> Rollings {
+    Rollings {
+        steps: playbook
+            .steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.serial.map(|n| (i, Rolling::new(n))))
+            .collect(),
+        handlers: playbook
+            .handlers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.serial.map(|n| (i, Rolling::new(n))))
+            .collect(),
+    }
 }
 
 /// What the plan says about a `serial` handler.

@@ -21,6 +21,9 @@ enum StepFailure {
     Stopped,
 }
 
+/// What the steps after a rolling step that stopped at another host say.
+const AFTER_ROLLING_STOP: &str = "not run: a rolling step before it stopped at another host";
+
 impl HostRun {
     /// Each step in playbook order: planned, and in apply mode batched. Returns the handlers
     /// notified, and whether a batch of changes failed on the host (what followed it did not
@@ -67,10 +70,46 @@ impl HostRun {
                     stop = Some(AFTER_FAILED_STEP);
                 }
                 Prepared::Ready(step_impl) => {
-                    match self
+                    // A rolling step: what is batched goes first, then this host waits for
+                    // its turn, which ends once this step's changes are sent.
+                    let rolling = self
+                        .rollings
+                        .steps
+                        .get(&idx)
+                        .filter(|_| self.opts.mode == Mode::Apply);
+                    let mut turn = None;
+                    if let Some(rolling) = rolling {
+                        if self.flush(live, report).await.is_err() {
+                            r.status = Status::Skipped;
+                            r.note = Some(AFTER_FAILED_CHANGE.into());
+                            report.steps.push(r);
+                            stop = Some(AFTER_FAILED_CHANGE);
+                            sent_failed = true;
+                            continue;
+                        }
+                        match rolling.turn().await {
+                            Ok(t) => turn = Some(t),
+                            Err(at) => {
+                                r.status = Status::Skipped;
+                                r.note =
+                                    Some(format!("not run: the rolling change stopped at {at}"));
+                                report.steps.push(r);
+                                stop = Some(AFTER_ROLLING_STOP);
+                                continue;
+                            }
+                        }
+                    }
+                    let mut result = self
                         .step(live, report, step_impl.as_ref(), &step.notify, vars)
-                        .await
-                    {
+                        .await;
+                    if let (Ok(o), Some(n)) = (&mut result, step.serial) {
+                        let at_a_time = super::once::serial_note(n);
+                        o.note = Some(match o.note.take() {
+                            Some(note) => format!("{note}; {at_a_time}"),
+                            None => at_a_time,
+                        });
+                    }
+                    match result {
                         Ok(o) => {
                             if o.changed() {
                                 r.status = Status::Changed;
@@ -79,6 +118,18 @@ impl HostRun {
                             r.summary = o.summary;
                             r.diff = o.diff;
                             r.note = o.note;
+                            // The turn ends once this step's changes are on the host (a
+                            // failure there is reported on this step, pushed first).
+                            if let (Some(rolling), Some(turn)) = (rolling, turn.take()) {
+                                report.steps.push(r);
+                                if self.flush(live, report).await.is_err() {
+                                    stop = Some(AFTER_FAILED_CHANGE);
+                                    sent_failed = true;
+                                    rolling.stop_at(&self.host.name).await;
+                                }
+                                drop(turn);
+                                continue;
+                            }
                             // --fail-fast trades batching for a stop between any two steps.
                             if self.opts.fail_fast && !live.batch.is_empty() {
                                 report.steps.push(r);
@@ -108,6 +159,9 @@ impl HostRun {
                             stop = Some(AFTER_FAILED_CHANGE);
                             sent_failed = true;
                         }
+                    }
+                    if let (Some(rolling), Some(_turn)) = (rolling, turn) {
+                        rolling.stop_at(&self.host.name).await;
                     }
                 }
             }

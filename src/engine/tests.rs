@@ -449,6 +449,65 @@ handlers:
 }
 
 #[tokio::test]
+async fn a_rolling_step_stops_at_the_host_where_it_failed() {
+    let playbook = r#"
+steps:
+  - name: before
+    hosts: all
+    command: { cmd: echo before }
+  - name: roll
+    hosts: all
+    serial: 1
+    command: { cmd: echo rolling }
+  - name: after
+    hosts: all
+    command: { cmd: echo after }
+"#;
+    let (failed, h1_failed) = watch::channel(false);
+    let h1 = Arc::new(FakeHost {
+        fail_on: Some("echo rolling".into()),
+        failed: Some(failed),
+        ..FakeHost::default()
+    });
+    let h2 = Arc::new(FakeHost {
+        connect_after: Some(h1_failed),
+        ..FakeHost::default()
+    });
+    let plain = || Arc::new(FakeHost::default());
+    let plan = run(playbook, &[plain(), plain()], &options(Mode::Plan)).await;
+    assert_eq!(
+        lines(&plan[0].steps)[1],
+        line("roll", Status::Changed, "one host at a time")
+    );
+    let reports = run(playbook, &[h1.clone(), h2.clone()], &options(Mode::Apply)).await;
+    assert_eq!(reports[0].steps[1].status, Status::Failed, "{reports:?}");
+    // h2's step before went out; the rolling one and what follows did not.
+    assert_eq!(
+        lines(&reports[1].steps),
+        [
+            line("before", Status::Changed, ""),
+            line(
+                "roll",
+                Status::Skipped,
+                "not run: the rolling change stopped at h1"
+            ),
+            line(
+                "after",
+                Status::Skipped,
+                "not run: a rolling step before it stopped at another host"
+            ),
+        ]
+    );
+    let sent = h2.sent();
+    assert!(sent.iter().any(|s| s.contains("echo before")), "{sent:#?}");
+    assert!(
+        sent.iter()
+            .all(|s| !s.contains("echo rolling") && !s.contains("echo after")),
+        "{sent:#?}"
+    );
+}
+
+#[tokio::test]
 async fn a_run_once_step_runs_on_the_first_host_that_is_up() {
     let playbook = r#"
 steps:

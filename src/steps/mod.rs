@@ -8,6 +8,7 @@ pub(crate) mod glance_image;
 pub(crate) mod ini;
 pub(crate) mod known_hosts;
 pub(crate) mod nova_driver;
+pub(crate) mod novadock_binary;
 pub(crate) mod openstack_aggregate;
 pub(crate) mod openstack_flavor;
 pub(crate) mod package;
@@ -85,6 +86,9 @@ pub(crate) fn build(
         )?),
         "known_hosts" => Box::new(serde_yaml::from_value::<known_hosts::KnownHosts>(args)?),
         "nova_driver" => Box::new(serde_yaml::from_value::<nova_driver::NovaDriver>(args)?),
+        "novadock_binary" => Box::new(serde_yaml::from_value::<novadock_binary::NovadockBinary>(
+            args,
+        )?),
         "glance_image" => Box::new(serde_yaml::from_value::<glance_image::GlanceImage>(args)?),
         "openstack_flavor" => Box::new(
             serde_yaml::from_value::<openstack_flavor::OpenstackFlavor>(args)?,

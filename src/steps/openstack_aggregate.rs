@@ -44,6 +44,36 @@ const APPLY_PY: &str = r#"def main():
 guard(main)
 "#;
 
+/// The docker aggregate's hosts that still hold instances of another driver: their
+/// compute_driver is about to become Docker's, and the new driver would not know those
+/// instances (they could no longer be stopped, migrated or deleted through Nova). `Err`
+/// names each with its count; a host Nova does not know yet, or already of type docker, passes.
+pub(crate) fn switch_guard(
+    aggregate: &str,
+    hosts: &[String],
+    hypervisors: &BTreeMap<String, (String, u64)>,
+) -> Result<(), String> {
+    let busy: Vec<String> = hosts
+        .iter()
+        .filter_map(|h| {
+            let (kind, n) = hypervisors.get(h)?;
+            (!kind.eq_ignore_ascii_case("docker") && *n > 0).then(|| {
+                format!(
+                    "{h} still hosts {n} instance{} of its {kind} driver",
+                    if *n == 1 { "" } else { "s" }
+                )
+            })
+        })
+        .collect();
+    if busy.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "aggregate {aggregate}: {}: switching its compute_driver to Docker would leave them unmanaged (the Docker driver does not know them: they could no longer be stopped, migrated or deleted through Nova). Nothing was changed.\nhint: move them off first: `openstack compute service set --disable HOST nova-compute`, then `openstack server migrate --live-migration` each one (`openstack server evacuate` if the host is down); or take the host out of docker_computes",
+        busy.join("; ")
+    ))
+}
+
 impl StepKind for OpenstackAggregate {
     fn validate(&self) -> Result<(), StepError> {
         self.auth.validate(&self.name).map_err(StepError::Invalid)
@@ -77,6 +107,10 @@ impl StepKind for OpenstackAggregate {
                     .join(", "),
                 known.join(", ")
             )));
+        }
+        if self.metadata.get("hypervisor_type").map(|v| v.0.as_str()) == Some("docker") {
+            switch_guard(&self.name, &self.hosts, &facts.hypervisors)
+                .map_err(StepError::Invalid)?;
         }
         let want_meta: BTreeMap<String, String> = self
             .metadata
@@ -178,4 +212,70 @@ pub(crate) fn resolve_hosts(
 /// controller step that manages their membership.
 pub(crate) fn member_pattern(args: &serde_yaml::Value) -> Option<&str> {
     args.get("hosts")?.as_str().filter(|p| !p.contains("{{"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{CmdFact, Facts};
+
+    fn load(pairs: &[(&str, &str, u64)]) -> BTreeMap<String, (String, u64)> {
+        pairs
+            .iter()
+            .map(|(h, t, n)| (h.to_string(), (t.to_string(), *n)))
+            .collect()
+    }
+
+    #[test]
+    fn a_host_with_instances_of_another_driver_is_refused() {
+        let hosts = vec!["cmp1".to_string(), "kvm1".to_string(), "kvm2".to_string()];
+        // cmp1 already runs Docker; kvm2 is empty; a host Nova does not know yet passes.
+        let ok = load(&[("cmp1", "docker", 4), ("kvm1", "QEMU", 0)]);
+        assert_eq!(switch_guard("docker", &hosts, &ok), Ok(()));
+        let busy = load(&[
+            ("cmp1", "docker", 4),
+            ("kvm1", "QEMU", 3),
+            ("kvm2", "QEMU", 1),
+        ]);
+        assert_eq!(
+            switch_guard("docker", &hosts, &busy).unwrap_err(),
+            "aggregate docker: kvm1 still hosts 3 instances of its QEMU driver; kvm2 still hosts 1 instance of its QEMU driver: switching its compute_driver to Docker would leave them unmanaged (the Docker driver does not know them: they could no longer be stopped, migrated or deleted through Nova). Nothing was changed.\nhint: move them off first: `openstack compute service set --disable HOST nova-compute`, then `openstack server migrate --live-migration` each one (`openstack server evacuate` if the host is down); or take the host out of docker_computes"
+        );
+    }
+
+    /// The plan reads the counts from the controller's probe (its JSON as FACTS_PY prints it),
+    /// and only the docker aggregate guards.
+    #[test]
+    fn the_plan_of_the_docker_aggregate_refuses() {
+        let step = |yaml: &str| -> OpenstackAggregate { serde_yaml::from_str(yaml).unwrap() };
+        let docker = step("{ name: docker, metadata: { hypervisor_type: docker }, hosts: [kvm1] }");
+        let kvm = step("{ name: kvm, metadata: { hypervisor_type: kvm }, hosts: [kvm1] }");
+        let mut facts = Facts::default();
+        facts.cmds.insert(
+            docker.auth.facts_probe(),
+            CmdFact {
+                code: 0,
+                stdout: r#"{"flavors": [], "aggregates": [], "compute_hosts": [["cmp1", "up"], ["kvm1", "up"]], "docker_images": [], "hypervisors": {"cmp1": ["docker", 0], "kvm1": ["QEMU", 2]}}"#.into(),
+            },
+        );
+        let renderer = crate::render::Renderer::new(
+            std::sync::Arc::new(crate::assets::Templates::embedded_only()),
+            Default::default(),
+        );
+        let vars = minijinja::Value::from(());
+        let cx = PlanCx {
+            facts: &facts,
+            renderer: &renderer,
+            vars: &vars,
+        };
+        let e = docker.plan(&cx).unwrap_err().to_string();
+        assert!(
+            e.starts_with("aggregate docker: kvm1 still hosts 2 instances of its QEMU driver: "),
+            "{e}"
+        );
+        assert_eq!(
+            kvm.plan(&cx).unwrap().summary,
+            "aggregate kvm: create, set metadata hypervisor_type=kvm, add host kvm1"
+        );
+    }
 }

@@ -1,4 +1,6 @@
-//! `package`: Debian packages present — one `apt-get install` for all that are missing.
+//! `package`: packages present — one `apt-get install` (Debian, Ubuntu) or `dnf install`
+//! (RHEL and its rebuilds, Fedora) for all that are missing; the host's package database
+//! decides which.
 
 use super::{PlanCx, StepError, StepKind};
 use crate::facts::Probe;
@@ -10,7 +12,8 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub(crate) struct Package {
     pub(crate) names: Vec<String>,
-    /// Run `apt-get update` before installing (only when something is missing).
+    /// Refresh the package lists before installing (only when something is missing):
+    /// `apt-get update`, `dnf makecache`.
     #[serde(default)]
     pub(crate) update_cache: bool,
     /// Packages that do the same job: when one is installed, nothing is installed over it
@@ -20,10 +23,13 @@ pub(crate) struct Package {
 }
 
 impl Package {
+    /// The manager (`apt` or `dnf`) on its first line, then a `NAME ii` line per installed
+    /// package (dpkg's status letters; rpm's installed packages are written the same way).
     fn probe(&self) -> String {
+        let names = join(&self.all_names());
         format!(
-            "dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' -- {}",
-            join(&self.all_names())
+            "if command -v dpkg-query >/dev/null 2>&1; then echo apt; dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' -- {names} 2>/dev/null; \
+elif command -v rpm >/dev/null 2>&1; then echo dnf; rpm -q --qf '%{{NAME}} ii\\n' -- {names} 2>/dev/null | grep ' ii$'; fi; true"
         )
     }
 
@@ -40,16 +46,14 @@ impl StepKind for Package {
             return Err(StepError::Invalid("`names` is empty".into()));
         }
         for n in self.names.iter().chain(&self.satisfied_by) {
-            // Debian package names (with an optional =version or :arch); they start with a
+            // Package names (Debian's with an optional =version or :arch); they start with a
             // letter or digit, so no name is read as an option.
             if !n.starts_with(|c: char| c.is_ascii_alphanumeric())
                 || !n
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"+-.:=~_".contains(&b))
             {
-                return Err(StepError::Invalid(format!(
-                    "`{n}` is not a Debian package name"
-                )));
+                return Err(StepError::Invalid(format!("`{n}` is not a package name")));
             }
         }
         Ok(())
@@ -65,8 +69,14 @@ impl StepKind for Package {
             .cmd(&self.probe())
             .map(|c| c.stdout.as_str())
             .unwrap_or("");
-        let installed: Vec<&str> = out
-            .lines()
+        let mut lines = out.lines();
+        let manager = lines.next().unwrap_or("").trim();
+        if manager != "apt" && manager != "dnf" {
+            return Err(StepError::Invalid(
+                "this host has neither dpkg nor rpm: novadock installs packages with apt or dnf only\nhint: install them by hand, then run novadock again".into(),
+            ));
+        }
+        let installed: Vec<&str> = lines
             .filter_map(|l| {
                 let (name, status) = l.split_once(' ')?;
                 status.starts_with("ii").then_some(name)
@@ -98,14 +108,22 @@ impl StepKind for Package {
             )));
         }
         let names: Vec<String> = missing.iter().map(|s| s.to_string()).collect();
-        let mut command = String::from("export DEBIAN_FRONTEND=noninteractive\n");
-        if self.update_cache {
-            command.push_str("apt-get update -q\n");
-        }
-        command.push_str(&format!(
-            "apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -- {}",
-            names.iter().map(|n| quote(n)).collect::<Vec<_>>().join(" ")
-        ));
+        let quoted = names.iter().map(|n| quote(n)).collect::<Vec<_>>().join(" ");
+        let command = if manager == "apt" {
+            let mut c = String::from("export DEBIAN_FRONTEND=noninteractive\n");
+            if self.update_cache {
+                c.push_str("apt-get update -q\n");
+            }
+            c + &format!(
+                "apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -- {quoted}"
+            )
+        } else {
+            let mut c = String::new();
+            if self.update_cache {
+                c.push_str("dnf makecache -q\n");
+            }
+            c + &format!("dnf install -y -q -- {quoted}")
+        };
         Ok(Outcome {
             actions: vec![Action::Run {
                 command,
@@ -152,19 +170,66 @@ mod tests {
     #[test]
     fn an_installed_alternative_is_kept() {
         let p = docker();
-        assert!(p.probe().ends_with(" docker.io docker-ce moby-engine"));
-        let o = plan(&p, "docker-ce ii \n");
+        assert!(
+            p.probe()
+                .contains(" -- docker.io docker-ce moby-engine 2>/dev/null")
+        );
+        let o = plan(&p, "apt\ndocker-ce ii \n");
         assert!(!o.changed());
         assert_eq!(
             o.note.as_deref(),
             Some("docker-ce is installed: kept, nothing installed over it")
         );
         // Removed, with config files left ("rc"), it no longer counts.
-        let o = plan(&p, "docker-ce rc \n");
+        let o = plan(&p, "apt\ndocker-ce rc \n");
         assert_eq!(o.summary, "install docker.io");
-        let o = plan(&p, "docker.io ii \n");
+        let o = plan(&p, "apt\ndocker.io ii \n");
         assert!(!o.changed());
         assert_eq!(o.note, None);
+    }
+
+    #[test]
+    fn dnf_installs_on_rpm_hosts() {
+        let p: Package =
+            serde_yaml::from_str("{ names: [ethtool, python3-pip], update_cache: true }").unwrap();
+        let o = plan(&p, "dnf\nethtool ii\n");
+        assert_eq!(o.summary, "install python3-pip");
+        let Action::Run { command, .. } = &o.actions[0] else {
+            panic!("{o:?}")
+        };
+        assert_eq!(
+            command,
+            "dnf makecache -q\ndnf install -y -q -- python3-pip"
+        );
+        assert!(!plan(&p, "dnf\nethtool ii\npython3-pip ii\n").changed());
+        let e = p
+            .plan(&PlanCx {
+                facts: &Facts::default(),
+                renderer: &crate::render::Renderer::new(
+                    std::sync::Arc::new(crate::assets::Templates::embedded_only()),
+                    Default::default(),
+                ),
+                vars: &minijinja::Value::from(()),
+            })
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("this host has neither dpkg nor rpm"),
+            "{e}"
+        );
+    }
+
+    /// The probe through a real sh on this (Debian) machine: dpkg's answer, manager first.
+    #[test]
+    fn the_probe_reads_dpkg_here() {
+        let p: Package =
+            serde_yaml::from_str("{ names: [dpkg, novadock-no-such-package] }").unwrap();
+        let out = std::process::Command::new("sh")
+            .args(["-c", &p.probe()])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "apt\ndpkg ii \n");
+        assert!(out.status.success());
     }
 
     /// Issue 14, finding 16: a name that starts with `-` would be an option of apt-get.
