@@ -327,6 +327,18 @@ mod tests {
                 "python3-nova 2:26.2.2-1~deb12u4".into()
             ))
         );
+        // What RELEASE_PROBE prints on the trixie lab's computes (Debian 13's 2025.1).
+        assert_eq!(
+            detect("python3-nova 2:31.0.0-6+deb13u3\npython3-glance 2:30.0.0-3+deb13u5\n"),
+            Some((
+                Detected::Known(Release::r("epoxy")),
+                "python3-nova 2:31.0.0-6+deb13u3".into()
+            ))
+        );
+        assert_eq!(
+            detect("python3-glance 2:30.0.0-3+deb13u5\n").map(|(d, _)| d.release().name()),
+            Some("epoxy")
+        );
     }
 
     fn probed(out: &str) -> crate::facts::Facts {

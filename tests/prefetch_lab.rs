@@ -408,7 +408,7 @@ tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1
             "-qefc",
             &format!(
                 "ip netns exec {} {} prefetch -i {inv} --limit cmp1",
-                common::lab::LAB_NS,
+                common::lab::lab_ns(),
                 env!("CARGO_BIN_EXE_novadock")
             ),
             "/dev/null",

@@ -3,17 +3,40 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use super::{Run, repo};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
+
+/// The lab's Debian release (tests/lab/lib.sh LAB_RELEASE): `NOVADOCK_LAB_RELEASE`, bookworm
+/// (Zed) unless set; tests/run-all's trixie tier sets `trixie` (2025.1). The lab scripts these
+/// tests run read the same variable, so the whole test runs against that release's lab.
+pub fn release() -> String {
+    std::env::var("NOVADOCK_LAB_RELEASE").unwrap_or_else(|_| "bookworm".into())
+}
+
+/// What names the release's lab apart: "" for bookworm, "-trixie" for trixie (lib.sh LAB_SUFFIX).
+fn suffix() -> String {
+    match release().as_str() {
+        "bookworm" => String::new(),
+        r => format!("-{r}"),
+    }
+}
 
 /// The lab's own network namespace (tests/lab/lib.sh LAB_NS): the operator's side. The
 /// hosts' addresses (inventories/lab.yml) are reachable only from there.
-pub const LAB_NS: &str = "novadock-lab";
+pub fn lab_ns() -> String {
+    format!("novadock-lab{}", suffix())
+}
+
+/// The inventory `tests/lab/up` writes: inventories/lab.yml (bookworm), lab-trixie.yml (trixie).
+pub fn inventory_path() -> PathBuf {
+    repo().join(format!("inventories/lab{}.yml", suffix()))
+}
 
 /// `program` run in the lab's namespace, as an operator's workstation on the lab network.
 /// (`ip netns exec` execs it: the child's PID is the program's own.)
 pub fn operator(program: &str) -> Command {
     let mut c = Command::new("ip");
-    c.args(["netns", "exec", LAB_NS, program]);
+    c.args(["netns", "exec", &lab_ns(), program]);
     c
 }
 
@@ -94,9 +117,9 @@ impl Lab {
         l
     }
 
-    /// inventories/lab.yml plus `hosts` lines and `vars` lines.
+    /// The lab's inventory (inventory_path) plus `hosts` lines and `vars` lines.
     pub fn inventory(&self, name: &str, hosts: &str, vars: &str) -> String {
-        let base = std::fs::read_to_string(repo().join("inventories/lab.yml")).unwrap();
+        let base = std::fs::read_to_string(inventory_path()).unwrap();
         // The copy lives elsewhere: paths beside the real inventory become absolute.
         let base = base
             .replace("hosts:\n", &format!("hosts:\n{hosts}"))

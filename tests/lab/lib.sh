@@ -4,8 +4,20 @@
 # (base rootfs + optional role layer) under its own overlayfs upper layer.
 
 LAB_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-LABDIR=${NOVADOCK_LAB_DIR:-/var/lib/novadock-lab}
-CACHE=${NOVADOCK_LAB_CACHE:-/var/cache/novadock-lab}
+# The lab's Debian release (README "Releases"): bookworm (OpenStack Zed, the default) or
+# trixie (2025.1). Each release is a lab of its own, with its own names, addresses, state
+# and cache, so both can run at once. The scripts take --release NAME (lab_release_arg).
+LAB_RELEASE=${NOVADOCK_LAB_RELEASE:-bookworm}
+case $LAB_RELEASE in
+  # LAB_SUFFIX: of the lab's folders, operator namespace and inventory.
+  # LAB_HNS: the hosts' namespaces' prefix; LAB_MACHINE: of nspawn machine names (both labs
+  # have a ctl). LAB_TUN: the VXLAN endpoints' /24; LAB_PROV, LAB_VX: Neutron's lab-net, lab-vx.
+  bookworm) LAB_SUFFIX="" LAB_HNS=nd- LAB_MACHINE="" LAB_NET=10.11.0 LAB_TUN=10.12.0 LAB_PROV=10.20.0 LAB_VX=10.30.0 ;;
+  trixie) LAB_SUFFIX=-trixie LAB_HNS=ndt- LAB_MACHINE=trixie- LAB_NET=10.13.0 LAB_TUN=10.14.0 LAB_PROV=10.21.0 LAB_VX=10.31.0 ;;
+  *) echo "lab: error: unknown release '$LAB_RELEASE' (known: bookworm, trixie)" >&2; exit 2 ;;
+esac
+LABDIR=${NOVADOCK_LAB_DIR:-/var/lib/novadock-lab$LAB_SUFFIX}
+CACHE=${NOVADOCK_LAB_CACHE:-/var/cache/novadock-lab$LAB_SUFFIX}
 KEY=$LABDIR/id_ed25519
 KNOWN=$LABDIR/known_hosts
 # The cluster's network (README "Topology"): every cluster host runs in its own
@@ -14,8 +26,7 @@ KNOWN=$LABDIR/known_hosts
 # LAB_NS, which is also the operator's: ssh, novadock and the Rust lab tests run
 # there (lab_ns_exec), from LAB_OPERATOR. Nothing of it is in the VM's root
 # namespace: no route off the machine.
-LAB_NS=novadock-lab
-LAB_NET=10.11.0
+LAB_NS=novadock-lab$LAB_SUFFIX
 LAB_OPERATOR=$LAB_NET.1
 # All lab host names and addresses: written into every host's /etc/hosts.
 LAB_ETC_HOSTS="$LAB_NET.11 ctl
@@ -61,7 +72,26 @@ ensure_tools() {
 # hash_of FILE...: short content hash of the given files (names + contents).
 hash_of() {
   local f
-  for f in "$@"; do echo "== ${f#"$LAB_SRC"/}"; cat "$f"; done | sha256sum | cut -c1-12
+  for f in "$@"; do echo "== ${f#"$LAB_SRC"/}"; render "$f"; done | sha256sum | cut -c1-12
+}
+
+# render FILE: a recipe file as this release builds it: bookworm's suite name and addresses
+# replaced by the release's, a line tagged ` #@RELEASE` kept (untagged) for that release only.
+# bookworm's rendering of an untagged file is the file itself: its image hashes stay as they were.
+render() {
+  sed -E -e "s/ #@$LAB_RELEASE\$//" -e '/ #@[a-z]+$/d' -e "s/bookworm/$LAB_RELEASE/g" \
+    -e "s/10\.11\.0\./$LAB_NET./g; s/10\.12\.0\./$LAB_TUN./g" \
+    -e "s/10\.20\.0\./$LAB_PROV./g; s/10\.30\.0\./$LAB_VX./g" "$1"
+}
+
+# render_dir SRC DST: every file of SRC rendered into DST (modes kept).
+render_dir() {
+  local f
+  mkdir -p "$2"
+  for f in "$1"/*; do
+    render "$f" >"$2/${f##*/}"
+    chmod --reference="$f" "$2/${f##*/}"
+  done
 }
 
 base_hash() { hash_of "$LAB_SRC/recipe/base/build.sh"; }
@@ -78,7 +108,8 @@ ensure_base() {
     local t0=$SECONDS
     rm -rf "$dir.tmp"
     mkdir -p "$dir.tmp"
-    "$LAB_SRC/recipe/base/build.sh" "$dir.tmp/rootfs" >"$CACHE/base-build.log" 2>&1 ||
+    render "$LAB_SRC/recipe/base/build.sh" >"$dir.tmp/build.sh"
+    bash "$dir.tmp/build.sh" "$dir.tmp/rootfs" >"$CACHE/base-build.log" 2>&1 ||
       die "base image build failed, see $CACHE/base-build.log"
     rm -rf "$dir"
     mv "$dir.tmp" "$dir"
@@ -120,7 +151,7 @@ host_pid() {
   [ -f "$f" ] || return 1
   pid=$(cat "$f")
   [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "systemd-nspawn .*-M $1 " || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "systemd-nspawn .*-M $LAB_MACHINE$1 " || return 1
   echo "$pid"
 }
 
@@ -202,11 +233,11 @@ lab_net_up() {
   ) 9>"$LABDIR/.net.lock" || die "cannot set up the lab's network namespace $LAB_NS"
 }
 
-# host_net_up NAME ADDR: a fresh network namespace nd-NAME for the host: eth0
+# host_net_up NAME ADDR: a fresh network namespace nd-NAME (LAB_HNS NAME) for the host: eth0
 # (ADDR/24) on labbr0, eth1 (no address: Neutron's provider network) on labbr1,
 # eth2 (no address: the VXLAN underlay, see recipe/common/lab-ovs-bridges) on labbr2.
 host_net_up() {
-  local name=$1 addr=$2 ns=nd-$1 i peer
+  local name=$1 addr=$2 ns=$LAB_HNS$1 i peer
   lab_net_up
   ip netns del "$ns" 2>/dev/null || true # left over from a crash; its veths go with it
   ip netns add "$ns" || die "cannot create network namespace $ns"
@@ -228,7 +259,7 @@ host_net_up() {
 }
 
 host_net_down() {
-  ip netns del "nd-$1" 2>/dev/null || true
+  ip netns del "$LAB_HNS$1" 2>/dev/null || true
 }
 
 # Writes the per-host identity into the mounted root (host not booted).
@@ -348,7 +379,7 @@ host_up() {
     host_net_up "$name" "$addr"
     # Own network namespace; OVS's userspace datapath makes its internal ports
     # as tap devices (/dev/net/tun); Neutron's agents make namespaces (mount, setns).
-    flags+=("--network-namespace-path=/run/netns/nd-$name" --bind=/dev/net/tun --capability=all
+    flags+=("--network-namespace-path=/run/netns/$LAB_HNS$name" --bind=/dev/net/tun --capability=all
       "--system-call-filter=@mount @keyring bpf add_key keyctl")
   fi
   if [ "$docker" = 1 ]; then
@@ -361,7 +392,7 @@ host_up() {
   # setsid: the host outlives this script; the wrapper records the exact PID.
   # shellcheck disable=SC2016  # $$ and $@ belong to the inner bash
   setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$d/nspawn.pid" \
-    systemd-nspawn -D "$d/root" -M "$name" --register=no --keep-unit \
+    systemd-nspawn -D "$d/root" -M "$LAB_MACHINE$name" --register=no --keep-unit \
     "${flags[@]}" "${binds[@]}" -b </dev/null >"$d/console.log" 2>&1 &
   for _ in $(seq 50); do host_pid "$name" >/dev/null && break; sleep 0.1; done
   host_pid "$name" >/dev/null || die "host $name: systemd-nspawn did not start; see $d/console.log"
@@ -418,8 +449,8 @@ role_build_hostname() { case $1 in ctl) echo ctl ;; *) echo "build-$1" ;; esac; 
 
 role_build_prep() { # ROOT NAME ADDR: copy the role's recipe into the build host
   rm -rf "$1/root/lab-role"
-  cp -r "$LAB_SRC/recipe/$ROLE_BUILDING" "$1/root/lab-role"
-  cp -r "$LAB_SRC/recipe/common" "$1/root/lab-role/common"
+  render_dir "$LAB_SRC/recipe/$ROLE_BUILDING" "$1/root/lab-role"
+  render_dir "$LAB_SRC/recipe/common" "$1/root/lab-role/common"
   # For the package download only (host_exec_vmnet); emptied before the image is kept.
   rm -f "$1/etc/resolv.conf"
   cat /etc/resolv.conf >"$1/etc/resolv.conf"
@@ -457,7 +488,7 @@ ensure_role() {
       --bind "$CACHE/apt-archives/$role:/var/cache/apt/archives" --prep role_build_prep 2>>"$logf"
     # Packages are downloaded with the VM's network; setup.sh installs them offline.
     local pkgs
-    pkgs=$(grep -v '^#' "$LAB_SRC/recipe/$role/packages" | tr '\n' ' ')
+    pkgs=$(render "$LAB_SRC/recipe/$role/packages" | grep -v '^#' | tr '\n' ' ')
     # shellcheck disable=SC2086  # a word list
     host_exec_vmnet "$name" apt-get install -d -y -q $pkgs >>"$logf" 2>&1 ||
       die "role $role: package download failed (log: $logf)"
@@ -494,7 +525,7 @@ CLUSTER_COMPUTES="cmp1:$LAB_NET.12:docker cmp2:$LAB_NET.13:docker cmp3:$LAB_NET.
 # shellcheck disable=SC2034
 CTL_ADDR=$LAB_NET.11
 REPO_ROOT=$(cd "$LAB_SRC/../.." && pwd)
-INVENTORY=$REPO_ROOT/inventories/lab.yml
+INVENTORY=$REPO_ROOT/inventories/lab$LAB_SUFFIX.yml
 
 compute_prep() { # ROOT NAME ADDR: this compute's own nova identity
   sed -i "s/@HOST@/$2/; s/@IP@/$3/" "$1/etc/nova/nova.conf"
@@ -546,6 +577,14 @@ lab_disk_mib() {
   du -smx "$CACHE" "$LABDIR" 2>/dev/null | awk '{s += $1} END {print s + 0}'
 }
 
+# both_labs FUNC: FUNC's figure summed over both releases' labs (each with its own paths).
+both_labs() {
+  local r
+  for r in bookworm trixie; do
+    NOVADOCK_LAB_RELEASE=$r bash -c '. "$1/lib.sh"; "$2"' _ "$LAB_SRC" "$1"
+  done | awk '{s += $1} END {print s + 0}'
+}
+
 # What of the cluster reaches beyond the lab's own networks (should print nothing):
 # a cluster host in the VM's network namespace, a lab process listening there, a
 # route in a host's namespace other than its own lab links (no default route).
@@ -555,7 +594,7 @@ lab_bad_listeners() {
   for h in ctl cmp1 cmp2 cmp3 kvm1; do
     leader=$(host_leader "$h") || continue
     [ "$(readlink "/proc/$leader/ns/net")" != "$root" ] || echo "$h: runs in the VM's network namespace"
-    out=$(ip -n "nd-$h" route show default 2>&1; ip -n "nd-$h" -6 route show default 2>&1)
+    out=$(ip -n "$LAB_HNS$h" route show default 2>&1; ip -n "$LAB_HNS$h" -6 route show default 2>&1)
     [ -z "$out" ] || echo "$h: default route: $out"
   done
   pids=" $(lab_pids | tr '\n' ' ') "
@@ -583,7 +622,7 @@ hosts:
   cmp2: { address: $LAB_NET.13, groups: [docker_computes] }
   kvm1: { address: $LAB_NET.15, groups: [kvm_computes] }
 vars:
-  openstack_release: zed
+  openstack_release: $(case $LAB_RELEASE in bookworm) echo zed ;; *) echo "auto   # detected from the installed nova: 2025.1 on trixie" ;; esac)
   # The Docker driver is novadock's own (docker_driver_source: bundled, the default).
   # No docker0 bridge, no iptables rules: the hosts' networking is Neutron's (Open vSwitch).
   # The prefetch test's registry on $LAB_NET.14 speaks plain http; docker trusts that

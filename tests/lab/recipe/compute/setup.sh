@@ -44,7 +44,8 @@ cat >/etc/nova/nova.conf <<EOF
 host = @HOST@
 my_ip = @IP@
 state_path = /var/lib/nova
-compute_driver = fake.FakeDriver
+compute_driver = fake.FakeDriver #@bookworm
+compute_driver = fake.FakeDriverWithoutFakeNodes #@trixie
 transport_url = rabbit://openstack:rabbitpass@$CTL:5672/
 [placement]
 $(auth placement)
@@ -74,7 +75,11 @@ chmod 640 /etc/neutron/neutron.conf
 bash /root/lab-role/common/neutron-ovs.sh
 # nova-compute-ironic's nova-compute.conf is read after nova.conf and would
 # set compute_driver = ironic.IronicDriver (lab-notes F9).
-printf '[DEFAULT]\ncompute_driver = fake.FakeDriver\n' >/etc/nova/nova-compute.conf
+printf '[DEFAULT]\ncompute_driver = fake.FakeDriver\n' >/etc/nova/nova-compute.conf #@bookworm
+# Nova >= 27 refuses to start a compute whose service record exists but which has no node #@trixie
+# identity (/var/lib/nova/compute_id): FakeDriver writes none, so the Docker driver installed #@trixie
+# later could not start. This fake driver writes it and keeps node name = host, as a real one. #@trixie
+printf '[DEFAULT]\ncompute_driver = fake.FakeDriverWithoutFakeNodes\n' >/etc/nova/nova-compute.conf #@trixie
 chown root:nova /etc/nova/nova.conf /etc/nova/nova-compute.conf
 chmod 640 /etc/nova/nova.conf /etc/nova/nova-compute.conf
 systemctl enable nova-compute >/dev/null 2>&1
