@@ -19,8 +19,6 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 
-const BOOT_PY: &str = include_str!("boottime.py");
-
 /// What the command line asked for.
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -489,11 +487,9 @@ impl Cx {
         let mut args = args;
         args["pidfile"] = json!(self.pidfile());
         args["abort"] = json!(self.abortfile());
-        let b64 = crate::plan::base64(args.to_string().as_bytes()).replace('\n', "");
-        let script = self.auth.python_bounded(
-            &format!("ARGS = json.loads(base64.b64decode('{b64}'))\n{BOOT_PY}"),
-            bound,
-        );
+        let script = self
+            .auth
+            .python_bounded(&crate::remote::BOOT_TIME, &args, bound);
         let out = self
             .controller
             .exec(&script)

@@ -237,46 +237,6 @@ async fn save_from(
     r
 }
 
-/// Creates the image, streams the data from stdin, checks Glance's own checksum, prints the
-/// image as JSON. An upload that fails leaves no image behind.
-const UPLOAD_PY: &str = r#"def call(method, path, body=None, headers=None):
-    h = {"X-Auth-Token": a["token"]}
-    h.update(headers or {})
-    req = urllib.request.Request(a["glance"] + path, data=body, method=method, headers=h)
-    try:
-        r = urllib.request.urlopen(req, timeout=600, context=ctx)
-        return r.read()
-    except urllib.error.HTTPError as e:
-        raise SystemExit("Glance: %s %s: HTTP %d %s" % (method, path, e.code, e.read().decode(errors="replace").strip()[:300]))
-meta = {"name": a["name"], "container_format": "docker", "disk_format": "raw",
-        "visibility": "public" if a["public"] else "shared"}
-img = json.loads(call("POST", "/images", json.dumps(meta).encode(), {"Content-Type": "application/json"}))
-try:
-    # 1 MiB blocks: http.client reads a file body 8 KiB at a time.
-    call("PUT", "/images/%s/file" % img["id"], iter(lambda: src.read(1 << 20), b""),
-         {"Content-Type": "application/octet-stream", "Content-Length": str(a["size"])})
-    img = json.loads(call("GET", "/images/%s" % img["id"]))
-    if img.get("status") != "active" or img.get("os_hash_value") != a["sha512"] or img.get("size") != a["size"]:
-        raise SystemExit("Glance stored %s bytes with sha512 %s (status %s); sent %d bytes with sha512 %s" % (img.get("size"), img.get("os_hash_value"), img.get("status"), a["size"], a["sha512"]))
-except BaseException as e:
-    try:
-        call("DELETE", "/images/%s" % img["id"])
-    except BaseException:
-        pass
-    sys.stderr.write("%s\n" % (e if isinstance(e, SystemExit) else "%s: %s" % (type(e).__name__, e)))
-    sys.exit(1)
-print(json.dumps({"id": img["id"]}))
-"#;
-
-const DELETE_PY: &str = r#"for i in a["ids"]:
-    req = urllib.request.Request(a["glance"] + "/images/" + i, method="DELETE", headers={"X-Auth-Token": a["token"]})
-    try:
-        urllib.request.urlopen(req, timeout=120, context=ctx)
-    except urllib.error.HTTPError as e:
-        if e.code != 404:
-            sys.exit("Glance: DELETE /images/%s: HTTP %d" % (i, e.code))
-"#;
-
 pub(crate) async fn add(cfg: &AddConfig) -> Result<AddResult, ImageError> {
     let name = cfg.name.clone();
     if name.trim().is_empty() {
@@ -381,7 +341,10 @@ async fn upload(
         }));
     }
     // 3. Upload: the request on the first line of stdin, then the bytes.
-    let script = format!("exec {}", session.access.python(UPLOAD_PY));
+    let script = format!(
+        "exec {}",
+        session.access.python(&crate::remote::GLANCE_UPLOAD)
+    );
     let mut s = ctl.stream(&script).await.map_err(|e| e.to_string())?;
     let request = session.access.request(serde_json::json!({
         "name": name, "size": size, "sha512": sha512, "public": cfg.public,
@@ -402,7 +365,7 @@ async fn upload(
     if !out.success() {
         return Err(UploadError::Other(format!(
             "upload to Glance failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            crate::remote::py_error(&out.stderr)
         )));
     }
     sent.map_err(|e| format!("sending the image to the controller: {e}"))?;
@@ -414,7 +377,10 @@ async fn upload(
     let removed: Vec<String> = same.iter().map(|i| i.id.clone()).collect();
     if !removed.is_empty() {
         let mut d = ctl
-            .stream(&format!("exec {}", session.access.python(DELETE_PY)))
+            .stream(&format!(
+                "exec {}",
+                session.access.python(&crate::remote::GLANCE_DELETE)
+            ))
             .await
             .map_err(|e| e.to_string())?;
         let req = session
@@ -427,7 +393,7 @@ async fn upload(
         if !out.success() {
             return Err(UploadError::Other(format!(
                 "uploaded {id}, but removing the older {name} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+                crate::remote::py_error(&out.stderr)
             )));
         }
     }

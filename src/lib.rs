@@ -18,6 +18,7 @@ mod playbook;
 mod precache;
 mod prefetch;
 mod printer;
+mod remote;
 mod render;
 mod report;
 mod shell;

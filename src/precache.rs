@@ -14,7 +14,6 @@ pub(crate) const MICROVERSION: &str = "2.81";
 
 /// Runs on the controller after openstack.rs's prelude: finds the aggregate, checks Nova's
 /// microversion, asks Nova to cache (unless a dry run).
-const PRECACHE_PY: &str = include_str!("precache.py");
 
 /// What a run asked of Nova, or would have.
 #[derive(Debug, Serialize)]
@@ -95,7 +94,7 @@ async fn ask(
     let images = distributed(d.images, &cfg.projects, Source::Nova);
     let script = cfg.auth.change(
         "pre-cache docker images through Nova",
-        PRECACHE_PY,
+        &crate::remote::PRECACHE,
         &serde_json::json!({
             "aggregate": cfg.aggregate,
             "body": request_body(&images),
@@ -110,8 +109,7 @@ async fn ask(
             message: e.to_string(),
         })?;
     if !out.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let msg = stderr.trim().trim_start_matches("error: ").to_string();
+        let msg = crate::remote::py_error(&out.stderr);
         return Err(PrefetchError::Precache(if msg.is_empty() {
             format!("exit {:?} and no message", out.code)
         } else {

@@ -148,14 +148,13 @@ pub(crate) async fn cloud_session(
 ) -> Result<CloudSession, String> {
     let script = auth.change(
         "docker images in Glance",
-        DISCOVER_PY,
+        &crate::remote::CLOUD_SESSION,
         &serde_json::json!({ "aggregate": aggregate }),
     );
     let out = ctl.exec(&script).await.map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let msg = stderr.trim().trim_start_matches("error: ").to_string();
+        let msg = crate::remote::py_error(&out.stderr);
         return Err(if out.code == Some(124) {
             format!(
                 "the OpenStack API did not answer within {} s",
@@ -184,56 +183,10 @@ pub(crate) async fn cloud_session(
     })
 }
 
-/// One API session: the docker images (server-side filter) and the aggregate's live members.
-const DISCOVER_PY: &str = r#"def main():
-    conn = openstack.connect()
-    images = [{k: i.get(k) for k in ("id", "name", "size", "checksum", "os_hash_algo", "os_hash_value",
-                                       "visibility", "owner")}
-              for i in docker_images(conn, "&status=active")]
-    agg = [a for a in conn.compute.aggregates() if a.name == ARGS["aggregate"]]
-    services = {s.host: s.state for s in conn.compute.services() if s.binary == "nova-compute"}
-    glance = conn.image.get_endpoint().rstrip("/")
-    if not glance.endswith("/v2"):
-        glance += "/v2"
-    print(json.dumps({"images": images, "aggregate": (agg[0].hosts or []) if agg else None,
-                      "services": services, "glance": glance, "token": conn.auth_token,
-                      "verify": conn.session.verify}))
-guard(main)
-"#;
-
-/// Streams one image's data from Glance to stdout. Plain urllib with the token discovery got
-/// (read from stdin, never on a command line): no openstacksdk import and no new
-/// authentication per image, which would cost more than a small image's transfer.
-const DOWNLOAD_PY: &str = r#"url = "%s/images/%s/file" % (a["glance"], a["id"])
-req = urllib.request.Request(url, headers={"X-Auth-Token": a["token"]})
-try:
-    r = urllib.request.urlopen(req, timeout=60, context=ctx)
-except Exception as e:
-    sys.stderr.write("GET %s: %s\n" % (url, e))
-    sys.exit(1)
-shutil.copyfileobj(r, sys.stdout.buffer, 1 << 20)
-sys.stdout.buffer.flush()
-"#;
-
-/// What every script talking to Glance with [`GlanceAccess`] starts with: the request on the
-/// first line of stdin (`src` holds the rest), `a` its fields, `ctx` the TLS context.
-const GLANCE_PY_PRELUDE: &str = r#"import json, shutil, ssl, sys, urllib.error, urllib.request
-src = sys.stdin.buffer
-a = json.loads(src.readline())
-ctx = None
-if a["verify"] is False:
-    ctx = ssl._create_unverified_context()
-elif isinstance(a["verify"], str):
-    ctx = ssl.create_default_context(cafile=a["verify"])
-"#;
-
 impl GlanceAccess {
-    /// `python3 -c` running `body` after [`GLANCE_PY_PRELUDE`].
-    pub(crate) fn python(&self, body: &str) -> String {
-        format!(
-            "python3 -c {}",
-            crate::shell::quote(&format!("{GLANCE_PY_PRELUDE}{body}"))
-        )
+    /// `python3 -c` running `py` (a Glance program of crate::remote).
+    pub(crate) fn python(&self, py: &crate::remote::Py) -> String {
+        py.command()
     }
 
     /// The first line to send such a script: `fields` plus where Glance is and how to reach it.
@@ -523,7 +476,7 @@ impl Downloads {
     ) -> Result<(), String> {
         let script = format!(
             "exec timeout {DOWNLOAD_TIMEOUT_SECS} {}",
-            self.access.python(DOWNLOAD_PY)
+            self.access.python(&crate::remote::GLANCE_DOWNLOAD)
         );
         let mut file = crate::image::create_spool_file(path)?;
         crate::printer::trace(|| format!("download {} start", image.id));
@@ -567,11 +520,10 @@ impl Downloads {
             .entry(image.id.clone())
             .or_default() += n;
         if !out.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
             return Err(format!(
                 "download from Glance failed on the controller (exit {}): {}",
                 out.code.map_or("signal".into(), |c| c.to_string()),
-                err.trim().trim_start_matches("error: ")
+                crate::remote::py_error(&out.stderr)
             ));
         }
         if n != image.size {

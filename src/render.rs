@@ -154,6 +154,11 @@ impl Renderer {
             })),
         );
         map.insert("groups".into(), self.groups.clone());
+        // Python that playbook commands run (src/remote): built in, never an inventory's.
+        map.insert(
+            "remote_py".into(),
+            Value::from_iter(crate::remote::STANDALONE.iter().copied()),
+        );
         // The running binary, for a step that installs novadock itself (the prefetch timer).
         map.insert(
             "novadock_exe".into(),
@@ -369,6 +374,25 @@ mod tests {
             "inventory vars beat playbook vars"
         );
         assert_eq!(r.render_str("{{ from_playbook }}", &ctx).unwrap(), "7");
+    }
+
+    #[test]
+    fn remote_python_is_built_in_and_no_inventory_replaces_it() {
+        let (r, _) = setup();
+        let inv = Inventory::parse(
+            Path::new("i.yml"),
+            "hosts: { h: { address: local } }\nvars: { remote_py: { pip_satisfied: 'print(1)' } }",
+        )
+        .unwrap();
+        let ctx = r.context(&inv.hosts[0]);
+        let v: serde_yaml::Value =
+            serde_yaml::from_str("{ cmd: 'python3 -c {{ remote_py.pip_satisfied }}' }").unwrap();
+        let out = r.render_shell_value(&v, &ctx).unwrap();
+        let want = format!(
+            "python3 -c {}",
+            crate::shell::quote(include_str!("remote/pip-satisfied.py"))
+        );
+        assert_eq!(out["cmd"].as_str(), Some(want.as_str()));
     }
 
     #[test]

@@ -26,24 +26,6 @@ pub(crate) struct OpenstackAggregate {
     pub(crate) auth: Auth,
 }
 
-const APPLY_PY: &str = r#"def main():
-    conn = openstack.connect()
-    agg = None
-    if ARGS["id"] is None:
-        # No availability zone: the filter needs none, and Nova >= 30 refuses to move a host
-        # with instances into another AZ.
-        agg = conn.compute.create_aggregate(name=ARGS["name"])
-    else:
-        agg = conn.compute.get_aggregate(ARGS["id"])
-    if ARGS["metadata"]:
-        conn.compute.set_aggregate_metadata(agg, ARGS["metadata"])
-    for h in ARGS["add"]:
-        conn.compute.add_host_to_aggregate(agg, h)
-    for h in ARGS["remove"]:
-        conn.compute.remove_host_from_aggregate(agg, h)
-guard(main)
-"#;
-
 impl StepKind for OpenstackAggregate {
     fn validate(&self) -> Result<(), StepError> {
         self.auth.validate(&self.name).map_err(StepError::Invalid)
@@ -130,9 +112,11 @@ impl StepKind for OpenstackAggregate {
         });
         Ok(Outcome {
             actions: vec![Action::Run {
-                command: self
-                    .auth
-                    .change(&format!("openstack aggregate {name}"), APPLY_PY, &args),
+                command: self.auth.change(
+                    &format!("openstack aggregate {name}"),
+                    &crate::remote::AGGREGATE,
+                    &args,
+                ),
                 systemd: false,
             }],
             summary: format!("aggregate {name}: {}", what.join(", ")),
