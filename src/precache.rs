@@ -12,9 +12,6 @@ use std::time::Instant;
 /// The compute API microversion of the pre-cache call (Nova 21, Ussuri).
 pub(crate) const MICROVERSION: &str = "2.81";
 
-/// Runs on the controller after openstack.rs's prelude: finds the aggregate, checks Nova's
-/// microversion, asks Nova to cache (unless a dry run).
-
 /// What a run asked of Nova, or would have.
 #[derive(Debug, Serialize)]
 pub(crate) struct Precache {

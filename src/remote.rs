@@ -33,6 +33,8 @@ pub(crate) const FLAVOR_CREATE: Py = openstack(include_str!("remote/flavor-creat
 pub(crate) const FLAVOR_SET: Py = openstack(include_str!("remote/flavor-set.py"));
 pub(crate) const AGGREGATE: Py = openstack(include_str!("remote/aggregate.py"));
 pub(crate) const CLOUD_SESSION: Py = openstack(include_str!("remote/cloud-session.py"));
+/// `prefetch --source nova`: finds the aggregate, checks Nova's microversion, asks Nova to cache
+/// (unless a dry run).
 pub(crate) const PRECACHE: Py = openstack(include_str!("remote/precache.py"));
 pub(crate) const BOOT_TIME: Py = openstack(include_str!("remote/boottime.py"));
 pub(crate) const GLANCE_DOWNLOAD: Py = glance(include_str!("remote/glance-download.py"));
