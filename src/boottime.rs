@@ -364,7 +364,7 @@ struct Cx {
     computes: tokio::sync::Mutex<HashMap<String, std::sync::Arc<dyn Transport>>>,
 }
 
-pub(crate) fn run(o: Options) -> Result<ExitCode> {
+pub(crate) fn run(o: Options, rt: &tokio::runtime::Runtime) -> Result<ExitCode> {
     let cloud = Cloud::load(
         &o.inventory,
         "boot-time talks to Nova from the first host of group `controllers`, where the credentials are",
@@ -374,10 +374,6 @@ pub(crate) fn run(o: Options) -> Result<ExitCode> {
         inventory,
         controller,
     } = cloud;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     rt.block_on(async move {
         let transport = connect(&controller, &inventory, &o).await.map_err(|e| {
             anyhow!(e).context(format!("cannot reach the controller {}", controller.name))
@@ -393,7 +389,7 @@ pub(crate) fn run(o: Options) -> Result<ExitCode> {
             }
         };
         let cx = Cx {
-            prefix: format!("bt-{}-", crate::cli::run_id()),
+            prefix: format!("bt-{}-", crate::ops::run_id::run_id()),
             dir,
             o,
             inventory,

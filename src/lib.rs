@@ -13,6 +13,7 @@ mod image;
 pub mod ini;
 mod inventory;
 mod openstack;
+mod ops;
 mod plan;
 mod playbook;
 mod precache;
