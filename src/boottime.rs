@@ -543,7 +543,7 @@ impl Cx {
             .inventory
             .hosts
             .iter()
-            .find(|h| nova_name(h) == nova_host)?;
+            .find(|h| h.nova_host() == nova_host)?;
         let mut m = self.computes.lock().await;
         if let Some(t) = m.get(nova_host) {
             return Some(Ok(t.clone()));
@@ -671,13 +671,6 @@ fn outcome(o: &Options, prefix: &str, out: &PyOut) -> Result<()> {
         "boot-time of {} × {} from {} failed",
         o.count, o.flavor, o.image
     )))
-}
-
-fn nova_name(h: &Host) -> &str {
-    match h.vars.get("nova_host") {
-        Some(serde_yaml::Value::String(s)) => s,
-        _ => &h.name,
-    }
 }
 
 /// The start events of Nova's containers (the driver labels them `novadock.instance=<uuid>`).

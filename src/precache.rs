@@ -4,13 +4,11 @@
 //! novadock's driver loads each one there (verified, tagged `glance/<id>:latest`). No SSH from
 //! the controller to the computes: the prefetch job holds no key to them.
 
-use crate::prefetch::{Config, GlanceImage, PrefetchError, Source, distributed};
+use crate::glance::GlanceImage;
+use crate::prefetch::{Config, PRECACHE_MICROVERSION, PrefetchError, Source, distributed};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Instant;
-
-/// The compute API microversion of the pre-cache call (Nova 21, Ussuri).
-pub(crate) const MICROVERSION: &str = "2.81";
 
 /// What a run asked of Nova, or would have.
 #[derive(Debug, Serialize)]
@@ -148,7 +146,7 @@ async fn ask(
         hosts: a.hosts,
         down,
         other_hypervisors,
-        microversion: MICROVERSION,
+        microversion: PRECACHE_MICROVERSION,
         requests: a.requests,
         asynchronous: true,
         seconds: 0.0,
@@ -171,7 +169,7 @@ pub(crate) fn human_lines(p: &Precache) -> Vec<String> {
         let names: Vec<String> = p
             .images
             .iter()
-            .map(|i| crate::prefetch::docker_ref(&i.name))
+            .map(|i| crate::glance::docker_ref(&i.name))
             .collect();
         out.push(format!(
             "~ aggregate {agg}: {} Nova to cache {} on {} ({})",
@@ -220,7 +218,7 @@ mod tests {
             hosts: vec!["cmp1".into(), "cmp2".into(), "cmp3".into()],
             down: vec!["cmp3".into()],
             other_hypervisors: BTreeMap::new(),
-            microversion: MICROVERSION,
+            microversion: PRECACHE_MICROVERSION,
             requests: 1,
             asynchronous: true,
             seconds: 0.0,

@@ -122,7 +122,7 @@ impl Renderer {
                 "address": h.address_str(),
                 "port": h.port,
                 "user": h.user,
-                "nova_host": h.vars.get("nova_host").and_then(|v| v.as_str()).unwrap_or(&h.name),
+                "nova_host": h.nova_host(),
             });
             groups.entry("all".into()).or_default().push(entry.clone());
             for g in &h.groups {

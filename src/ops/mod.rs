@@ -35,7 +35,7 @@ pub(crate) const CONTROLLER_HINT: &str =
     "the controller (where Glance and the credentials are) must be in group `controllers`";
 
 pub(crate) fn spool_dir(what: &str) -> Result<PathBuf> {
-    crate::image::spool_dir(&format!("{what}-{}", run_id::run_id())).map_err(anyhow::Error::msg)
+    crate::spool::spool_dir(&format!("{what}-{}", run_id::run_id())).map_err(anyhow::Error::msg)
 }
 
 pub(crate) fn plural(n: usize, what: &str) -> String {

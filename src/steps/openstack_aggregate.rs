@@ -144,13 +144,7 @@ pub(crate) fn resolve_hosts(
     let names: Vec<serde_yaml::Value> = hosts
         .iter()
         .filter(|h| limit.is_none_or(|l| l.contains(&h.name)))
-        .map(|h| {
-            h.vars
-                .get("nova_host")
-                .and_then(|v| v.as_str())
-                .unwrap_or(&h.name)
-                .into()
-        })
+        .map(|h| h.nova_host().into())
         .collect();
     args["hosts"] = serde_yaml::Value::Sequence(names);
     if limit.is_some() {
