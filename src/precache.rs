@@ -174,8 +174,8 @@ pub(crate) fn human_lines(p: &Precache) -> Vec<String> {
         out.push(format!(
             "~ aggregate {agg}: {} Nova to cache {} on {} ({})",
             if p.dry_run { "would ask" } else { "asked" },
-            crate::report::count(p.images.len(), "image"),
-            crate::report::count(up, "host"),
+            crate::printer::count(p.images.len(), "image"),
+            crate::printer::count(up, "host"),
             names.join(", ")
         ));
     }

@@ -1,7 +1,6 @@
 //! `check`: an inventory and playbook validated offline (no host is contacted): every step is
 //! built for every host it runs on, templates are planned against empty facts.
 
-use super::plural;
 use super::select::{Input, load};
 use crate::engine::build_step;
 use crate::facts::Facts;
@@ -101,9 +100,9 @@ pub(crate) fn run(c: &Input) -> Result<ExitCode> {
         printer::green("ok:"),
         c.inventory.display(),
         l.playbook.source,
-        plural(l.targets.len(), "host"),
-        plural(l.playbook.steps.len(), "step"),
-        plural(l.playbook.handlers.len(), "handler")
+        printer::count(l.targets.len(), "host"),
+        printer::count(l.playbook.steps.len(), "step"),
+        printer::count(l.playbook.handlers.len(), "handler")
     ));
     Ok(ExitCode::SUCCESS)
 }

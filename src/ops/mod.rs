@@ -37,7 +37,3 @@ pub(crate) const CONTROLLER_HINT: &str =
 pub(crate) fn spool_dir(what: &str) -> Result<PathBuf> {
     crate::spool::spool_dir(&format!("{what}-{}", run_id::run_id())).map_err(anyhow::Error::msg)
 }
-
-pub(crate) fn plural(n: usize, what: &str) -> String {
-    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
-}
