@@ -171,9 +171,10 @@ struct PrefetchArgs {
     /// Remove images prefetched earlier that are gone from Glance (never one a container uses).
     #[arg(long)]
     prune: bool,
-    /// Hosts worked on at once [default: inventory var prefetch_parallel, else 4].
-    #[arg(long, value_name = "N")]
-    parallel: Option<usize>,
+    /// How many hosts to work on at once [default: inventory var prefetch_parallel, else 4].
+    /// (`--parallel` is its old name.)
+    #[arg(long, alias = "parallel", value_name = "N")]
+    forks: Option<usize>,
     /// Where hosts get image data [default: inventory var prefetch_source, else nova with
     /// novadock's own driver (docker_driver_source bundled), glance with any other].
     #[arg(long, value_enum)]
@@ -356,7 +357,7 @@ impl From<PrefetchArgs> for ops::prefetch::Prefetch {
             limit: a.limit,
             dry_run: a.dry_run,
             prune: a.prune,
-            parallel: a.parallel,
+            forks: a.forks,
             source: a.source,
             hosts: a.hosts,
             json: a.json,

@@ -246,6 +246,24 @@ fn prefetch_limit_is_resolved_as_plan_resolves_it() {
     }
 }
 
+/// Concurrency has one name, `--forks`, as for plan and apply; `--parallel` still works.
+#[test]
+fn prefetch_forks_and_its_old_name() {
+    let d = tempfile::tempdir().unwrap();
+    for flag in ["--forks", "--parallel"] {
+        Novadock::new()
+            .dir(d.path())
+            .file(
+                "inv.yml",
+                "hosts:\n  ctl: { address: 127.0.0.254, groups: [controllers] }\n",
+            )
+            .args(["prefetch", "-i", "inv.yml", flag, "0"])
+            .code(1)
+            .stderr("error: --forks must be at least 1\n")
+            .run();
+    }
+}
+
 #[test]
 fn prefetch_and_image_add_need_a_controller_and_a_matching_name() {
     let d = tempfile::tempdir().unwrap();

@@ -18,8 +18,9 @@ pub(crate) struct Prefetch {
     pub(crate) limit: Option<String>,
     pub(crate) dry_run: bool,
     pub(crate) prune: bool,
-    /// Hosts worked on at once; None: the inventory's prefetch_parallel.
-    pub(crate) parallel: Option<usize>,
+    /// Hosts worked on at once (`--forks`, as for apply); None: the inventory's
+    /// prefetch_parallel.
+    pub(crate) forks: Option<usize>,
     pub(crate) source: Option<prefetch::Source>,
     pub(crate) hosts: Option<prefetch::HostsFrom>,
     pub(crate) json: bool,
@@ -52,7 +53,7 @@ pub(crate) fn run(a: &Prefetch, rt: &tokio::runtime::Runtime) -> Result<ExitCode
             ));
         }
     };
-    let parallel = match a.parallel {
+    let parallel = match a.forks {
         Some(n) => n,
         None => {
             let v = cloud.var_or_default("prefetch_parallel")?;
@@ -65,7 +66,7 @@ pub(crate) fn run(a: &Prefetch, rt: &tokio::runtime::Runtime) -> Result<ExitCode
         }
     };
     if parallel == 0 {
-        return Err(anyhow::anyhow!("--parallel must be at least 1"));
+        return Err(anyhow::anyhow!("--forks must be at least 1"));
     }
     if source == prefetch::Source::Nova {
         nova_source_fits(a, hosts_from)?;
