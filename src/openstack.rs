@@ -206,8 +206,7 @@ pub(crate) fn known(name: &str, r: Release) -> Option<KnownOption> {
 
 /// A read-only command that prints the installed nova and glance versions (Debian packages,
 /// else the Python packages).
-pub(crate) const RELEASE_PROBE: &str = "dpkg-query -W -f='${Package} ${Version}\\n' python3-nova python3-glance 2>/dev/null | grep -v ' $'; \
-for m in nova glance; do python3 -c \"import importlib.metadata as m; print('python3-$m', m.version('$m'))\" 2>/dev/null; done; true";
+pub(crate) const RELEASE_PROBE: &str = include_str!("remote/release-probe.sh");
 
 /// The release a step works for: `release` named (or a template that rendered to a name), or
 /// `auto`/absent, detected on the host by [`RELEASE_PROBE`]; with a phrase saying which.
@@ -317,6 +316,42 @@ mod tests {
         let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(got, args);
         assert!(!pwned.exists());
+    }
+
+    /// The probe (src/remote/release-probe.sh) through eval, as facts.rs runs it: Debian's
+    /// packages, the uninstalled one (an empty version) left out; then Python's distributions.
+    #[test]
+    fn the_release_probe_reads_dpkg_then_python() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in [
+            (
+                "dpkg-query",
+                "printf 'python3-nova 2:26.2.2-1\\npython3-glance \\n'",
+            ),
+            (
+                "python3",
+                "case \"$2\" in *\"'nova'\"*) echo python3-nova 30.0.0;; *) exit 1;; esac",
+            ),
+        ] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "(eval {}) </dev/null 2>/dev/null",
+                crate::shell::quote(RELEASE_PROBE)
+            ))
+            .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "python3-nova 2:26.2.2-1\npython3-nova 30.0.0\n"
+        );
+        assert!(out.status.success());
     }
 
     #[test]
