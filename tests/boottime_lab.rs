@@ -294,6 +294,30 @@ fn boot_time_on_the_lab() {
     assert_eq!(our_servers(), "", "boot-time left servers behind");
     let prefetched = doc["summary"]["api_to_active_s"].clone();
 
+    // 4b. The same without a network: what is left of a boot without Neutron's part (port
+    //     creation and binding by nova-compute, the agent's wiring, network-vif-plugged).
+    let r = novadock(
+        dir,
+        &[
+            "boot-time",
+            "-i",
+            &inv,
+            "--flavor",
+            "d1.small",
+            "--image",
+            IMAGE,
+            "--count",
+            "5",
+            "--json",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let bare: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(bare["servers"].as_array().unwrap().len(), 5, "{bare}");
+    assert!(r.stderr.contains("ok: all 5 servers deleted"), "{r:?}");
+    assert_eq!(our_servers(), "", "boot-time left servers behind");
+    let bare = bare["summary"]["api_to_active_s"].clone();
+
     // 5. The same image removed from cmp1 before each boot, against it present.
     let r = novadock(
         dir,
@@ -347,11 +371,13 @@ fn boot_time_on_the_lab() {
     let m = |v: &Value| format!("{:.2} s", num(v));
     println!(
         "boot-time (lab): 10 × d1.small with a port on lab-net, {IMAGE_MB} MB image prefetched: API→ACTIVE median {} (min {}, p95 {}, max {}); \
+         5 without a network: median {}; \
          --compare-prefetch on cmp1 ({COMPARE_EACH} each): median {} present, {} fetched from Glance, ratio {ratio:.2}×",
         m(&prefetched["median"]),
         m(&prefetched["min"]),
         m(&prefetched["p95"]),
         m(&prefetched["max"]),
+        m(&bare["median"]),
         m(&cmp["present"]["summary"]["api_to_active_s"]["median"]),
         m(&cmp["fetched"]["summary"]["api_to_active_s"]["median"]),
     );

@@ -12,8 +12,9 @@ OPTS = [
                help='Seconds one dockerd API call may take (image load and commit '
                     'included).'),
     cfg.IntOpt('stop_timeout', default=10, min=0,
-               help='Seconds dockerd waits after SIGTERM before SIGKILL on stop, '
-                    'soft reboot and delete.'),
+               help='Seconds dockerd waits after SIGTERM before SIGKILL on a soft '
+                    'reboot (a stop uses the timeout Nova asks for; delete kills at '
+                    'once, as libvirt does).'),
     cfg.StrOpt('state_dir', default='$state_path/novadock',
                help="Per-instance files (resolv.conf) and image downloads; owned "
                     "by nova-compute's user."),

@@ -32,7 +32,7 @@ def host_config(flavor, extra_specs, disk_quota=False, resolv_conf=None):
         'CpuShares': 1024 * vcpus,
         # dockerd's default seccomp and AppArmor profiles apply as long as nothing here
         # overrides them; a setuid binary cannot gain privileges.
-        'SecurityOpt': ['no-new-privileges:true'],
+        'SecurityOpt': ['no-new-privileges=true'],
         'Privileged': False,
         'RestartPolicy': {'Name': 'no'},
         'Binds': [],

@@ -188,22 +188,24 @@ class DockerDriver(driver.ComputeDriver):
         for cfg in self._cfgs(instance, network_info, skip_unsupported=True):
             netplug.unplug(cfg)
 
-    def _plug_all(self, instance, cfgs):
+    def _plug_container_all(self, instance, cfgs):
         pid = self._inspect_or_raise(instance)['State'].get('Pid')
         if not pid:
             raise containers.ContainerError('container %s is not running'
                                             % self._name(instance))
         for cfg in cfgs:
-            netplug.plug(cfg, pid)
+            netplug.plug_container(cfg, pid)
 
     def _neutron_failed(self, event_name, instance):
         raise exception.NovaException(
             'novadock: Neutron reported %s as failed for instance %s'
             % (event_name, instance.uuid))
 
-    def _start(self, instance, network_info, wait_for_neutron):
-        """Starts the container and plugs its VIFs into its new network namespace,
-        waiting for network-vif-plugged as libvirt does when asked to."""
+    def _start(self, instance, network_info, wait_for_neutron, create=None):
+        """Starts the container (created first by `create`, if given) and plugs its VIFs,
+        waiting for network-vif-plugged as libvirt does when asked to. The host side of
+        each VIF is plugged first, so Neutron's agent wires the ports while the container
+        is created and started; only moving the ends into its namespace comes after."""
         cfgs = self._cfgs(instance, network_info)
         timeout = CONF.vif_plugging_timeout
         events = vifs.vif_plugged_events(network_info) if wait_for_neutron and timeout else []
@@ -212,8 +214,12 @@ class DockerDriver(driver.ComputeDriver):
             # from 33.
             with self.virtapi.wait_for_instance_event(
                     instance, events, timeout, error_callback=self._neutron_failed):
+                for cfg in cfgs:
+                    netplug.plug_host(cfg)
+                if create is not None:
+                    create()
                 self._post(instance, 'start')
-                self._plug_all(instance, cfgs)
+                self._plug_container_all(instance, cfgs)
         except _TIMEOUTS:
             msg = ('novadock: Neutron sent no network-vif-plugged for port(s) %s within '
                    '%d s ([DEFAULT] vif_plugging_timeout)'
@@ -266,10 +272,14 @@ class DockerDriver(driver.ComputeDriver):
                 # Left over from an earlier failed build of this instance.
                 self.docker.call('DELETE', '/containers/%s' % quote(self._name(instance)),
                                  {'force': 1, 'v': 1})
-            self.docker.call('POST', '/containers/create', {'name': self._name(instance)},
-                             body)
+
+            def create():
+                self.docker.call('POST', '/containers/create',
+                                 {'name': self._name(instance)}, body)
             if power_on:
-                self._start(instance, network_info, wait_for_neutron=True)
+                self._start(instance, network_info, wait_for_neutron=True, create=create)
+            else:
+                create()
         except exception.ImageUnacceptable:
             raise
         except (exception.NovaException,) + _DOCKER_FAILURES as e:
@@ -288,7 +298,9 @@ class DockerDriver(driver.ComputeDriver):
 
     def _destroy(self, instance, network_info):
         if self._inspect(instance) is not None:
-            self._stop(instance, network_info, CONF.docker.stop_timeout)
+            # Immediately, as libvirt's destroy pulls the plug: Nova shuts a server down
+            # gracefully only where it asks for that (power_off with its timeout).
+            self._stop(instance, network_info, 0)
             self.docker.call('DELETE', '/containers/%s' % quote(self._name(instance)),
                              {'force': 1, 'v': 1}, ok=(204, 404))
         else:
@@ -375,9 +387,9 @@ class DockerDriver(driver.ComputeDriver):
         if c is None or not c['State'].get('Running'):
             return
         cfgs = self._cfgs(instance, network_info, skip_unsupported=True)
-        present = set(netplug.host_devices([cfg['tap'] for cfg in cfgs]))
+        missing = set(netplug.unplugged(cfgs))
         for cfg in cfgs:
-            if cfg['tap'] not in present:
+            if cfg['port_id'] in missing:
                 try:
                     netplug.plug(cfg, c['State']['Pid'])
                 except Exception as e:

@@ -14,7 +14,7 @@ def test_flavor_limits():
     assert hc['CpuQuota'] == 2 * hc['CpuPeriod']
     assert hc['CpuShares'] == 2048
     assert hc['NetworkMode'] == 'none'
-    assert hc['SecurityOpt'] == ['no-new-privileges:true']
+    assert hc['SecurityOpt'] == ['no-new-privileges=true']
     assert hc['Privileged'] is False
     assert 'StorageOpt' not in hc
 
