@@ -19,8 +19,6 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 
-const BOOT_PY: &str = include_str!("boottime.py");
-
 /// What the command line asked for.
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -366,7 +364,7 @@ struct Cx {
     computes: tokio::sync::Mutex<HashMap<String, std::sync::Arc<dyn Transport>>>,
 }
 
-pub(crate) fn run(o: Options) -> Result<ExitCode> {
+pub(crate) fn run(o: Options, rt: &tokio::runtime::Runtime) -> Result<ExitCode> {
     let cloud = Cloud::load(
         &o.inventory,
         "boot-time talks to Nova from the first host of group `controllers`, where the credentials are",
@@ -376,10 +374,6 @@ pub(crate) fn run(o: Options) -> Result<ExitCode> {
         inventory,
         controller,
     } = cloud;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     rt.block_on(async move {
         let transport = connect(&controller, &inventory, &o).await.map_err(|e| {
             anyhow!(e).context(format!("cannot reach the controller {}", controller.name))
@@ -395,7 +389,7 @@ pub(crate) fn run(o: Options) -> Result<ExitCode> {
             }
         };
         let cx = Cx {
-            prefix: format!("bt-{}-", crate::cli::run_id()),
+            prefix: format!("bt-{}-", crate::ops::run_id::run_id()),
             dir,
             o,
             inventory,
@@ -489,11 +483,9 @@ impl Cx {
         let mut args = args;
         args["pidfile"] = json!(self.pidfile());
         args["abort"] = json!(self.abortfile());
-        let b64 = crate::plan::base64(args.to_string().as_bytes()).replace('\n', "");
-        let script = self.auth.python_bounded(
-            &format!("ARGS = json.loads(base64.b64decode('{b64}'))\n{BOOT_PY}"),
-            bound,
-        );
+        let script = self
+            .auth
+            .python_bounded(&crate::remote::BOOT_TIME, &args, bound);
         let out = self
             .controller
             .exec(&script)
@@ -551,7 +543,7 @@ impl Cx {
             .inventory
             .hosts
             .iter()
-            .find(|h| nova_name(h) == nova_host)?;
+            .find(|h| h.nova_host() == nova_host)?;
         let mut m = self.computes.lock().await;
         if let Some(t) = m.get(nova_host) {
             return Some(Ok(t.clone()));
@@ -679,13 +671,6 @@ fn outcome(o: &Options, prefix: &str, out: &PyOut) -> Result<()> {
         "boot-time of {} × {} from {} failed",
         o.count, o.flavor, o.image
     )))
-}
-
-fn nova_name(h: &Host) -> &str {
-    match h.vars.get("nova_host") {
-        Some(serde_yaml::Value::String(s)) => s,
-        _ => &h.name,
-    }
 }
 
 /// The start events of Nova's containers (the driver labels them `novadock.instance=<uuid>`).

@@ -1,23 +1,13 @@
 //! The command line: `check`, `plan`, `apply`, `boot-time`, `completions`, `help`.
 
-use crate::assets::{self, Templates};
-use crate::cloud::Cloud;
-use crate::engine::{Engine, Mode, Options, build_step};
-use crate::facts::Facts;
-use crate::inventory::{Host, Inventory};
-use crate::playbook::Playbook;
+use crate::engine::Mode;
+use crate::ops::{self, Conn};
 use crate::prefetch;
-use crate::printer::{self, hinted};
-use crate::render::Renderer;
-use crate::report;
-use crate::steps::{PlanCx, openstack_aggregate};
+use crate::printer;
 use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use std::collections::BTreeSet;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 success (plan: no changes), 1 error, 2 plan has changes pending.
@@ -172,7 +162,7 @@ struct PrefetchArgs {
     /// Inventory file (YAML).
     #[arg(short, long, value_name = "INVENTORY")]
     inventory: PathBuf,
-    /// Only these hosts (inventory or nova-compute names, comma separated).
+    /// Only these hosts and groups (comma separated), as for plan.
     #[arg(short, long, value_name = "HOSTS")]
     limit: Option<String>,
     /// Print the (host, image) pairs that would be loaded, and why; change nothing.
@@ -181,9 +171,10 @@ struct PrefetchArgs {
     /// Remove images prefetched earlier that are gone from Glance (never one a container uses).
     #[arg(long)]
     prune: bool,
-    /// Hosts worked on at once [default: inventory var prefetch_parallel, else 4].
-    #[arg(long, value_name = "N")]
-    parallel: Option<usize>,
+    /// How many hosts to work on at once [default: inventory var prefetch_parallel, else 4].
+    /// (`--parallel` is its old name.)
+    #[arg(long, alias = "parallel", value_name = "N")]
+    forks: Option<usize>,
     /// Where hosts get image data [default: inventory var prefetch_source, else nova with
     /// novadock's own driver (docker_driver_source bundled), glance with any other].
     #[arg(long, value_enum)]
@@ -281,26 +272,97 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Help { topic } => help(topic.as_deref()),
-        Command::Check(c) => check(&c),
-        Command::Plan(r) => execute(&r, Mode::Plan, false),
-        Command::Apply(a) => execute(&a.run, Mode::Apply, a.yes),
-        Command::Prefetch(p) => run_prefetch(&p),
-        Command::Image(ImageCommand::Add(a)) => run_image_add(&a),
-        Command::BootTime(b) => crate::boottime::run(crate::boottime::Options {
-            inventory: b.inventory,
-            flavor: b.flavor,
-            image: b.image,
-            count: b.count.into(),
-            concurrency: b.concurrency.into(),
-            host: b.host,
-            network: b.network,
-            json: b.json,
-            compare_prefetch: b.compare_prefetch,
-            timeout: b.timeout,
-            persist_secs: b.conn.persist,
-            connect_timeout_secs: b.conn.connect_timeout,
-            accept_new_host_keys: b.conn.accept_new_host_keys,
-        }),
+        Command::Check(c) => ops::check::run(&c.into()),
+        Command::Plan(r) => ops::converge::run(&r.into(), Mode::Plan, false, &ops::runtime()?),
+        Command::Apply(a) => {
+            ops::converge::run(&a.run.into(), Mode::Apply, a.yes, &ops::runtime()?)
+        }
+        Command::Prefetch(p) => ops::prefetch::run(&p.into(), &ops::runtime()?),
+        Command::Image(ImageCommand::Add(a)) => ops::image::run(&a.into(), &ops::runtime()?),
+        Command::BootTime(b) => crate::boottime::run(
+            crate::boottime::Options {
+                inventory: b.inventory,
+                flavor: b.flavor,
+                image: b.image,
+                count: b.count.into(),
+                concurrency: b.concurrency.into(),
+                host: b.host,
+                network: b.network,
+                json: b.json,
+                compare_prefetch: b.compare_prefetch,
+                timeout: b.timeout,
+                persist_secs: b.conn.persist,
+                connect_timeout_secs: b.conn.connect_timeout,
+                accept_new_host_keys: b.conn.accept_new_host_keys,
+            },
+            &ops::runtime()?,
+        ),
+    }
+}
+
+// The command line's values, handed to the ops modules.
+
+impl From<ConnArgs> for Conn {
+    fn from(c: ConnArgs) -> Conn {
+        Conn {
+            persist: c.persist,
+            accept_new_host_keys: c.accept_new_host_keys,
+            connect_timeout: c.connect_timeout,
+        }
+    }
+}
+
+impl From<Common> for ops::select::Input {
+    fn from(c: Common) -> Self {
+        ops::select::Input {
+            inventory: c.inventory,
+            playbook: c.playbook,
+            limit: c.limit,
+        }
+    }
+}
+
+impl From<RunArgs> for ops::converge::Run {
+    fn from(r: RunArgs) -> Self {
+        ops::converge::Run {
+            common: r.common.into(),
+            json: r.json,
+            forks: r.forks,
+            fail_fast: r.fail_fast,
+            conn: r.conn.into(),
+            verbose: r.verbose,
+        }
+    }
+}
+
+impl From<ImageAddArgs> for ops::image::Add {
+    fn from(a: ImageAddArgs) -> Self {
+        ops::image::Add {
+            inventory: a.inventory,
+            name: a.name,
+            from_host: a.from_host,
+            file: a.file,
+            replace: a.replace,
+            public: a.public,
+            json: a.json,
+            conn: a.conn.into(),
+        }
+    }
+}
+
+impl From<PrefetchArgs> for ops::prefetch::Prefetch {
+    fn from(a: PrefetchArgs) -> Self {
+        ops::prefetch::Prefetch {
+            inventory: a.inventory,
+            limit: a.limit,
+            dry_run: a.dry_run,
+            prune: a.prune,
+            forks: a.forks,
+            source: a.source,
+            hosts: a.hosts,
+            json: a.json,
+            conn: a.conn.into(),
+        }
     }
 }
 
@@ -327,604 +389,8 @@ fn help(topic: Option<&str>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-struct Loaded {
-    inventory: Arc<Inventory>,
-    playbook: Arc<Playbook>,
-    renderer: Arc<Renderer>,
-    targets: Vec<(Host, Vec<usize>)>,
-    limit: Option<Arc<BTreeSet<String>>>,
-}
-
-const DEFAULT_PLAYBOOK: &str = "playbooks/bootstrap.yml";
-
-fn load(c: &Common) -> Result<Loaded> {
-    let inventory = Inventory::load(&c.inventory).context("invalid inventory")?;
-    printer::add_secrets(&inventory.secrets);
-    // A playbook runs as root on every host: only the one shipped inside this binary unless
-    // the operator names a file (a `playbooks/` in the current directory is not the product's).
-    let loaded = match &c.playbook {
-        Some(p) => Playbook::load(p),
-        None => Playbook::embedded(std::path::Path::new(DEFAULT_PLAYBOOK)),
-    };
-    let playbook = loaded.map_err(|e| match e {
-        crate::playbook::PlaybookError::NotFound(_) => hinted(
-            e.to_string(),
-            format!(
-                "embedded playbooks: {}",
-                assets::embedded_playbook_names().join(", ")
-            ),
-        ),
-        e => anyhow::Error::new(e).context("invalid playbook"),
-    })?;
-    let renderer = Renderer::new(
-        Arc::new(Templates::for_playbook(playbook.disk_path.as_deref())),
-        playbook.vars.clone(),
-    )
-    .with_inventory(&inventory);
-    if playbook.require_limit && c.limit.is_none() {
-        return Err(hinted(
-            format!("{} runs only on the hosts being added", playbook.source),
-            "name them with --limit, e.g. --limit cmp3 (the controller's steps for them are included)",
-        ));
-    }
-    let limit: Option<BTreeSet<String>> = match &c.limit {
-        Some(l) => Some(
-            inventory
-                .select(l)
-                .with_context(|| format!("--limit {l}"))?
-                .iter()
-                .map(|h| h.name.clone())
-                .collect(),
-        ),
-        None => None,
-    };
-    let mut per_host: Vec<(Host, Vec<usize>)> = inventory
-        .hosts
-        .iter()
-        .map(|h| (h.clone(), vec![]))
-        .collect();
-    for (i, step) in playbook.steps.iter().enumerate() {
-        let hosts = inventory.select_steps(&step.hosts);
-        // Under --limit, a controller step that manages limited hosts (their aggregate
-        // membership) runs too, for those hosts only.
-        // (`for_hosts:`, or the members of an aggregate or a known_hosts file).
-        let managed = step.for_hosts.as_deref().or(match step.kind {
-            "openstack_aggregate" | "known_hosts" => {
-                openstack_aggregate::member_pattern(&step.args)
-            }
-            _ => None,
-        });
-        let related = limit.as_ref().is_some_and(|l| {
-            managed.is_some_and(|p| {
-                inventory
-                    .select_steps(p)
-                    .iter()
-                    .any(|m| l.contains(&m.name))
-            })
-        });
-        for h in hosts {
-            if !(related || limit.as_ref().is_none_or(|l| l.contains(&h.name))) {
-                continue;
-            }
-            if let Some(entry) = per_host.iter_mut().find(|(x, _)| x.name == h.name) {
-                entry.1.push(i);
-            }
-        }
-    }
-    let targets = per_host
-        .into_iter()
-        .filter(|(_, steps)| !steps.is_empty())
-        .collect();
-    Ok(Loaded {
-        inventory: Arc::new(inventory),
-        playbook: Arc::new(playbook),
-        renderer: Arc::new(renderer),
-        targets,
-        limit: limit.map(Arc::new),
-    })
-}
-
-fn check(c: &Common) -> Result<ExitCode> {
-    let l = load(c)?;
-    let mut problems = Vec::new();
-    let empty = Facts::default();
-    for (host, ids) in &l.targets {
-        let vars = l.renderer.context(host);
-        for &i in ids {
-            let step = &l.playbook.steps[i];
-            let what = format!("step {} ({}) on {}", i + 1, step.name, host.name);
-            // As apply does: a step whose condition is false is not built (its arguments
-            // may name variables that only its source kind defines, e.g. docker_driver_path).
-            if let Some(w) = &step.when {
-                match l.renderer.condition(w, &vars) {
-                    Ok(true) => {}
-                    Ok(false) => continue,
-                    Err(e) => {
-                        problems.push(format!("{what}: {e}"));
-                        continue;
-                    }
-                }
-            }
-            let built = build_step(
-                &l.renderer,
-                &l.inventory,
-                l.limit.as_deref(),
-                step.kind,
-                &step.args,
-                step.loop_over.as_ref(),
-                &vars,
-                false,
-            );
-            // Planning a template against empty facts is offline and pure: it renders the
-            // template. Other kinds need the host's facts to plan at all.
-            let planned = built.and_then(|s| {
-                if step.kind != "template" {
-                    return Ok(());
-                }
-                s.plan(&PlanCx {
-                    facts: &empty,
-                    renderer: &l.renderer,
-                    vars: &vars,
-                })
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-            });
-            if let Err(e) = planned {
-                problems.push(format!("{what}: {e}"));
-            }
-        }
-        for h in &l.playbook.handlers {
-            let r = build_step(
-                &l.renderer,
-                &l.inventory,
-                l.limit.as_deref(),
-                h.kind,
-                &h.args,
-                None,
-                &vars,
-                true,
-            );
-            if let Err(e) = r {
-                problems.push(format!("handler {} on {}: {e}", h.name, host.name));
-            }
-        }
-    }
-    if !problems.is_empty() {
-        problems.dedup();
-        let n = problems.len();
-        return Err(anyhow::anyhow!(problems.join("\n")).context(format!(
-            "{} has {n} problem{}",
-            l.playbook.source,
-            if n == 1 { "" } else { "s" }
-        )));
-    }
-    for (i, step) in l.playbook.steps.iter().enumerate() {
-        if l.inventory.select_steps(&step.hosts).is_empty() {
-            printer::say(&format!(
-                "{} step {} ({}): hosts `{}` matches no host in this inventory",
-                printer::yellow("warning:"),
-                i + 1,
-                step.name,
-                step.hosts
-            ));
-        }
-    }
-    printer::say(&format!(
-        "{} {} and {} are valid: {}, {}, {}",
-        printer::green("ok:"),
-        c.inventory.display(),
-        l.playbook.source,
-        plural(l.targets.len(), "host"),
-        plural(l.playbook.steps.len(), "step"),
-        plural(l.playbook.handlers.len(), "handler")
-    ));
-    Ok(ExitCode::SUCCESS)
-}
-
-fn execute(r: &RunArgs, mode: Mode, yes: bool) -> Result<ExitCode> {
-    let l = load(&r.common)?;
-    if l.targets.is_empty() {
-        return Err(hinted(
-            "no host matches: nothing to do",
-            "check --limit and the steps' `hosts:` patterns",
-        ));
-    }
-    if mode == Mode::Apply && !yes && !std::io::stdin().is_terminal() {
-        return Err(hinted(
-            "refusing to apply without confirmation: stdin is not a terminal",
-            "run `novadock plan` to review, then `novadock apply --yes`",
-        ));
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let engine = Engine {
-        inventory: l.inventory.clone(),
-        playbook: l.playbook.clone(),
-        renderer: l.renderer.clone(),
-        targets: l.targets.clone(),
-    };
-    let mut opts = Options {
-        mode,
-        forks: r.forks,
-        fail_fast: r.fail_fast,
-        persist_secs: r.conn.persist,
-        accept_new_host_keys: r.conn.accept_new_host_keys,
-        connect_timeout_secs: r.conn.connect_timeout,
-        run_id: run_id(),
-        planned_facts: None,
-        limit: l.limit.clone(),
-        keep_facts: false,
-        once_hosts: None,
-    };
-    let go = |opts: &Options| {
-        let pb = printer::progress(engine.targets.len() as u64);
-        let reports = rt.block_on(engine.run(opts, &pb));
-        pb.finish_and_clear();
-        reports
-    };
-    if mode == Mode::Apply && !yes {
-        // Interactive: show the plan, ask, then apply exactly that plan; every write checks
-        // that its file is still what the plan saw.
-        let planned = go(&Options {
-            mode: Mode::Plan,
-            keep_facts: true,
-            ..opts.clone()
-        });
-        report::human(Mode::Plan, &l.playbook, &planned);
-        let s = report::summarize(&planned);
-        if s.failed > 0 {
-            return Err(anyhow::anyhow!(
-                "the plan failed on {} host(s); nothing was applied",
-                s.failed_hosts
-            ));
-        }
-        if s.changed == 0 {
-            if r.json {
-                printer::json(&report::json(Mode::Apply, &planned));
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
-        if !confirm("Apply these changes?")? {
-            return Err(anyhow::anyhow!("apply cancelled; nothing was changed"));
-        }
-        opts.mode = Mode::Apply;
-        // Each run_once step runs where the plan showed it (the facts are that host's).
-        opts.once_hosts = Some(Arc::new(
-            planned
-                .iter()
-                .flat_map(|r| {
-                    r.steps
-                        .iter()
-                        .filter(|s| l.playbook.steps[s.index].run_once)
-                        .map(|s| (s.index, r.name.clone()))
-                })
-                .collect(),
-        ));
-        opts.planned_facts = Some(Arc::new(
-            planned
-                .into_iter()
-                .filter_map(|r| Some((r.name, r.facts?)))
-                .collect(),
-        ));
-    }
-    let reports = go(&opts);
-    report::human(mode, &l.playbook, &reports);
-    if r.verbose {
-        for h in &reports {
-            printer::say(&format!("{}: {} SSH round trips", h.name, h.round_trips));
-        }
-    }
-    if r.json {
-        printer::json(&report::json(mode, &reports));
-    }
-    let s = report::summarize(&reports);
-    Ok(if s.failed > 0 {
-        ExitCode::from(1)
-    } else if mode == Mode::Plan && s.changed > 0 {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-/// Why `image add` and `prefetch` need a controller.
-const CONTROLLER_HINT: &str =
-    "the controller (where Glance and the credentials are) must be in group `controllers`";
-
-fn spool_dir(what: &str) -> Result<PathBuf> {
-    crate::image::spool_dir(&format!("{what}-{}", run_id())).map_err(anyhow::Error::msg)
-}
-
-fn run_image_add(a: &ImageAddArgs) -> Result<ExitCode> {
-    let cloud = Cloud::load(&a.inventory, CONTROLLER_HINT)?;
-    let source = match (&a.from_host, &a.file) {
-        (Some(h), None) => {
-            crate::image::Source::Host(cloud.inventory.host(h).cloned().ok_or_else(|| {
-                anyhow::anyhow!("--from-host {h}: not a host of {}", a.inventory.display())
-            })?)
-        }
-        (None, Some(f)) => crate::image::Source::File(f.clone()),
-        _ => {
-            return Err(hinted(
-                "say where the image comes from",
-                "--from-host HOST (docker save there) or --file TAR (a docker save tarball)",
-            ));
-        }
-    };
-    let cfg = crate::image::AddConfig {
-        controller: cloud.controller.clone(),
-        auth: cloud.auth()?,
-        connect: cloud.connect_options(
-            a.conn.persist,
-            a.conn.connect_timeout,
-            a.conn.accept_new_host_keys,
-        ),
-        name: a.name.clone(),
-        source,
-        replace: a.replace,
-        public: a.public,
-        spool_dir: spool_dir("image")?,
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let r = rt.block_on(crate::image::add(&cfg)).map_err(|e| match e {
-        crate::image::ImageError::Exists { .. } => hinted(
-            e.to_string(),
-            "--replace uploads it as a new version under the same name (prefetch reloads it everywhere)",
-        ),
-        crate::image::ImageError::NameMismatch { .. } => hinted(
-            e.to_string(),
-            "give the name the image has (`docker image ls`), or `docker tag` it first",
-        ),
-        e => anyhow::Error::new(e).context(format!("image add {}", a.name)),
-    })?;
-    let what = match r.action {
-        "unchanged" => printer::dim(&format!(
-            "= unchanged: {} is in Glance with this content ({})",
-            r.name, r.id
-        )),
-        action => printer::green(&format!(
-            "~ {action}: {} ({}, {}, sha512 {}…){}",
-            r.name,
-            r.id,
-            report::bytes(r.size),
-            &r.sha512[..16],
-            if r.removed.is_empty() {
-                String::new()
-            } else {
-                format!("; removed the older {}", r.removed.join(", "))
-            }
-        )),
-    };
-    printer::say(&what);
-    if a.json {
-        printer::json(&serde_json::to_value(&r).context("cannot encode the result")?);
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn run_prefetch(a: &PrefetchArgs) -> Result<ExitCode> {
-    let cloud = Cloud::load(&a.inventory, CONTROLLER_HINT)?;
-    let source = match (a.source, cloud.var_or_default("prefetch_source")?.as_str()) {
-        (Some(s), _) => s,
-        (None, "glance") => prefetch::Source::Glance,
-        (None, "registry") => prefetch::Source::Registry,
-        (None, "nova") => prefetch::Source::Nova,
-        (None, other) => {
-            return Err(anyhow::anyhow!(
-                "{}: prefetch_source `{other}`: expected nova, glance or registry",
-                a.inventory.display()
-            ));
-        }
-    };
-    let hosts_from = match (a.hosts, cloud.var_or_default("prefetch_hosts")?.as_str()) {
-        (Some(h), _) => h,
-        (None, "aggregate") => prefetch::HostsFrom::Aggregate,
-        (None, "inventory") => prefetch::HostsFrom::Inventory,
-        (None, other) => {
-            return Err(anyhow::anyhow!(
-                "{}: prefetch_hosts `{other}`: expected aggregate or inventory",
-                a.inventory.display()
-            ));
-        }
-    };
-    let parallel = match a.parallel {
-        Some(n) => n,
-        None => {
-            let v = cloud.var_or_default("prefetch_parallel")?;
-            v.parse().map_err(|_| {
-                anyhow::anyhow!(
-                    "{}: prefetch_parallel `{v}` is not a number",
-                    a.inventory.display()
-                )
-            })?
-        }
-    };
-    if parallel == 0 {
-        return Err(anyhow::anyhow!("--parallel must be at least 1"));
-    }
-    if source == prefetch::Source::Nova {
-        nova_source_fits(a, hosts_from)?;
-    }
-    let auth = cloud.auth()?;
-    let limit = a.limit.as_ref().map(|l| {
-        l.split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
-    });
-    let computes = cloud
-        .inventory
-        .hosts
-        .iter()
-        .filter(|h| h.groups.iter().any(|g| g == "docker_computes"))
-        .cloned()
-        .collect();
-    let cfg = prefetch::Config {
-        aggregate: cloud.var_or_default("docker_aggregate")?,
-        connect: cloud.connect_options(
-            a.conn.persist,
-            a.conn.connect_timeout,
-            a.conn.accept_new_host_keys,
-        ),
-        controller: cloud.controller.clone(),
-        inventory: Arc::new(cloud.inventory.clone()),
-        computes,
-        auth,
-        source,
-        hosts_from,
-        limit,
-        parallel,
-        dry_run: a.dry_run,
-        prune: a.prune,
-        spool_dir: spool_dir("prefetch")?,
-        projects: cloud.list_var("prefetch_projects")?,
-        registries: cloud.list_var("prefetch_registries")?,
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    if source == prefetch::Source::Nova {
-        return run_precache(&cfg, &rt, a.json);
-    }
-    let multi = printer::multi();
-    let summary = rt.block_on(prefetch::run(&cfg, &multi)).map_err(|e| match e {
-        prefetch::PrefetchError::NoAggregate(_) => hinted(
-            e.to_string(),
-            "apply the bootstrap playbook first (it creates the aggregate), or use --hosts inventory",
-        ),
-        e => anyhow::Error::new(e),
-    })?;
-    report::prefetch_human(&summary);
-    if a.json {
-        printer::json(&serde_json::to_value(&summary).context("cannot encode the summary")?);
-    }
-    Ok(if summary.failed() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-/// What the `nova` source cannot do: Nova caches on a whole aggregate, and cannot un-cache.
-fn nova_source_fits(a: &PrefetchArgs, hosts_from: prefetch::HostsFrom) -> Result<()> {
-    const USE_GLANCE: &str = "--source glance (or prefetch_source: glance) loads the images over SSH from the controller, host by host";
-    if a.prune {
-        return Err(hinted(
-            "--prune: the nova source cannot remove images (Nova's image cache API has no un-cache call)",
-            USE_GLANCE,
-        ));
-    }
-    if a.limit.is_some() {
-        return Err(hinted(
-            "--limit: the nova source asks Nova to cache on every host of the aggregate",
-            USE_GLANCE,
-        ));
-    }
-    if hosts_from == prefetch::HostsFrom::Inventory {
-        return Err(hinted(
-            "prefetch_hosts inventory (--hosts inventory): the nova source works on the aggregate `docker_aggregate`, not on the inventory's hosts",
-            USE_GLANCE,
-        ));
-    }
-    Ok(())
-}
-
-/// `prefetch` with the `nova` source: one pre-cache request, no SSH to the computes.
-fn run_precache(
-    cfg: &prefetch::Config,
-    rt: &tokio::runtime::Runtime,
-    json: bool,
-) -> Result<ExitCode> {
-    let p = rt
-        .block_on(crate::precache::run(cfg))
-        .map_err(|e| match e {
-            prefetch::PrefetchError::NoAggregate(_) => hinted(
-                e.to_string(),
-                "apply the bootstrap playbook first (it creates the aggregate `docker_aggregate`)",
-            ),
-            prefetch::PrefetchError::NovaTooOld(_) => hinted(
-                e.to_string(),
-                "Nova 21 (Ussuri) and later have it (Zed: 2.93); on an older Nova, use --source glance (or prefetch_source: glance)",
-            ),
-            e => anyhow::Error::new(e),
-        })?;
-    report::precache_human(&p);
-    if json {
-        printer::json(&serde_json::to_value(&p).context("cannot encode the summary")?);
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn plural(n: usize, what: &str) -> String {
-    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
-}
-
-fn confirm(question: &str) -> Result<bool> {
-    let answer = dialoguer_free_prompt(question)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
-}
-
-fn dialoguer_free_prompt(question: &str) -> Result<String> {
-    use std::io::Write;
-    let mut e = std::io::stderr();
-    write!(e, "{question} [y/N] ")?;
-    e.flush()?;
-    let mut s = String::new();
-    std::io::stdin().read_line(&mut s)?;
-    Ok(s)
-}
-
-/// Sortable and unique enough: UTC time plus our pid.
-pub(crate) fn run_id() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (y, mo, d, h, mi, s) = civil(secs);
-    format!(
-        "{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z-{}",
-        std::process::id()
-    )
-}
-
-/// Seconds since the epoch to UTC (Howard Hinnant's days-from-civil, inverted).
-fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (
-        if m <= 2 { y + 1 } else { y },
-        m,
-        d,
-        (rem / 3600) as u32,
-        (rem % 3600 / 60) as u32,
-        (rem % 60) as u32,
-    )
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn civil_dates() {
-        assert_eq!(super::civil(0), (1970, 1, 1, 0, 0, 0));
-        assert_eq!(super::civil(1_795_932_000), (2026, 11, 29, 6, 0, 0));
-        assert_eq!(super::civil(951_782_400), (2000, 2, 29, 0, 0, 0));
-    }
-
     #[test]
     fn cli_is_well_formed() {
         use clap::CommandFactory;

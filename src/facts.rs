@@ -7,6 +7,11 @@ use crate::shell::quote;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(data))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Probe {
     /// Type, owner, group, mode and (for regular files) the content of a path.
@@ -56,9 +61,7 @@ const INTERN_MIN: usize = 4096;
 
 impl Content {
     pub(crate) fn sha256_hex(&self) -> &str {
-        self.0
-            .sha256
-            .get_or_init(|| crate::plan::sha256_hex(&self.0.bytes))
+        self.0.sha256.get_or_init(|| sha256_hex(&self.0.bytes))
     }
 }
 
@@ -71,7 +74,7 @@ impl From<&[u8]> for Content {
             }));
         }
         static POOL: Mutex<BTreeMap<String, Weak<Shared>>> = Mutex::new(BTreeMap::new());
-        let sha = crate::plan::sha256_hex(bytes);
+        let sha = sha256_hex(bytes);
         let mut pool = POOL.lock().expect("not poisoned");
         if let Some(shared) = pool.get(&sha).and_then(Weak::upgrade) {
             return Content(shared);
@@ -455,14 +458,7 @@ pub(crate) fn new_marker() -> String {
         std::process::id(),
         std::thread::current().id()
     ));
-    let d = h.finalize();
-    format!(
-        "@@novadock-{}",
-        d.iter()
-            .take(12)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
+    format!("@@novadock-{}", hex::encode(&h.finalize()[..12]))
 }
 
 #[cfg(test)]

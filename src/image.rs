@@ -4,9 +4,10 @@
 //! tarball (nova-docker finds the image in dockerd by that name), and an active image of that
 //! name with the same checksum is left alone.
 
+use crate::glance::{GlanceImage, cloud_session, docker_ref};
 use crate::inventory::Host;
 use crate::openstack::Auth;
-use crate::prefetch::{GlanceImage, cloud_session, docker_ref};
+use crate::spool::{create_private_dir, create_spool_file};
 use crate::transport::{ConnectOptions, Transport};
 use serde::Serialize;
 use sha2::{Digest, Sha512};
@@ -31,48 +32,6 @@ pub(crate) struct AddConfig {
     pub(crate) public: bool,
     /// Where a host's `docker save` is kept while it is checked and uploaded.
     pub(crate) spool_dir: PathBuf,
-}
-
-/// `$TMPDIR/novadock-NAME-RANDOM`, else under /var/tmp (disk, not a tmpfs): where images
-/// wait while they are checked or fanned out. The random part keeps a local user from
-/// planting it in advance; [`create_private_dir`] refuses it if they did anyway.
-pub(crate) fn spool_dir(name: &str) -> Result<PathBuf, String> {
-    let mut r = [0u8; 8];
-    getrandom::fill(&mut r)
-        .map_err(|e| format!("cannot name a spool directory: no random bytes: {e}"))?;
-    Ok(std::env::var_os("TMPDIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp"))
-        .join(format!("novadock-{name}-{}", hex::encode(r))))
-}
-
-/// Creates `dir` as a new directory of mode 0700. One that exists is refused, whoever made
-/// it: in a world-writable parent it may be someone else's, or a symlink to anywhere.
-pub(crate) fn create_private_dir(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => format!(
-                "{} already exists: refusing to spool images into a directory this run did not create",
-                dir.display()
-            ),
-            _ => format!("cannot create {}: {e}", dir.display()),
-        })
-}
-
-/// A new spool file (0600), never through a symlink and never an existing file.
-pub(crate) fn create_spool_file(path: &Path) -> Result<tokio::fs::File, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map(tokio::fs::File::from_std)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))
 }
 
 #[derive(Debug, Serialize)]
@@ -237,46 +196,6 @@ async fn save_from(
     r
 }
 
-/// Creates the image, streams the data from stdin, checks Glance's own checksum, prints the
-/// image as JSON. An upload that fails leaves no image behind.
-const UPLOAD_PY: &str = r#"def call(method, path, body=None, headers=None):
-    h = {"X-Auth-Token": a["token"]}
-    h.update(headers or {})
-    req = urllib.request.Request(a["glance"] + path, data=body, method=method, headers=h)
-    try:
-        r = urllib.request.urlopen(req, timeout=600, context=ctx)
-        return r.read()
-    except urllib.error.HTTPError as e:
-        raise SystemExit("Glance: %s %s: HTTP %d %s" % (method, path, e.code, e.read().decode(errors="replace").strip()[:300]))
-meta = {"name": a["name"], "container_format": "docker", "disk_format": "raw",
-        "visibility": "public" if a["public"] else "shared"}
-img = json.loads(call("POST", "/images", json.dumps(meta).encode(), {"Content-Type": "application/json"}))
-try:
-    # 1 MiB blocks: http.client reads a file body 8 KiB at a time.
-    call("PUT", "/images/%s/file" % img["id"], iter(lambda: src.read(1 << 20), b""),
-         {"Content-Type": "application/octet-stream", "Content-Length": str(a["size"])})
-    img = json.loads(call("GET", "/images/%s" % img["id"]))
-    if img.get("status") != "active" or img.get("os_hash_value") != a["sha512"] or img.get("size") != a["size"]:
-        raise SystemExit("Glance stored %s bytes with sha512 %s (status %s); sent %d bytes with sha512 %s" % (img.get("size"), img.get("os_hash_value"), img.get("status"), a["size"], a["sha512"]))
-except BaseException as e:
-    try:
-        call("DELETE", "/images/%s" % img["id"])
-    except BaseException:
-        pass
-    sys.stderr.write("%s\n" % (e if isinstance(e, SystemExit) else "%s: %s" % (type(e).__name__, e)))
-    sys.exit(1)
-print(json.dumps({"id": img["id"]}))
-"#;
-
-const DELETE_PY: &str = r#"for i in a["ids"]:
-    req = urllib.request.Request(a["glance"] + "/images/" + i, method="DELETE", headers={"X-Auth-Token": a["token"]})
-    try:
-        urllib.request.urlopen(req, timeout=120, context=ctx)
-    except urllib.error.HTTPError as e:
-        if e.code != 404:
-            sys.exit("Glance: DELETE /images/%s: HTTP %d" % (i, e.code))
-"#;
-
 pub(crate) async fn add(cfg: &AddConfig) -> Result<AddResult, ImageError> {
     let name = cfg.name.clone();
     if name.trim().is_empty() {
@@ -381,7 +300,10 @@ async fn upload(
         }));
     }
     // 3. Upload: the request on the first line of stdin, then the bytes.
-    let script = format!("exec {}", session.access.python(UPLOAD_PY));
+    let script = format!(
+        "exec {}",
+        session.access.python(&crate::remote::GLANCE_UPLOAD)
+    );
     let mut s = ctl.stream(&script).await.map_err(|e| e.to_string())?;
     let request = session.access.request(serde_json::json!({
         "name": name, "size": size, "sha512": sha512, "public": cfg.public,
@@ -402,7 +324,7 @@ async fn upload(
     if !out.success() {
         return Err(UploadError::Other(format!(
             "upload to Glance failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            crate::remote::py_error(&out.stderr)
         )));
     }
     sent.map_err(|e| format!("sending the image to the controller: {e}"))?;
@@ -414,7 +336,10 @@ async fn upload(
     let removed: Vec<String> = same.iter().map(|i| i.id.clone()).collect();
     if !removed.is_empty() {
         let mut d = ctl
-            .stream(&format!("exec {}", session.access.python(DELETE_PY)))
+            .stream(&format!(
+                "exec {}",
+                session.access.python(&crate::remote::GLANCE_DELETE)
+            ))
             .await
             .map_err(|e| e.to_string())?;
         let req = session
@@ -427,7 +352,7 @@ async fn upload(
         if !out.success() {
             return Err(UploadError::Other(format!(
                 "uploaded {id}, but removing the older {name} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+                crate::remote::py_error(&out.stderr)
             )));
         }
     }
@@ -447,44 +372,6 @@ async fn upload(
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
-    /// Issue 14, finding 1: a planted directory or symlink is refused, never written through.
-    #[tokio::test]
-    async fn spool_is_private_and_never_planted() {
-        let base = tempfile::tempdir().unwrap();
-        let planted = base.path().join("planted");
-        std::fs::create_dir(&planted).unwrap();
-        let e = super::create_private_dir(&planted).unwrap_err();
-        assert!(e.contains("already exists: refusing"), "{e}");
-        let fresh = base.path().join("fresh");
-        super::create_private_dir(&fresh).unwrap();
-        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o700);
-        let target = base.path().join("target");
-        std::os::unix::fs::symlink(&target, fresh.join("image.tar")).unwrap();
-        assert!(super::create_spool_file(&fresh.join("image.tar")).is_err());
-        assert!(!target.exists());
-        super::create_spool_file(&fresh.join("x.tar")).unwrap();
-        let mode = std::fs::metadata(fresh.join("x.tar"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-        // A random name (16 hex digits) under $TMPDIR: none a local user can plant ahead.
-        let (a, b) = (
-            super::spool_dir("image-RUN").unwrap(),
-            super::spool_dir("image-RUN").unwrap(),
-        );
-        assert_ne!(a, b);
-        let name = a.file_name().unwrap().to_str().unwrap();
-        let suffix = name.strip_prefix("novadock-image-RUN-").unwrap();
-        assert!(
-            suffix.len() == 16 && suffix.bytes().all(|c| c.is_ascii_hexdigit()),
-            "{name}"
-        );
-    }
-
     use super::repo_tags;
 
     fn entry(name: &str, body: &[u8]) -> Vec<u8> {

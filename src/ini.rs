@@ -18,10 +18,10 @@
 //! Where oslo would refuse the file (garbage lines, options before the first
 //! section, malformed headers) we keep the lines verbatim and never match them.
 
+// The replacement text for secret values in [`mask_secrets`]: the printer's.
+use crate::printer::MASK;
 use std::fmt;
 
-/// Replacement text for secret values in [`mask_secrets`].
-const MASK: &str = "********";
 const BOM: char = '\u{feff}';
 
 /// A lossless, editable model of an INI file.

@@ -105,6 +105,14 @@ pub(crate) struct Host {
 }
 
 impl Host {
+    /// Its nova-compute host name: the `nova_host` variable, else its inventory name.
+    pub(crate) fn nova_host(&self) -> &str {
+        self.vars
+            .get("nova_host")
+            .and_then(|v| v.as_str())
+            .unwrap_or(&self.name)
+    }
+
     pub(crate) fn address_str(&self) -> &str {
         match &self.address {
             Address::Local => "local",

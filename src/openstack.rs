@@ -1,6 +1,7 @@
 //! What novadock knows about OpenStack releases: which option holds what, and its built-in
 //! default, per release (verified against the projects' sources; see issue 4).
 
+use crate::remote::Py;
 use std::fmt;
 
 /// OpenStack releases in order, Icehouse onwards.
@@ -205,8 +206,7 @@ pub(crate) fn known(name: &str, r: Release) -> Option<KnownOption> {
 
 /// A read-only command that prints the installed nova and glance versions (Debian packages,
 /// else the Python packages).
-pub(crate) const RELEASE_PROBE: &str = "dpkg-query -W -f='${Package} ${Version}\\n' python3-nova python3-glance 2>/dev/null | grep -v ' $'; \
-for m in nova glance; do python3 -c \"import importlib.metadata as m; print('python3-$m', m.version('$m'))\" 2>/dev/null; done; true";
+pub(crate) const RELEASE_PROBE: &str = include_str!("remote/release-probe.sh");
 
 /// The release a step works for: `release` named (or a template that rendered to a name), or
 /// `auto`/absent, detected on the host by [`RELEASE_PROBE`]; with a phrase saying which.
@@ -283,13 +283,75 @@ mod tests {
             cloud: None,
         };
         let label = format!("openstack flavor x\ntouch {}\n#", pwned.display());
-        let script = auth.change(&label, "pass\n", &serde_json::json!({}));
+        let py = crate::remote::Py::bare("pass\n");
+        let script = auth.change(&label, &py, &serde_json::json!({}));
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(&script)
             .output()
             .unwrap();
         assert!(!pwned.exists(), "the label ran: {out:?}");
+    }
+
+    /// The values reach Python as they are: the here-document that carries them is one JSON
+    /// line, which no value can end early.
+    #[test]
+    fn values_reach_python_as_json_on_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        let pwned = dir.path().join("pwned");
+        let auth = Auth {
+            openrc: Some("/dev/null".into()),
+            cloud: None,
+        };
+        let args = serde_json::json!({
+            "v": format!("x\nND_ARGS\ntouch {}\n'$(id)' \\ \"", pwned.display()),
+        });
+        let py = crate::remote::Py::bare("print(json.dumps(ARGS))\n");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(auth.change("label", &py, &args))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(got, args);
+        assert!(!pwned.exists());
+    }
+
+    /// The probe (src/remote/release-probe.sh) through eval, as facts.rs runs it: Debian's
+    /// packages, the uninstalled one (an empty version) left out; then Python's distributions.
+    #[test]
+    fn the_release_probe_reads_dpkg_then_python() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in [
+            (
+                "dpkg-query",
+                "printf 'python3-nova 2:26.2.2-1\\npython3-glance \\n'",
+            ),
+            (
+                "python3",
+                "case \"$2\" in *\"'nova'\"*) echo python3-nova 30.0.0;; *) exit 1;; esac",
+            ),
+        ] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "(eval {}) </dev/null 2>/dev/null",
+                crate::shell::quote(RELEASE_PROBE)
+            ))
+            .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "python3-nova 2:26.2.2-1\npython3-nova 30.0.0\n"
+        );
+        assert!(out.status.success());
     }
 
     #[test]
@@ -454,13 +516,13 @@ pub(crate) struct Auth {
 }
 
 impl Auth {
-    /// Shell that sets up credentials and runs `python3 -` on the script after it.
-    fn python(&self, script: &str) -> String {
-        self.python_bounded(script, PY_TIMEOUT_SECS)
+    /// Shell that sets up credentials and runs `py` with `args` (crate::remote's convention).
+    fn python(&self, py: &Py, args: &serde_json::Value) -> String {
+        self.python_bounded(py, args, PY_TIMEOUT_SECS)
     }
 
     /// As `python`, with the whole run bounded by `secs` (boot-time's runs take longer).
-    pub(crate) fn python_bounded(&self, script: &str, secs: u32) -> String {
+    pub(crate) fn python_bounded(&self, py: &Py, args: &serde_json::Value, secs: u32) -> String {
         use crate::shell::quote;
         let env = match (&self.cloud, &self.openrc) {
             (Some(c), _) => format!("OS_CLOUD={} ", quote(c)),
@@ -472,7 +534,9 @@ impl Auth {
         // A cloud that accepts connections but never answers (say, Keystone still starting)
         // must not hang the run: every request and the whole run are bounded.
         format!(
-            "{env}OS_API_TIMEOUT=60 timeout {secs} python3 - <<'ND_PY'\n{PY_PRELUDE}{script}ND_PY"
+            "{env}OS_API_TIMEOUT=60 timeout {secs} {} <<'ND_ARGS'\n{}ND_ARGS",
+            py.command(),
+            crate::remote::args_line(args)
         )
     }
 
@@ -494,103 +558,22 @@ impl Auth {
 
     /// The read-only probe every OpenStack step of this auth shares: one run for all.
     pub(crate) fn facts_probe(&self) -> String {
-        self.python(FACTS_PY)
+        self.python(&crate::remote::CLOUD_FACTS, &serde_json::json!({}))
     }
 
-    /// A change: `args` reaches Python as base64 JSON, so no value is ever parsed as code.
-    pub(crate) fn change(&self, label: &str, body: &str, args: &serde_json::Value) -> String {
-        let b64 = crate::plan::base64(args.to_string().as_bytes()).replace('\n', "");
+    /// A change: `args` reach Python as JSON on its stdin, so no value is ever parsed as code.
+    pub(crate) fn change(&self, label: &str, py: &Py, args: &serde_json::Value) -> String {
         // A no-op command, not a comment: a name with a newline would end a comment.
         format!(
             ": {}\n{}",
             crate::shell::quote(label),
-            self.python(&format!(
-                "ARGS = json.loads(base64.b64decode('{b64}'))\n{body}"
-            ))
+            self.python(py, args)
         )
     }
 }
 
 /// Upper bound for one OpenStack probe or change (Python start-up, auth, a few API calls).
 pub(crate) const PY_TIMEOUT_SECS: u32 = 300;
-
-/// Errors come out as one line (`error: ...` on stderr, exit 1), never a traceback.
-const PY_PRELUDE: &str = r#"import base64, json, sys
-def fail(msg):
-    sys.stderr.write("error: %s\n" % msg)
-    sys.exit(1)
-def guard(fn):
-    try:
-        fn()
-    except SystemExit:
-        raise
-    except Exception as e:
-        fail("%s: %s" % (type(e).__name__, str(e).strip().splitlines()[0] if str(e).strip() else ""))
-def docker_images(conn, query=""):
-    """Glance's images of container format docker, every page (raw API: the SDK cannot filter on
-    the container format)."""
-    out = []
-    url = "/images?container_format=docker&limit=200" + query
-    while url:
-        r = conn.image.get(url)
-        if r.status_code != 200:
-            raise RuntimeError("Glance: GET %s: HTTP %d %s" % (url, r.status_code, r.text.strip()[:200]))
-        body = r.json()
-        out += body.get("images", [])
-        url = body.get("next")
-        if url and url.startswith("/v2"):
-            url = url[3:]
-    return out
-def hypervisor_types(conn):
-    """nova-compute host -> hypervisor type ("docker", "QEMU", "fake"...)."""
-    resp = conn.compute.get("/os-hypervisors/detail", microversion="2.53")
-    if resp.status_code != 200:
-        return {}
-    return {h.get("service", {}).get("host") or h["hypervisor_hostname"]: h["hypervisor_type"]
-            for h in resp.json()["hypervisors"]}
-try:
-    import openstack
-except ImportError:
-    fail("python3-openstacksdk is not installed on this host")
-"#;
-
-const FACTS_PY: &str = r#"def hypervisor_load(conn):
-    """nova-compute host -> [hypervisor type, instances on it]. running_vms counts every
-    instance the host's resource tracker holds, stopped ones too (gone from microversion 2.88)."""
-    resp = conn.compute.get("/os-hypervisors/detail", microversion="2.53")
-    if resp.status_code != 200:
-        return {}
-    return {h.get("service", {}).get("host") or h["hypervisor_hostname"]:
-            [h["hypervisor_type"], h.get("running_vms") or 0]
-            for h in resp.json()["hypervisors"]}
-def facts():
-    conn = openstack.connect()
-    out = {
-        "flavors": [
-            {"name": f.name, "id": f.id, "ram": f.ram, "disk": f.disk, "vcpus": f.vcpus,
-             "extra_specs": f.extra_specs or {}}
-            for f in conn.compute.flavors(details=True, get_extra_specs=True)
-        ],
-        "aggregates": [
-            {"name": a.name, "id": a.id, "hosts": a.hosts or [], "metadata": a.metadata or {}}
-            for a in conn.compute.aggregates()
-        ],
-        "compute_hosts": sorted(
-            {s.host: s.state for s in conn.compute.services() if s.binary == "nova-compute"}.items()
-        ),
-        "docker_images": [{"name": i.get("name"), "id": i["id"], "status": i.get("status")}
-                          for i in docker_images(conn)],
-        "hypervisors": hypervisor_load(conn),
-    }
-    print(json.dumps(out))
-try:
-    facts()
-except SystemExit:
-    raise
-except Exception as e:
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    print(json.dumps({"error": "%s: %s" % (type(e).__name__, msg)}))
-"#;
 
 /// What the facts probe found.
 #[derive(Debug, Clone, Default, serde::Deserialize)]

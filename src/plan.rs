@@ -5,7 +5,6 @@
 
 use crate::facts::{Content, Facts, FileFact, Meta};
 use crate::shell::quote;
-use sha2::{Digest, Sha256};
 
 /// What a path must look like when an action runs; checked again on the host before writing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,11 +92,6 @@ impl Outcome {
     pub(crate) fn changed(&self) -> bool {
         !self.actions.is_empty()
     }
-}
-
-pub(crate) fn sha256_hex(data: &[u8]) -> String {
-    let d = Sha256::digest(data);
-    d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The expectation matching what the facts say is at `path` now.
@@ -390,6 +384,7 @@ pub(crate) fn base64(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facts::sha256_hex;
 
     #[test]
     fn base64_matches_coreutils() {

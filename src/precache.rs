@@ -4,17 +4,11 @@
 //! novadock's driver loads each one there (verified, tagged `glance/<id>:latest`). No SSH from
 //! the controller to the computes: the prefetch job holds no key to them.
 
-use crate::prefetch::{Config, GlanceImage, PrefetchError, Source, distributed};
+use crate::glance::GlanceImage;
+use crate::prefetch::{Config, PRECACHE_MICROVERSION, PrefetchError, Source, distributed};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Instant;
-
-/// The compute API microversion of the pre-cache call (Nova 21, Ussuri).
-pub(crate) const MICROVERSION: &str = "2.81";
-
-/// Runs on the controller after openstack.rs's prelude: finds the aggregate, checks Nova's
-/// microversion, asks Nova to cache (unless a dry run).
-const PRECACHE_PY: &str = include_str!("precache.py");
 
 /// What a run asked of Nova, or would have.
 #[derive(Debug, Serialize)]
@@ -95,7 +89,7 @@ async fn ask(
     let images = distributed(d.images, &cfg.projects, Source::Nova);
     let script = cfg.auth.change(
         "pre-cache docker images through Nova",
-        PRECACHE_PY,
+        &crate::remote::PRECACHE,
         &serde_json::json!({
             "aggregate": cfg.aggregate,
             "body": request_body(&images),
@@ -110,8 +104,7 @@ async fn ask(
             message: e.to_string(),
         })?;
     if !out.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let msg = stderr.trim().trim_start_matches("error: ").to_string();
+        let msg = crate::remote::py_error(&out.stderr);
         return Err(PrefetchError::Precache(if msg.is_empty() {
             format!("exit {:?} and no message", out.code)
         } else {
@@ -153,7 +146,7 @@ async fn ask(
         hosts: a.hosts,
         down,
         other_hypervisors,
-        microversion: MICROVERSION,
+        microversion: PRECACHE_MICROVERSION,
         requests: a.requests,
         asynchronous: true,
         seconds: 0.0,
@@ -176,13 +169,13 @@ pub(crate) fn human_lines(p: &Precache) -> Vec<String> {
         let names: Vec<String> = p
             .images
             .iter()
-            .map(|i| crate::prefetch::docker_ref(&i.name))
+            .map(|i| crate::glance::docker_ref(&i.name))
             .collect();
         out.push(format!(
             "~ aggregate {agg}: {} Nova to cache {} on {} ({})",
             if p.dry_run { "would ask" } else { "asked" },
-            crate::report::count(p.images.len(), "image"),
-            crate::report::count(up, "host"),
+            crate::printer::count(p.images.len(), "image"),
+            crate::printer::count(up, "host"),
             names.join(", ")
         ));
     }
@@ -225,7 +218,7 @@ mod tests {
             hosts: vec!["cmp1".into(), "cmp2".into(), "cmp3".into()],
             down: vec!["cmp3".into()],
             other_hypervisors: BTreeMap::new(),
-            microversion: MICROVERSION,
+            microversion: PRECACHE_MICROVERSION,
             requests: 1,
             asynchronous: true,
             seconds: 0.0,

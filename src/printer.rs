@@ -7,6 +7,11 @@ use std::sync::{OnceLock, RwLock};
 
 pub(crate) const MASK: &str = "********";
 
+/// `1 host`, `2 hosts`.
+pub(crate) fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
 struct State {
     color: bool,
     secrets: Vec<String>,

@@ -122,7 +122,7 @@ impl Renderer {
                 "address": h.address_str(),
                 "port": h.port,
                 "user": h.user,
-                "nova_host": h.vars.get("nova_host").and_then(|v| v.as_str()).unwrap_or(&h.name),
+                "nova_host": h.nova_host(),
             });
             groups.entry("all".into()).or_default().push(entry.clone());
             for g in &h.groups {
@@ -160,6 +160,11 @@ impl Renderer {
         );
         map.insert("groups".into(), self.groups.clone());
         map.insert("distro".into(), Value::from_serialize(distro));
+        // Python that playbook commands run (src/remote): built in, never an inventory's.
+        map.insert(
+            "remote_py".into(),
+            Value::from_iter(crate::remote::STANDALONE.iter().copied()),
+        );
         // The running binary, for a step that installs novadock itself (the prefetch timer).
         map.insert(
             "novadock_exe".into(),
@@ -375,6 +380,25 @@ mod tests {
             "inventory vars beat playbook vars"
         );
         assert_eq!(r.render_str("{{ from_playbook }}", &ctx).unwrap(), "7");
+    }
+
+    #[test]
+    fn remote_python_is_built_in_and_no_inventory_replaces_it() {
+        let (r, _) = setup();
+        let inv = Inventory::parse(
+            Path::new("i.yml"),
+            "hosts: { h: { address: local } }\nvars: { remote_py: { pip_satisfied: 'print(1)' } }",
+        )
+        .unwrap();
+        let ctx = r.context(&inv.hosts[0]);
+        let v: serde_yaml::Value =
+            serde_yaml::from_str("{ cmd: 'python3 -c {{ remote_py.pip_satisfied }}' }").unwrap();
+        let out = r.render_shell_value(&v, &ctx).unwrap();
+        let want = format!(
+            "python3 -c {}",
+            crate::shell::quote(include_str!("remote/pip-satisfied.py"))
+        );
+        assert_eq!(out["cmd"].as_str(), Some(want.as_str()));
     }
 
     #[test]

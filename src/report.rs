@@ -257,7 +257,7 @@ pub(crate) fn precache_human(p: &crate::precache::Precache) {
     printer::say(&format!(
         "{} {} of container format docker in Glance; hosts: members of aggregate `{}`; source: nova",
         bold("prefetch:"),
-        count(p.images.len(), "image"),
+        printer::count(p.images.len(), "image"),
         p.aggregate
     ));
     for l in crate::precache::human_lines(p) {
@@ -289,7 +289,7 @@ pub(crate) fn prefetch_human(s: &crate::prefetch::Summary) {
     printer::say(&format!(
         "{} {} of container format docker in Glance; hosts: {hosts_from}; source: {}",
         bold("prefetch:"),
-        count(s.images.len(), "image"),
+        printer::count(s.images.len(), "image"),
         serde_json::to_value(s.source)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
@@ -415,21 +415,17 @@ pub(crate) fn prefetch_human(s: &crate::prefetch::Summary) {
         current,
         failed,
         skipped,
-        count(s.hosts.len(), "host"),
+        printer::count(s.hosts.len(), "host"),
         if read > 0 {
             format!(
                 "; read from Glance: {} ({})",
                 bytes(read),
-                count(s.read_from_glance.len(), "image")
+                printer::count(s.read_from_glance.len(), "image")
             )
         } else {
             String::new()
         }
     ));
-}
-
-pub(crate) fn count(n: usize, what: &str) -> String {
-    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 pub(crate) fn bytes(n: u64) -> String {

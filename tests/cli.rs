@@ -241,6 +241,45 @@ fn prefetch_through_nova_refuses_what_nova_cannot_do() {
     .run();
 }
 
+/// `prefetch --limit` selects as `plan --limit` does: hosts and groups of the inventory, and a
+/// name that is neither is an error before anything is contacted (127.0.0.254 runs nothing).
+#[test]
+fn prefetch_limit_is_resolved_as_plan_resolves_it() {
+    let d = tempfile::tempdir().unwrap();
+    let inv = "hosts:\n  ctl: { address: 127.0.0.254, groups: [controllers] }\n  cmp1: { address: 127.0.0.254, groups: [docker_computes] }\n";
+    for cmd in [
+        &["prefetch", "-i", "inv.yml", "--source", "glance"][..],
+        &["plan", "-i", "inv.yml"][..],
+    ] {
+        Novadock::new()
+            .dir(d.path())
+            .file("inv.yml", inv)
+            .args(cmd)
+            .args(["--limit", "cmp1,docker_computess"])
+            .code(1)
+            .stderr("error: --limit cmp1,docker_computess\n  Caused by: unknown host or group `docker_computess`\n")
+            .run();
+    }
+}
+
+/// Concurrency has one name, `--forks`, as for plan and apply; `--parallel` still works.
+#[test]
+fn prefetch_forks_and_its_old_name() {
+    let d = tempfile::tempdir().unwrap();
+    for flag in ["--forks", "--parallel"] {
+        Novadock::new()
+            .dir(d.path())
+            .file(
+                "inv.yml",
+                "hosts:\n  ctl: { address: 127.0.0.254, groups: [controllers] }\n",
+            )
+            .args(["prefetch", "-i", "inv.yml", flag, "0"])
+            .code(1)
+            .stderr("error: --forks must be at least 1\n")
+            .run();
+    }
+}
+
 #[test]
 fn prefetch_and_image_add_need_a_controller_and_a_matching_name() {
     let d = tempfile::tempdir().unwrap();

@@ -27,7 +27,7 @@ impl HostRun {
             public: u.public,
             // A random name, as `image add`'s: a predictable one (it was run id and host)
             // could be planted by a local user and stop the upload (issue 14, finding 1).
-            spool_dir: crate::image::spool_dir(&format!("image-{}", self.opts.run_id))?,
+            spool_dir: crate::spool::spool_dir(&format!("image-{}", self.opts.run_id))?,
         };
         crate::image::add(&cfg)
             .await

@@ -34,10 +34,6 @@ pub(crate) struct Copy {
 /// A source file's content and mode.
 type SrcFile = (Vec<u8>, u32);
 
-fn plural(n: usize, what: &str) -> String {
-    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
-}
-
 fn default_exclude() -> Vec<String> {
     vec!["__pycache__".into(), "*.pyc".into()]
 }
@@ -172,7 +168,7 @@ impl StepKind for Copy {
         }
         let files = self.tree.iter().filter(|(_, c)| c.is_some()).count();
         all.summary = if changed.is_empty() {
-            format!("{} ({})", self.dest, plural(files, "file"))
+            format!("{} ({})", self.dest, crate::printer::count(files, "file"))
         } else {
             let extra = describe_attrs(&file_attrs);
             format!(
@@ -180,7 +176,7 @@ impl StepKind for Copy {
                 self.src,
                 self.dest,
                 changed.len(),
-                plural(self.tree.len(), "path"),
+                crate::printer::count(self.tree.len(), "path"),
                 if extra.is_empty() {
                     String::new()
                 } else {

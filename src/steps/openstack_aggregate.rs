@@ -26,24 +26,6 @@ pub(crate) struct OpenstackAggregate {
     pub(crate) auth: Auth,
 }
 
-const APPLY_PY: &str = r#"def main():
-    conn = openstack.connect()
-    agg = None
-    if ARGS["id"] is None:
-        # No availability zone: the filter needs none, and Nova >= 30 refuses to move a host
-        # with instances into another AZ.
-        agg = conn.compute.create_aggregate(name=ARGS["name"])
-    else:
-        agg = conn.compute.get_aggregate(ARGS["id"])
-    if ARGS["metadata"]:
-        conn.compute.set_aggregate_metadata(agg, ARGS["metadata"])
-    for h in ARGS["add"]:
-        conn.compute.add_host_to_aggregate(agg, h)
-    for h in ARGS["remove"]:
-        conn.compute.remove_host_from_aggregate(agg, h)
-guard(main)
-"#;
-
 /// The docker aggregate's hosts that still hold instances of another driver: their
 /// compute_driver is about to become Docker's, and the new driver would not know those
 /// instances (they could no longer be stopped, migrated or deleted through Nova). `Err`
@@ -164,9 +146,11 @@ impl StepKind for OpenstackAggregate {
         });
         Ok(Outcome {
             actions: vec![Action::Run {
-                command: self
-                    .auth
-                    .change(&format!("openstack aggregate {name}"), APPLY_PY, &args),
+                command: self.auth.change(
+                    &format!("openstack aggregate {name}"),
+                    &crate::remote::AGGREGATE,
+                    &args,
+                ),
                 systemd: false,
             }],
             summary: format!("aggregate {name}: {}", what.join(", ")),
@@ -194,13 +178,7 @@ pub(crate) fn resolve_hosts(
     let names: Vec<serde_yaml::Value> = hosts
         .iter()
         .filter(|h| limit.is_none_or(|l| l.contains(&h.name)))
-        .map(|h| {
-            h.vars
-                .get("nova_host")
-                .and_then(|v| v.as_str())
-                .unwrap_or(&h.name)
-                .into()
-        })
+        .map(|h| h.nova_host().into())
         .collect();
     args["hosts"] = serde_yaml::Value::Sequence(names);
     if limit.is_some() {

@@ -27,33 +27,6 @@ pub(crate) struct OpenstackFlavor {
     pub(crate) auth: Auth,
 }
 
-const CREATE_PY: &str = r#"def main():
-    conn = openstack.connect()
-    if ARGS["replace_id"]:
-        conn.compute.delete_flavor(ARGS["replace_id"], ignore_missing=True)
-    f = conn.compute.create_flavor(name=ARGS["name"], ram=ARGS["ram"], disk=ARGS["disk"], vcpus=ARGS["vcpus"])
-    if ARGS["properties"]:
-        conn.compute.create_flavor_extra_specs(f, ARGS["properties"])
-    # `openstack flavor create --property` can log an error and still exit 0: read back.
-    got = conn.compute.fetch_flavor_extra_specs(conn.compute.get_flavor(f.id)).extra_specs or {}
-    missing = {k: v for k, v in ARGS["properties"].items() if got.get(k) != v}
-    if missing:
-        fail("flavor %s was created but these properties did not stick: %s" % (ARGS["name"], missing))
-guard(main)
-"#;
-
-const SET_PY: &str = r#"def main():
-    conn = openstack.connect()
-    f = conn.compute.get_flavor(ARGS["id"])
-    for k, v in ARGS["properties"].items():
-        conn.compute.update_flavor_extra_specs_property(f, k, v)
-    got = conn.compute.fetch_flavor_extra_specs(conn.compute.get_flavor(ARGS["id"])).extra_specs or {}
-    missing = {k: v for k, v in ARGS["properties"].items() if got.get(k) != v}
-    if missing:
-        fail("flavor %s: these properties did not stick: %s" % (ARGS["name"], missing))
-guard(main)
-"#;
-
 impl OpenstackFlavor {
     fn props(&self) -> BTreeMap<String, String> {
         self.properties
@@ -84,7 +57,7 @@ impl OpenstackFlavor {
         Action::Run {
             command: self.auth.change(
                 &format!("openstack flavor create {}", self.name),
-                CREATE_PY,
+                &crate::remote::FLAVOR_CREATE,
                 &args,
             ),
             systemd: false,
@@ -150,9 +123,11 @@ impl StepKind for OpenstackFlavor {
         let args = serde_json::json!({"id": f.id, "name": name, "properties": missing});
         Ok(Outcome {
             actions: vec![Action::Run {
-                command: self
-                    .auth
-                    .change(&format!("openstack flavor set {name}"), SET_PY, &args),
+                command: self.auth.change(
+                    &format!("openstack flavor set {name}"),
+                    &crate::remote::FLAVOR_SET,
+                    &args,
+                ),
                 systemd: false,
             }],
             summary: format!("set properties of flavor {name}: {}", list.join(", ")),

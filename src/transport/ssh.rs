@@ -97,8 +97,7 @@ fn socket_name(address: &str, o: &SshOptions) -> String {
         "{}@{}:{}|{:?}|{:?}|{}",
         o.user, address, o.port, o.identity_file, o.known_hosts, o.accept_new_host_keys
     ));
-    let d = h.finalize();
-    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    hex::encode(&h.finalize()[..8])
 }
 
 impl Ssh {

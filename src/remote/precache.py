@@ -1,5 +1,5 @@
-# novadock prefetch --source nova: runs on the controller, after openstack.rs's prelude (json,
-# base64, fail, guard, openstack) and `ARGS = {...}`. Prints exactly one JSON document on stdout.
+# novadock prefetch --source nova: runs on the controller, after prelude.py and openstack.py.
+# Prints exactly one JSON document on stdout.
 #
 # ARGS: aggregate (its name), body (the pre-cache request: {"cache": [{"id": ...}, ...]}),
 # send (false: check only, for --dry-run).

@@ -1,5 +1,5 @@
-# novadock boot-time: runs on the controller, after openstack.rs's prelude (json, base64,
-# fail, openstack) and `ARGS = {...}`. Prints exactly one JSON document on stdout.
+# novadock boot-time: runs on the controller, after prelude.py and openstack.py. Prints exactly
+# one JSON document on stdout.
 #
 # ARGS: mode ("boot", "resolve" or "sweep"), prefix, first (number of the first server),
 # flavor, image, network (optional: a port on it; none without), count, concurrency, host,
@@ -400,11 +400,6 @@ def main():
             except OSError:
                 pass
     return out
-
-
-def one_line(e):
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return "%s: %s" % (type(e).__name__, msg)
 
 
 def emit():

@@ -1,0 +1,150 @@
+//! `plan` and `apply`: the engine over the selected hosts, then the report.
+
+use super::Conn;
+use super::run_id::run_id;
+use super::select::{Input, load};
+use crate::engine::{Engine, Mode, Options};
+use crate::printer::{self, hinted};
+use crate::report;
+use anyhow::Result;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// What `plan` and `apply` take.
+#[derive(Debug, Clone)]
+pub(crate) struct Run {
+    pub(crate) common: Input,
+    pub(crate) json: bool,
+    /// Hosts worked on at once.
+    pub(crate) forks: usize,
+    pub(crate) fail_fast: bool,
+    pub(crate) conn: Conn,
+    /// Print SSH round trips per host.
+    pub(crate) verbose: bool,
+}
+
+/// `plan` (mode Plan) and `apply`.
+pub(crate) fn run(
+    r: &Run,
+    mode: Mode,
+    yes: bool,
+    rt: &tokio::runtime::Runtime,
+) -> Result<ExitCode> {
+    let l = load(&r.common)?;
+    if l.targets.is_empty() {
+        return Err(hinted(
+            "no host matches: nothing to do",
+            "check --limit and the steps' `hosts:` patterns",
+        ));
+    }
+    if mode == Mode::Apply && !yes && !std::io::stdin().is_terminal() {
+        return Err(hinted(
+            "refusing to apply without confirmation: stdin is not a terminal",
+            "run `novadock plan` to review, then `novadock apply --yes`",
+        ));
+    }
+    let engine = Engine {
+        inventory: l.inventory.clone(),
+        playbook: l.playbook.clone(),
+        renderer: l.renderer.clone(),
+        targets: l.targets.clone(),
+    };
+    let mut opts = Options {
+        mode,
+        forks: r.forks,
+        fail_fast: r.fail_fast,
+        persist_secs: r.conn.persist,
+        accept_new_host_keys: r.conn.accept_new_host_keys,
+        connect_timeout_secs: r.conn.connect_timeout,
+        run_id: run_id(),
+        planned_facts: None,
+        limit: l.limit.clone(),
+        keep_facts: false,
+        once_hosts: None,
+    };
+    let go = |opts: &Options| {
+        let pb = printer::progress(engine.targets.len() as u64);
+        let reports = rt.block_on(engine.run(opts, &pb));
+        pb.finish_and_clear();
+        reports
+    };
+    if mode == Mode::Apply && !yes {
+        // Interactive: show the plan, ask, then apply exactly that plan; every write checks
+        // that its file is still what the plan saw.
+        let planned = go(&Options {
+            mode: Mode::Plan,
+            keep_facts: true,
+            ..opts.clone()
+        });
+        report::human(Mode::Plan, &l.playbook, &planned);
+        let s = report::summarize(&planned);
+        if s.failed > 0 {
+            return Err(anyhow::anyhow!(
+                "the plan failed on {} host(s); nothing was applied",
+                s.failed_hosts
+            ));
+        }
+        if s.changed == 0 {
+            if r.json {
+                printer::json(&report::json(Mode::Apply, &planned));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !confirm("Apply these changes?")? {
+            return Err(anyhow::anyhow!("apply cancelled; nothing was changed"));
+        }
+        opts.mode = Mode::Apply;
+        // Each run_once step runs where the plan showed it (the facts are that host's).
+        opts.once_hosts = Some(Arc::new(
+            planned
+                .iter()
+                .flat_map(|r| {
+                    r.steps
+                        .iter()
+                        .filter(|s| l.playbook.steps[s.index].run_once)
+                        .map(|s| (s.index, r.name.clone()))
+                })
+                .collect(),
+        ));
+        opts.planned_facts = Some(Arc::new(
+            planned
+                .into_iter()
+                .filter_map(|r| Some((r.name, r.facts?)))
+                .collect(),
+        ));
+    }
+    let reports = go(&opts);
+    report::human(mode, &l.playbook, &reports);
+    if r.verbose {
+        for h in &reports {
+            printer::say(&format!("{}: {} SSH round trips", h.name, h.round_trips));
+        }
+    }
+    if r.json {
+        printer::json(&report::json(mode, &reports));
+    }
+    let s = report::summarize(&reports);
+    Ok(if s.failed > 0 {
+        ExitCode::from(1)
+    } else if mode == Mode::Plan && s.changed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn confirm(question: &str) -> Result<bool> {
+    let answer = dialoguer_free_prompt(question)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+fn dialoguer_free_prompt(question: &str) -> Result<String> {
+    use std::io::Write;
+    let mut e = std::io::stderr();
+    write!(e, "{question} [y/N] ")?;
+    e.flush()?;
+    let mut s = String::new();
+    std::io::stdin().read_line(&mut s)?;
+    Ok(s)
+}
