@@ -30,9 +30,44 @@ pub(crate) fn join<S: AsRef<str>>(words: &[S]) -> String {
         .join(" ")
 }
 
+/// The first word of `s` as [`quote`] wrote it (bare, or single-quoted with `'\''` for a
+/// quote), unquoted; `None` if `s` does not start with such a word.
+pub(crate) fn unquote_first(s: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => quoted = !quoted,
+            '\\' if !quoted => out.push(chars.next()?),
+            c if !quoted && (c == ' ' || c == '\n') => break,
+            c => out.push(c),
+        }
+    }
+    (!quoted && !out.is_empty()).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unquote_first_undoes_quote() {
+        for w in [
+            "plain",
+            "it's",
+            "two words",
+            "a\nnew line",
+            "$(id) `x`",
+            "'",
+        ] {
+            assert_eq!(
+                unquote_first(&format!("{} rest\nmore", quote(w))).as_deref(),
+                Some(w)
+            );
+        }
+        assert_eq!(unquote_first("'open"), None);
+    }
     use std::process::Command;
 
     fn roundtrip(s: &str) -> String {

@@ -281,11 +281,18 @@ pub(super) fn describe(a: &Action) -> String {
         Action::Symlink { path, target } => format!("ln -s {target} {path}"),
         Action::SetAttrs { path, .. } => format!("chown/chmod {path}"),
         Action::Upload(u) => format!("upload {} to Glance", u.name),
-        // Generated commands say what they are on their first line (`# openstack ...`).
-        Action::Run { command, .. } => match command.trim().strip_prefix("# ") {
-            Some(label) => label.lines().next().unwrap_or(label).to_string(),
-            None => command.trim().to_string(),
-        },
+        // Generated commands say what they are first: `: 'LABEL'` (OpenStack changes), or
+        // a `# label` line.
+        Action::Run { command, .. } => {
+            let c = command.trim();
+            if let Some(label) = c.strip_prefix(": ").and_then(crate::shell::unquote_first) {
+                return label;
+            }
+            match c.strip_prefix("# ") {
+                Some(label) => label.lines().next().unwrap_or(label).to_string(),
+                None => c.to_string(),
+            }
+        }
     }
 }
 
@@ -293,5 +300,34 @@ pub(super) fn slot(report: &mut HostReport, t: Target) -> &mut StepReport {
     match t {
         Target::Step(i) => &mut report.steps[i],
         Target::Handler(i) => &mut report.handlers[i],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_openstack_change_is_named_by_its_label_not_its_program() {
+        let auth = crate::openstack::Auth {
+            openrc: None,
+            cloud: None,
+        };
+        let py = crate::remote::Py::bare("pass\n");
+        let command = auth.change(
+            "flavor d1.small: create (it's new)",
+            &py,
+            &serde_json::json!({"name": "d1.small"}),
+        );
+        let a = Action::Run {
+            command,
+            systemd: false,
+        };
+        assert_eq!(describe(&a), "flavor d1.small: create (it's new)");
+        let a = Action::Run {
+            command: "# restart nova-compute\nsystemctl restart nova-compute".into(),
+            systemd: false,
+        };
+        assert_eq!(describe(&a), "restart nova-compute");
     }
 }
