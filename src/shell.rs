@@ -31,20 +31,21 @@ pub(crate) fn join<S: AsRef<str>>(words: &[S]) -> String {
 }
 
 /// The first word of `s` as [`quote`] wrote it (bare, or single-quoted with `'\''` for a
-/// quote), unquoted; `None` if `s` does not start with such a word.
-pub(crate) fn unquote_first(s: &str) -> Option<String> {
+/// quote), unquoted, and what follows it (from the space or newline that ends it); `None` if
+/// `s` does not start with such a word.
+pub(crate) fn unquote_first(s: &str) -> Option<(String, &str)> {
     let mut out = String::new();
-    let mut chars = s.chars().peekable();
+    let mut chars = s.char_indices();
     let mut quoted = false;
-    while let Some(c) = chars.next() {
+    while let Some((i, c)) = chars.next() {
         match c {
             '\'' => quoted = !quoted,
-            '\\' if !quoted => out.push(chars.next()?),
-            c if !quoted && (c == ' ' || c == '\n') => break,
+            '\\' if !quoted => out.push(chars.next()?.1),
+            ' ' | '\n' if !quoted => return (!out.is_empty()).then(|| (out, &s[i..])),
             c => out.push(c),
         }
     }
-    (!quoted && !out.is_empty()).then_some(out)
+    (!quoted && !out.is_empty()).then_some((out, ""))
 }
 
 #[cfg(test)]
@@ -61,10 +62,8 @@ mod tests {
             "$(id) `x`",
             "'",
         ] {
-            assert_eq!(
-                unquote_first(&format!("{} rest\nmore", quote(w))).as_deref(),
-                Some(w)
-            );
+            let s = format!("{} rest\nmore", quote(w));
+            assert_eq!(unquote_first(&s), Some((w.to_string(), " rest\nmore")));
         }
         assert_eq!(unquote_first("'open"), None);
     }

@@ -285,7 +285,9 @@ pub(super) fn describe(a: &Action) -> String {
         // a `# label` line.
         Action::Run { command, .. } => {
             let c = command.trim();
-            if let Some(label) = c.strip_prefix(": ").and_then(crate::shell::unquote_first) {
+            if let Some((label, rest)) = c.strip_prefix(": ").and_then(crate::shell::unquote_first)
+                && rest.starts_with('\n')
+            {
                 return label;
             }
             match c.strip_prefix("# ") {
@@ -329,5 +331,11 @@ mod tests {
             systemd: false,
         };
         assert_eq!(describe(&a), "restart nova-compute");
+        // A user's own `:` command is shown whole.
+        let a = Action::Run {
+            command: ": x; exit 1".into(),
+            systemd: false,
+        };
+        assert_eq!(describe(&a), ": x; exit 1");
     }
 }
