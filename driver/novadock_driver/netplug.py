@@ -124,8 +124,9 @@ def _delete_link(dev):
             raise RuntimeError('cannot delete network device %s' % dev)
 
 
-def _links():
-    out = _run('ip', '-o', 'link', 'show')
+def _links(ns=()):
+    """Names of the network devices (of the namespace `ns` enters, else the host's)."""
+    out = _run(*ns, 'ip', '-o', 'link', 'show')
     return {line.split(':', 2)[1].strip().split('@')[0]
             for line in out.splitlines() if line.count(':') >= 2}
 
@@ -213,13 +214,7 @@ def plug(cfg, pid):
 @vif_ctx.entrypoint
 def interfaces(pid):
     """Names of the interfaces in the namespace of process `pid`."""
-    out = _run(*_ns(int(pid)), 'ip', '-o', 'link', 'show')
-    names = []
-    for line in out.splitlines():
-        parts = line.split(':', 2)
-        if len(parts) >= 2:
-            names.append(parts[1].strip().split('@')[0])
-    return names
+    return sorted(_links(_ns(int(pid))))
 
 
 @vif_ctx.entrypoint
