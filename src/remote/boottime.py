@@ -167,10 +167,11 @@ class Run:
         with self.lock:
             return [sid for sid, ev in self.done.items() if not ev.is_set()]
 
-    def ours_active(self):
-        """Ids of our servers that are ACTIVE, from the plain list (no Neutron call)."""
+    def our_ids(self, query=""):
+        """Ids of our servers (`query`: more filters, e.g. "status=ACTIVE&"), from the plain
+        list: nova-api answers it from its database, without asking Neutron."""
         name = quote("^" + re.escape(self.prefix))
-        resp = self.get("/servers?status=ACTIVE&name=%s" % name, POLL_MICROVERSION)
+        resp = self.get("/servers?%sname=%s" % (query, name), POLL_MICROVERSION)
         if resp.status_code != 200:
             raise Failed("api", "listing servers: " + api_message(resp))
         return {s["id"] for s in resp.json()["servers"]}
@@ -181,7 +182,7 @@ class Run:
         if not pending:
             return
         if not full:
-            active = self.ours_active()
+            active = self.our_ids("status=ACTIVE&")
             active = [sid for sid in pending if sid in active]
             now = time.time()
             for sid in active:
@@ -276,11 +277,7 @@ class Run:
         while left and time.time() < deadline:
             time.sleep(0.2)
             # The plain list of ours, not a GET per server (each asks Neutron too).
-            name = quote("^" + re.escape(self.prefix))
-            resp = self.get("/servers?name=%s" % name, POLL_MICROVERSION)
-            if resp.status_code != 200:
-                raise Failed("api", "listing servers: " + api_message(resp))
-            there = {s["id"] for s in resp.json()["servers"]}
+            there = self.our_ids()
             left = [sid for sid in left if sid in there]
         if left:
             raise Failed("cleanup", "servers not gone %d s after delete: %s" % (
