@@ -772,6 +772,39 @@ fn ssh_masters_outlive_the_run_and_are_resumed() {
     );
 }
 
+/// A host that waits longer than its master's ControlPersist is still reachable afterwards:
+/// in the lab, the computes wait for the controller's whole run (they authorize its key), and
+/// their masters had exited by the time they wrote their first file.
+#[test]
+fn a_host_idle_longer_than_its_masters_persistence_is_still_reachable() {
+    let hosts = Hosts::up(2);
+    let inv = hosts.inventory("inventory.yml", "");
+    let keys = hosts.path("authorized_keys");
+    let pb = hosts.write_file(
+        "pb.yml",
+        &r#"steps:
+  - name: a key on h2, slowly
+    hosts: h2
+    command: { cmd: "sleep 4; ssh-keygen -q -t ed25519 -N '' -C nd-test@h2 -f /etc/nd-test-key", creates: /etc/nd-test-key }
+  - name: h2's key may log into h1
+    hosts: h1
+    authorized_key: { user: root, path: KEYS, key_from: { host: h2, path: /etc/nd-test-key.pub } }
+  - name: then a file on h1
+    hosts: h1
+    file: { path: /etc/x, content: x }
+"#
+        .replace("KEYS", &keys.display().to_string()),
+    );
+    let r = hosts
+        .apply(&inv, &pb)
+        .args(["--persist", "1"])
+        .env("NO_COLOR", "1")
+        .run();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("~ h1: changed: create /etc/x"), "{r:?}");
+    assert_eq!(hosts.sh_ok("h1", "cat /etc/x"), "x");
+}
+
 /// Interactive apply on a terminal (a real pty from `script`): the plan is shown, the answer
 /// read; a file that changes while the question is open is not overwritten.
 #[test]

@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use openssh::{Session, Stdio};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
@@ -34,14 +35,45 @@ pub(crate) struct SshOptions {
 pub(crate) struct Ssh {
     address: String,
     user: String,
+    options: SshOptions,
     session: Arc<Session>,
     ctl: PathBuf,
     channels: Semaphore,
     trips: AtomicU64,
+    idle: Arc<Mutex<Idle>>,
+    /// One task at a time revives the master.
+    reviving: tokio::sync::Mutex<()>,
+}
+
+/// A master exits ControlPersist seconds after its last channel closed, also in the middle of a
+/// run whose other hosts keep it busy (a slow OpenStack step on the controller while the
+/// computes wait): a host this run left idle that long needs its master checked, or revived.
+struct Idle {
+    open: usize,
+    since: Instant,
+}
+
+/// An open channel of this run; the host counts as idle from when the last one closes.
+struct Channel(Arc<Mutex<Idle>>);
+
+impl Channel {
+    fn open(idle: &Arc<Mutex<Idle>>) -> Channel {
+        idle.lock().expect("idle lock").open += 1;
+        Channel(idle.clone())
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        let mut i = self.0.lock().expect("idle lock");
+        i.open -= 1;
+        i.since = Instant::now();
+    }
 }
 
 struct SshHeld {
     _child: openssh::Child<Arc<Session>>,
+    _channel: Channel,
 }
 impl Held for SshHeld {}
 
@@ -102,46 +134,51 @@ fn socket_name(address: &str, o: &SshOptions) -> String {
 
 impl Ssh {
     pub(crate) async fn connect(address: &str, o: &SshOptions) -> Result<Ssh, TransportError> {
-        let dir = control_dir()?;
-        let name = socket_name(address, o);
-        let ctl = dir.join(&name);
-        let log = dir.join(format!("{name}.log"));
-        let connect_err = |message: String| TransportError::Connect {
-            address: address.to_string(),
-            message,
-        };
-        // Serialise master creation for this host across concurrent novadock processes.
-        let lock_path = dir.join(format!("{name}.lock"));
-        let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(lock_path)?;
-            f.lock()?;
-            Ok(f)
-        })
-        .await
-        .map_err(|e| connect_err(e.to_string()))?
-        .map_err(|e| connect_err(format!("cannot lock the control socket: {e}")))?;
-
-        let session = Session::resume_mux(ctl.clone().into_boxed_path(), None);
-        if !(ctl.exists() && session.check().await.is_ok()) {
-            let _ = std::fs::remove_file(&ctl);
-            let _ = std::fs::remove_file(&log);
-            launch_master(address, o, &ctl, &log)
-                .await
-                .map_err(connect_err)?;
-        }
-        drop(lock);
+        let ctl = control_dir()?.join(socket_name(address, o));
+        ensure_master(address, o, &ctl).await?;
         Ok(Ssh {
             address: address.to_string(),
             user: o.user.clone(),
+            options: o.clone(),
             session: Arc::new(Session::resume_mux(ctl.clone().into_boxed_path(), None)),
             ctl,
             channels: Semaphore::new(MAX_CHANNELS),
             trips: AtomicU64::new(0),
+            idle: Arc::new(Mutex::new(Idle {
+                open: 0,
+                since: Instant::now(),
+            })),
+            reviving: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// A channel on a live master. Idle for less than half of ControlPersist, the master still
+    /// runs (other clients only extend its life); idle longer, a trivial command through it
+    /// either restarts its timer or shows it gone, and then a new master is launched.
+    async fn channel(&self) -> Result<Channel, TransportError> {
+        let stale = || {
+            let i = self.idle.lock().expect("idle lock");
+            i.open == 0 && i.since.elapsed() >= master_persist(&self.options) / 2
+        };
+        if stale() {
+            let _one = self.reviving.lock().await;
+            if stale() {
+                let _touch = Channel::open(&self.idle);
+                let alive = self
+                    .session
+                    .raw_command("true")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .await
+                    .is_ok_and(|s| s.success());
+                if !alive {
+                    ensure_master(&self.address, &self.options, &self.ctl).await?;
+                }
+            }
+        }
+        Ok(Channel::open(&self.idle))
     }
 
     fn disconnected(&self, e: openssh::Error) -> TransportError {
@@ -150,6 +187,51 @@ impl Ssh {
             message: e.to_string(),
         }
     }
+}
+
+/// ControlPersist of the masters we launch. Without persistence the run closes its masters at
+/// its end (`close`); this only bounds how long one outlives a killed run.
+fn master_persist(o: &SshOptions) -> Duration {
+    Duration::from_secs(if o.persist_secs == 0 {
+        30
+    } else {
+        o.persist_secs
+    })
+}
+
+/// Make sure a master answers on `ctl`, launching one if not. Serialised per host across
+/// concurrent novadock processes by a lock file beside the socket.
+async fn ensure_master(address: &str, o: &SshOptions, ctl: &Path) -> Result<(), TransportError> {
+    let connect_err = |message: String| TransportError::Connect {
+        address: address.to_string(),
+        message,
+    };
+    let name = ctl.file_name().expect("socket name").to_string_lossy();
+    let log = ctl.with_file_name(format!("{name}.log"));
+    let lock_path = ctl.with_file_name(format!("{name}.lock"));
+    let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(lock_path)?;
+        f.lock()?;
+        Ok(f)
+    })
+    .await
+    .map_err(|e| connect_err(e.to_string()))?
+    .map_err(|e| connect_err(format!("cannot lock the control socket: {e}")))?;
+
+    let session = Session::resume_mux(ctl.to_path_buf().into_boxed_path(), None);
+    if !(ctl.exists() && session.check().await.is_ok()) {
+        let _ = std::fs::remove_file(ctl);
+        let _ = std::fs::remove_file(&log);
+        launch_master(address, o, ctl, &log)
+            .await
+            .map_err(connect_err)?;
+    }
+    drop(lock);
+    Ok(())
 }
 
 async fn launch_master(
@@ -168,12 +250,7 @@ async fn launch_master(
         .arg(ctl)
         .args(["-M", "-f", "-N"])
         .arg("-o")
-        .arg(if o.persist_secs == 0 {
-            // The master must outlive `ssh -f` until our first mux client attaches.
-            "ControlPersist=5s".to_string()
-        } else {
-            format!("ControlPersist={}s", o.persist_secs)
-        })
+        .arg(format!("ControlPersist={}s", master_persist(o).as_secs()))
         .args(["-o", "BatchMode=yes"])
         .arg("-o")
         .arg(if o.accept_new_host_keys {
@@ -225,6 +302,7 @@ impl Transport for Ssh {
             .acquire()
             .await
             .expect("semaphore never closed");
+        let _channel = self.channel().await?;
         self.trips.fetch_add(1, Ordering::Relaxed);
         let mut child = self
             .session
@@ -254,6 +332,7 @@ impl Transport for Ssh {
     }
 
     async fn hold(&self, script: &str) -> Result<(String, Box<dyn Held>), TransportError> {
+        let channel = self.channel().await?;
         self.trips.fetch_add(1, Ordering::Relaxed);
         let mut child =
             Session::to_raw_command(self.session.clone(), shell_command(&self.user, false))
@@ -272,10 +351,17 @@ impl Transport for Ssh {
         let line = super::send_and_read_line(stdin, stdout, script)
             .await
             .map_err(io)?;
-        Ok((line, Box::new(SshHeld { _child: child })))
+        Ok((
+            line,
+            Box::new(SshHeld {
+                _child: child,
+                _channel: channel,
+            }),
+        ))
     }
 
     async fn stream(&self, script: &str) -> Result<super::Stream, TransportError> {
+        let channel = self.channel().await?;
         self.trips.fetch_add(1, Ordering::Relaxed);
         let mut child =
             Session::to_raw_command(self.session.clone(), super::sh_c(&self.user, false, script))
@@ -290,6 +376,7 @@ impl Transport for Ssh {
         let stderr = child.stderr().take().expect("piped stderr");
         let address = self.address.clone();
         let wait = async move {
+            let _channel = channel;
             child
                 .wait()
                 .await
