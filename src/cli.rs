@@ -171,7 +171,7 @@ struct PrefetchArgs {
     /// Remove images prefetched earlier that are gone from Glance (never one a container uses).
     #[arg(long)]
     prune: bool,
-    /// How many hosts to work on at once [default: inventory var prefetch_parallel, else 4].
+    /// How many hosts to work on at once [default: inventory var prefetch_forks, else 4].
     /// (`--parallel` is its old name.)
     #[arg(long, alias = "parallel", value_name = "N")]
     forks: Option<usize>,
