@@ -11,7 +11,6 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 /// sshd's default MaxSessions is 10; stay below it with room for a human's own session.
@@ -235,22 +234,10 @@ impl Transport for Ssh {
             .spawn()
             .await
             .map_err(|e| self.disconnected(e))?;
-        let mut stdin = child.stdin().take().expect("piped stdin");
-        let script = super::guarded(script).into_bytes();
-        let writer = tokio::spawn(async move {
-            let _ = stdin.write_all(&script).await;
-            let _ = stdin.shutdown().await;
-        });
-        let out = child
-            .wait_with_output()
+        let stdin = child.stdin().take().expect("piped stdin");
+        super::send_and_wait(stdin, script, child.wait_with_output())
             .await
-            .map_err(|e| self.disconnected(e))?;
-        let _ = writer.await;
-        Ok(ExecOutput {
-            code: out.status.code(),
-            stdout: out.stdout,
-            stderr: out.stderr,
-        })
+            .map_err(|e| self.disconnected(e))
     }
 
     async fn hold(&self, script: &str) -> Result<(String, Box<dyn Held>), TransportError> {
