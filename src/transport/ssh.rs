@@ -149,6 +149,21 @@ impl Ssh {
             message: e.to_string(),
         }
     }
+
+    /// Starts `command` over the master, its stdin and stdout piped.
+    async fn spawn(
+        &self,
+        command: &str,
+        stderr: Stdio,
+    ) -> Result<openssh::Child<Arc<Session>>, TransportError> {
+        Session::to_raw_command(self.session.clone(), command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .await
+            .map_err(|e| self.disconnected(e))
+    }
 }
 
 async fn launch_master(
@@ -226,14 +241,8 @@ impl Transport for Ssh {
             .expect("semaphore never closed");
         self.trips.fetch_add(1, Ordering::Relaxed);
         let mut child = self
-            .session
-            .raw_command(shell_command(&self.user, false))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .await
-            .map_err(|e| self.disconnected(e))?;
+            .spawn(shell_command(&self.user, false), Stdio::piped())
+            .await?;
         let stdin = child.stdin().take().expect("piped stdin");
         super::send_and_wait(stdin, script, child.wait_with_output())
             .await
@@ -242,14 +251,9 @@ impl Transport for Ssh {
 
     async fn hold(&self, script: &str) -> Result<(String, Box<dyn Held>), TransportError> {
         self.trips.fetch_add(1, Ordering::Relaxed);
-        let mut child =
-            Session::to_raw_command(self.session.clone(), shell_command(&self.user, false))
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .await
-                .map_err(|e| self.disconnected(e))?;
+        let mut child = self
+            .spawn(shell_command(&self.user, false), Stdio::null())
+            .await?;
         let io = |e: std::io::Error| TransportError::Disconnected {
             address: self.address.clone(),
             message: e.to_string(),
@@ -264,14 +268,9 @@ impl Transport for Ssh {
 
     async fn stream(&self, script: &str) -> Result<super::Stream, TransportError> {
         self.trips.fetch_add(1, Ordering::Relaxed);
-        let mut child =
-            Session::to_raw_command(self.session.clone(), super::sh_c(&self.user, false, script))
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .await
-                .map_err(|e| self.disconnected(e))?;
+        let mut child = self
+            .spawn(&super::sh_c(&self.user, false, script), Stdio::piped())
+            .await?;
         let stdin = child.stdin().take().expect("piped stdin");
         let stdout = child.stdout().take().expect("piped stdout");
         let stderr = child.stderr().take().expect("piped stderr");
