@@ -171,7 +171,7 @@ struct PrefetchArgs {
     /// Remove images prefetched earlier that are gone from Glance (never one a container uses).
     #[arg(long)]
     prune: bool,
-    /// How many hosts to work on at once [default: inventory var prefetch_parallel, else 4].
+    /// How many hosts to work on at once [default: inventory var prefetch_forks, else 4].
     /// (`--parallel` is its old name.)
     #[arg(long, alias = "parallel", value_name = "N")]
     forks: Option<usize>,
@@ -371,13 +371,9 @@ fn help(topic: Option<&str>) -> Result<ExitCode> {
         .get_subcommands()
         .map(|c| c.get_name().to_string())
         .collect();
-    // A reader's `| head` closing the pipe is not an error worth a panic.
-    let out = |text: &str| {
-        let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
-    };
     match crate::help::resolve(topic, &commands)? {
-        crate::help::Help::Page(text) => out(text),
-        crate::help::Help::Topics(text) => out(&text),
+        crate::help::Help::Page(text) => crate::printer::page(text),
+        crate::help::Help::Topics(text) => crate::printer::page(&text),
         // Exactly `novadock COMMAND --help`: clap renders it as a "display help" outcome.
         crate::help::Help::Command(name) => {
             let _ = Cli::try_parse_from(["novadock", &name, "--help"])

@@ -158,28 +158,39 @@ mod tests {
         assert_eq!(s("docker_aggregate").as_deref(), Some("docker"));
         assert_eq!(s("prefetch_hosts").as_deref(), Some("aggregate"));
         assert_eq!(s("openstack_openrc").as_deref(), Some("/root/admin-openrc"));
-        assert_eq!(
-            super::bootstrap_default("prefetch_parallel").and_then(|v| v.as_u64()),
-            Some(4)
-        );
         assert!(super::bootstrap_default("no_such_var").is_none());
+    }
+
+    /// A variable as the controller of an inventory with these `vars` sees it.
+    fn var(vars: &str, name: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i.yml");
+        std::fs::write(
+            &p,
+            format!("hosts: {{ ctl: {{ address: local, groups: [controllers] }} }}\nvars: {{ {vars} }}\n"),
+        )
+        .unwrap();
+        let c = super::Cloud::load(&p, "why").unwrap();
+        c.var_or_default(name).unwrap()
+    }
+
+    /// Concurrency is `prefetch_forks`; an inventory's `prefetch_parallel`, its old name, is
+    /// still read.
+    #[test]
+    fn prefetch_forks_reads_its_old_name() {
+        assert_eq!(var("", "prefetch_forks"), "4");
+        assert_eq!(var("prefetch_parallel: 7", "prefetch_forks"), "7");
+        assert_eq!(
+            var("prefetch_parallel: 7, prefetch_forks: 9", "prefetch_forks"),
+            "9"
+        );
     }
 
     /// `prefetch_source` follows the driver: Nova's pre-cache API with novadock's own driver,
     /// SSH from the controller with any other; an explicit value wins.
     #[test]
     fn the_prefetch_source_follows_the_driver() {
-        let source = |vars: &str| {
-            let dir = tempfile::tempdir().unwrap();
-            let p = dir.path().join("i.yml");
-            std::fs::write(
-                &p,
-                format!("hosts: {{ ctl: {{ address: local, groups: [controllers] }} }}\nvars: {{ {vars} }}\n"),
-            )
-            .unwrap();
-            let c = super::Cloud::load(&p, "why").unwrap();
-            c.var_or_default("prefetch_source").unwrap()
-        };
+        let source = |vars: &str| var(vars, "prefetch_source");
         assert_eq!(source(""), "nova");
         assert_eq!(source("docker_driver_source: bundled"), "nova");
         assert_eq!(source("docker_driver_path: /srv/drv"), "glance");

@@ -166,6 +166,22 @@ fn sgr_len(s: &str) -> Option<usize> {
     (body.as_bytes().get(n) == Some(&b'm')).then_some(2 + n + 1)
 }
 
+/// A question on stderr, answered by a line of stdin (`apply`'s confirmation).
+pub(crate) fn ask(question: &str) -> std::io::Result<String> {
+    let mut e = std::io::stderr();
+    write!(e, "{question} [y/N] ")?;
+    e.flush()?;
+    let mut s = String::new();
+    std::io::stdin().read_line(&mut s)?;
+    Ok(s)
+}
+
+/// A page of the manual (`novadock help`) on stdout, as it is: a reader's `| head` closing
+/// the pipe is not an error worth a panic.
+pub(crate) fn page(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 /// The `--json` document on stdout.
 pub(crate) fn json(value: &serde_json::Value) {
     let text = serde_json::to_string_pretty(value).expect("JSON values serialize");

@@ -128,6 +128,22 @@ fn the_version_names_the_build() {
         .run();
 }
 
+/// `prefetch_parallel`, the old name of `prefetch_forks`, is still read, with a warning.
+#[test]
+fn the_old_name_of_prefetch_forks_warns() {
+    let example = std::fs::read_to_string(common::repo().join("inventories/example.yml")).unwrap();
+    let old = example.replace("  prefetch_forks: 4 ", "  prefetch_parallel: 4 ");
+    assert_ne!(old, example);
+    let d = tempfile::tempdir().unwrap();
+    Novadock::new()
+        .dir(d.path())
+        .file("inv.yml", &old)
+        .args(["check", "-i", "inv.yml"])
+        .code(0)
+        .stderr("warning: inv.yml: `prefetch_parallel` is deprecated: rename it `prefetch_forks` (it is read as `prefetch_forks` until then)\nok: inv.yml and embedded:playbooks/bootstrap.yml are valid: 3 hosts, 32 steps, 5 handlers\n")
+        .run();
+}
+
 #[test]
 fn the_example_inventory_is_valid() {
     Novadock::new()

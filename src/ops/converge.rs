@@ -135,16 +135,6 @@ pub(crate) fn run(
 }
 
 fn confirm(question: &str) -> Result<bool> {
-    let answer = dialoguer_free_prompt(question)?;
+    let answer = printer::ask(question)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
-}
-
-fn dialoguer_free_prompt(question: &str) -> Result<String> {
-    use std::io::Write;
-    let mut e = std::io::stderr();
-    write!(e, "{question} [y/N] ")?;
-    e.flush()?;
-    let mut s = String::new();
-    std::io::stdin().read_line(&mut s)?;
-    Ok(s)
 }

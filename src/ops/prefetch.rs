@@ -56,10 +56,10 @@ pub(crate) fn run(a: &Prefetch, rt: &tokio::runtime::Runtime) -> Result<ExitCode
     let parallel = match a.forks {
         Some(n) => n,
         None => {
-            let v = cloud.var_or_default("prefetch_parallel")?;
+            let v = cloud.var_or_default("prefetch_forks")?;
             v.parse().map_err(|_| {
                 anyhow::anyhow!(
-                    "{}: prefetch_parallel `{v}` is not a number",
+                    "{}: prefetch_forks `{v}` is not a number",
                     a.inventory.display()
                 )
             })?

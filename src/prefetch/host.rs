@@ -128,7 +128,7 @@ pub(super) async fn host_call(
     if !out.success() {
         return Err(format!(
             "{} (exit {})",
-            String::from_utf8_lossy(&out.stderr).trim(),
+            crate::remote::py_error(&out.stderr),
             out.code.map_or("signal".into(), |c| c.to_string())
         ));
     }
@@ -223,7 +223,7 @@ pub(super) async fn load(
     fed?;
     let out = out?;
     if !out.success() {
-        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let err = crate::remote::py_error(&out.stderr);
         return Err(if err.is_empty() {
             format!(
                 "the loader exited with {}",

@@ -102,11 +102,7 @@ impl StepKind for KnownHosts {
 
 /// `hosts: PATTERN` → the inventory's hosts, with the addresses the job will dial.
 pub(crate) fn resolve_hosts(args: &mut serde_yaml::Value, inventory: &crate::inventory::Inventory) {
-    let Some(pattern) = args
-        .get("hosts")
-        .and_then(|h| h.as_str())
-        .map(str::to_string)
-    else {
+    let Some(pattern) = super::hosts_pattern(args).map(str::to_string) else {
         return;
     };
     let hosts: Vec<serde_yaml::Value> = inventory

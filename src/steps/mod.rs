@@ -145,6 +145,12 @@ pub(crate) fn attrs(owner: &Option<String>, group: &Option<String>, mode: &Optio
     }
 }
 
+/// The `hosts:` inventory pattern of a step that manages other hosts (`known_hosts`,
+/// `openstack_aggregate`), before the engine resolves it.
+pub(crate) fn hosts_pattern(args: &serde_yaml::Value) -> Option<&str> {
+    args.get("hosts")?.as_str()
+}
+
 pub(crate) fn require_absolute(path: &str) -> Result<(), StepError> {
     if !path.starts_with('/') {
         return Err(StepError::Invalid(format!(

@@ -167,11 +167,7 @@ pub(crate) fn resolve_hosts(
     inventory: &crate::inventory::Inventory,
     limit: Option<&std::collections::BTreeSet<String>>,
 ) {
-    let Some(pattern) = args
-        .get("hosts")
-        .and_then(|h| h.as_str())
-        .map(str::to_string)
-    else {
+    let Some(pattern) = super::hosts_pattern(args).map(str::to_string) else {
         return;
     };
     let hosts = inventory.select_steps(&pattern);
@@ -189,7 +185,7 @@ pub(crate) fn resolve_hosts(
 /// Inventory hosts named by a step's `hosts:` pattern, for `--limit` to pull in the
 /// controller step that manages their membership.
 pub(crate) fn member_pattern(args: &serde_yaml::Value) -> Option<&str> {
-    args.get("hosts")?.as_str().filter(|p| !p.contains("{{"))
+    super::hosts_pattern(args).filter(|p| !p.contains("{{"))
 }
 
 #[cfg(test)]

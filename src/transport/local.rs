@@ -4,7 +4,6 @@ use super::{ExecOutput, Held, Transport, TransportError};
 use async_trait::async_trait;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
 #[derive(Default)]
@@ -38,19 +37,10 @@ impl Transport for Local {
     async fn exec(&self, script: &str) -> Result<ExecOutput, TransportError> {
         self.trips.fetch_add(1, Ordering::Relaxed);
         let mut child = Self::command().spawn().map_err(local_err)?;
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        let script = super::guarded(script).into_bytes();
-        // Write concurrently with reading so a large output cannot deadlock the pipe.
-        let writer = tokio::spawn(async move {
-            let _ = stdin.write_all(&script).await;
-        });
-        let out = child.wait_with_output().await.map_err(local_err)?;
-        let _ = writer.await;
-        Ok(ExecOutput {
-            code: out.status.code(),
-            stdout: out.stdout,
-            stderr: out.stderr,
-        })
+        let stdin = child.stdin.take().expect("piped stdin");
+        super::send_and_wait(stdin, script, child.wait_with_output())
+            .await
+            .map_err(local_err)
     }
 
     async fn hold(&self, script: &str) -> Result<(String, Box<dyn Held>), TransportError> {

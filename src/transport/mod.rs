@@ -168,6 +168,31 @@ pub(crate) fn guarded(script: &str) -> String {
     )
 }
 
+/// Send `script` (guarded) to a started `sh -s` while `output` waits for it to end: written
+/// concurrently with the reading, so a large output cannot deadlock the pipe.
+pub(crate) async fn send_and_wait<W, E>(
+    mut stdin: W,
+    script: &str,
+    output: impl Future<Output = Result<std::process::Output, E>>,
+) -> Result<ExecOutput, E>
+where
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tokio::io::AsyncWriteExt;
+    let script = guarded(script).into_bytes();
+    let writer = tokio::spawn(async move {
+        let _ = stdin.write_all(&script).await;
+        let _ = stdin.shutdown().await;
+    });
+    let out = output.await?;
+    let _ = writer.await;
+    Ok(ExecOutput {
+        code: out.status.code(),
+        stdout: out.stdout,
+        stderr: out.stderr,
+    })
+}
+
 /// Send `script` (guarded) to a started `sh -s` and wait for the first line it prints; stdin
 /// stays open, for scripts that live as long as their caller (see [`Transport::hold`]).
 pub(crate) async fn send_and_read_line<W, R>(

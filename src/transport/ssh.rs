@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 /// sshd's default MaxSessions is 10; stay below it with room for a human's own session.
@@ -187,6 +186,21 @@ impl Ssh {
             message: e.to_string(),
         }
     }
+
+    /// Starts `command` over the master, its stdin and stdout piped.
+    async fn spawn(
+        &self,
+        command: &str,
+        stderr: Stdio,
+    ) -> Result<openssh::Child<Arc<Session>>, TransportError> {
+        Session::to_raw_command(self.session.clone(), command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .await
+            .map_err(|e| self.disconnected(e))
+    }
 }
 
 /// ControlPersist of the masters we launch. Without persistence the run closes its masters at
@@ -305,43 +319,20 @@ impl Transport for Ssh {
         let _channel = self.channel().await?;
         self.trips.fetch_add(1, Ordering::Relaxed);
         let mut child = self
-            .session
-            .raw_command(shell_command(&self.user, false))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+            .spawn(shell_command(&self.user, false), Stdio::piped())
+            .await?;
+        let stdin = child.stdin().take().expect("piped stdin");
+        super::send_and_wait(stdin, script, child.wait_with_output())
             .await
-            .map_err(|e| self.disconnected(e))?;
-        let mut stdin = child.stdin().take().expect("piped stdin");
-        let script = super::guarded(script).into_bytes();
-        let writer = tokio::spawn(async move {
-            let _ = stdin.write_all(&script).await;
-            let _ = stdin.shutdown().await;
-        });
-        let out = child
-            .wait_with_output()
-            .await
-            .map_err(|e| self.disconnected(e))?;
-        let _ = writer.await;
-        Ok(ExecOutput {
-            code: out.status.code(),
-            stdout: out.stdout,
-            stderr: out.stderr,
-        })
+            .map_err(|e| self.disconnected(e))
     }
 
     async fn hold(&self, script: &str) -> Result<(String, Box<dyn Held>), TransportError> {
         let channel = self.channel().await?;
         self.trips.fetch_add(1, Ordering::Relaxed);
-        let mut child =
-            Session::to_raw_command(self.session.clone(), shell_command(&self.user, false))
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .await
-                .map_err(|e| self.disconnected(e))?;
+        let mut child = self
+            .spawn(shell_command(&self.user, false), Stdio::null())
+            .await?;
         let io = |e: std::io::Error| TransportError::Disconnected {
             address: self.address.clone(),
             message: e.to_string(),
@@ -363,14 +354,9 @@ impl Transport for Ssh {
     async fn stream(&self, script: &str) -> Result<super::Stream, TransportError> {
         let channel = self.channel().await?;
         self.trips.fetch_add(1, Ordering::Relaxed);
-        let mut child =
-            Session::to_raw_command(self.session.clone(), super::sh_c(&self.user, false, script))
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .await
-                .map_err(|e| self.disconnected(e))?;
+        let mut child = self
+            .spawn(&super::sh_c(&self.user, false, script), Stdio::piped())
+            .await?;
         let stdin = child.stdin().take().expect("piped stdin");
         let stdout = child.stdout().take().expect("piped stdout");
         let stderr = child.stderr().take().expect("piped stderr");

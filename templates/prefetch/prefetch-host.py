@@ -39,9 +39,18 @@ SMALL = 4 << 20
 REF_ANNOTATIONS = ("org.opencontainers.image.ref.name", "io.containerd.image.name")
 
 
+# The error convention of src/remote/prelude.py (this file cannot load it: see CONTRIBUTING.md):
+# `error: MESSAGE` on stderr, never a traceback. The exit code tells a request this program
+# refuses (2) and a host without docker (3) from a failed operation (1).
 def fail(msg, code=1):
-    sys.stderr.write(msg + "\n")
+    sys.stderr.write("error: %s\n" % msg)
     sys.exit(code)
+
+
+def one_line(e):
+    """An exception as `Type: first line of its message` (as the prelude's)."""
+    text = str(e).strip()
+    return "%s: %s" % (type(e).__name__, text.splitlines()[0] if text else "")
 
 
 def docker(*args, **kw):
@@ -343,14 +352,16 @@ def main():
         op = a["op"]
     except (ValueError, KeyError, TypeError):
         fail("expected a JSON request on the first line of stdin", 2)
-    if op == "check":
-        check(a)
-    elif op == "load":
-        load(a, src)
-    elif op == "prune":
-        prune(a)
-    else:
+    ops = {"check": check, "load": lambda a: load(a, src), "prune": prune}
+    run = ops.get(op) if isinstance(op, str) else None
+    if run is None:
         fail("unknown operation %r" % op, 2)
+    try:
+        run(a)
+    except SystemExit:
+        raise
+    except Exception as e:
+        fail(one_line(e))
 
 
 if __name__ == "__main__":
