@@ -531,6 +531,20 @@ handlers:
         let bookworm = profile(include_bytes!("../tests/data/distro/os-release.debian12"));
         assert_eq!(packages(&bookworm), ["docker.io"]);
         assert_eq!(packages(&rdo), ["docker-ce"]);
+        // Docker's own engine chosen on trixie: its docker-ce-cli conflicts with docker-cli.
+        let inv = crate::inventory::Inventory::parse(
+            Path::new("i.yml"),
+            "hosts: { cmp1: { address: 10.0.0.2, groups: [docker_computes], vars: { docker_package: docker-ce } } }\n",
+        )
+        .unwrap();
+        let r = r.with_inventory(&inv);
+        let args = r
+            .render_value(&engine.args, &r.context_with(&inv.hosts[0], &trixie))
+            .unwrap();
+        assert_eq!(
+            serde_yaml::from_value::<Vec<String>>(args["names"].clone()).unwrap(),
+            ["docker-ce"]
+        );
     }
 
     /// With several controllers, a cloud-wide API change runs once, and control services
