@@ -28,6 +28,9 @@ pub(crate) struct Profile {
     pub(crate) nova_virt_dir: String,
     /// The Docker engine's package (RHEL's is Docker's own docker-ce, from Docker's repository).
     pub(crate) docker_package: &'static str,
+    /// The `docker` command's package where it is not the engine's nor one of its dependencies
+    /// (Debian 13: `docker-cli`), else empty.
+    pub(crate) docker_cli_package: &'static str,
 }
 
 const OS_RELEASE: [&str; 2] = ["/etc/os-release", "/usr/lib/os-release"];
@@ -58,10 +61,31 @@ pub(crate) fn probes() -> Vec<Probe> {
 /// The profile templates see before the facts are read: Debian's. A host detected as another
 /// family is planned again with its own (one more round trip, for that host only).
 pub(crate) fn assumed() -> Profile {
-    debian("debian".into(), None)
+    debian("debian".into(), None, "")
 }
 
-fn debian(id: String, unit: Option<&str>) -> Profile {
+/// Debian split the `docker` command off docker.io into docker-cli in 26.1.4+dfsg1-7, which
+/// Debian 13 (trixie) ships; docker.io only Recommends it. A host that installs no Recommends
+/// then has dockerd but no `docker`, which prefetch over SSH, `image add --from-host` and
+/// boot-time run. Debian's testing and unstable (no VERSION_ID) have the split too. Ubuntu's
+/// docker.io carries the command; other derivatives set `docker_cli_package` themselves.
+fn docker_cli_package(id: &str, version_id: Option<&str>) -> &'static str {
+    let split = match version_id {
+        None => true,
+        Some(v) => v
+            .split('.')
+            .next()
+            .and_then(|m| m.parse::<u32>().ok())
+            .is_some_and(|m| m >= 13),
+    };
+    if id == "debian" && split {
+        "docker-cli"
+    } else {
+        ""
+    }
+}
+
+fn debian(id: String, unit: Option<&str>, docker_cli: &'static str) -> Profile {
     Profile {
         id,
         family: "debian",
@@ -75,6 +99,7 @@ fn debian(id: String, unit: Option<&str>) -> Profile {
             .unwrap_or_else(|| "/etc/nova/nova-compute.conf".into()),
         nova_virt_dir: "/usr/lib/python3/dist-packages/nova/virt".into(),
         docker_package: "docker.io",
+        docker_cli_package: docker_cli,
     }
 }
 
@@ -98,6 +123,8 @@ fn redhat(id: String, version: &str, unit: Option<&str>, conf_d: bool) -> Profil
             .unwrap_or_else(|| default_conf(conf_d)),
         nova_virt_dir: format!("/usr/lib/{python}/site-packages/nova/virt"),
         docker_package: "docker-ce",
+        // docker-ce depends on docker-ce-cli.
+        docker_cli_package: "",
     }
 }
 
@@ -203,7 +230,8 @@ pub(crate) fn detect(facts: &Facts) -> Result<Profile, String> {
     }
     // Debian, Ubuntu and what is like them; an unknown distribution gets Debian's defaults,
     // which the inventory can override one by one.
-    Ok(debian(id, unit("nova-compute").as_deref()))
+    let cli = docker_cli_package(&id, os_release_field(&release, "VERSION_ID"));
+    Ok(debian(id, unit("nova-compute").as_deref(), cli))
 }
 
 const KOLLA_REFUSAL: &str = "this host's OpenStack is deployed by kolla-ansible (/etc/kolla exists): its services run in containers whose configuration kolla-ansible generates from its overrides, so a file novadock wrote here would never be read, and the next `kolla-ansible reconfigure` would undo the rest. Nothing was changed on this host.
@@ -244,6 +272,7 @@ mod tests {
     }
 
     const DEBIAN12: &str = include_str!("../tests/data/distro/os-release.debian12");
+    const DEBIAN13: &str = include_str!("../tests/data/distro/os-release.debian13");
     const UBUNTU2404: &str = include_str!("../tests/data/distro/os-release.ubuntu2404");
     const ROCKY9: &str = include_str!("../tests/data/distro/os-release.rocky9");
     const RHEL9: &str = include_str!("../tests/data/distro/os-release.rhel9");
@@ -268,6 +297,7 @@ mod tests {
             assert_eq!(p.nova_scheduler_unit, "nova-scheduler");
             assert_eq!(p.nova_compute_conf, "/etc/nova/nova-compute.conf");
             assert_eq!(p.docker_package, "docker.io");
+            assert_eq!(p.docker_cli_package, "");
             // What templates saw before the facts: a Debian host is planned once.
             assert_eq!(
                 Profile {
@@ -277,6 +307,36 @@ mod tests {
                 assumed()
             );
         }
+    }
+
+    /// trixie's docker.io only Recommends docker-cli, which holds the `docker` command.
+    #[test]
+    fn debian_13_and_later_install_docker_cli_too() {
+        let cli = |release: &str| {
+            detect(&facts(&[("/usr/lib/os-release", release)], &[]))
+                .unwrap()
+                .docker_cli_package
+        };
+        assert_eq!(cli(DEBIAN13), "docker-cli");
+        assert_eq!(
+            cli(&DEBIAN13.replace("VERSION_ID=\"13\"", "VERSION_ID=\"14\"")),
+            "docker-cli"
+        );
+        // testing and unstable name no version.
+        let sid = "PRETTY_NAME=\"Debian GNU/Linux forky/sid\"\nNAME=\"Debian GNU/Linux\"\nVERSION_CODENAME=forky\nID=debian\n";
+        assert_eq!(cli(sid), "docker-cli");
+        for older in [DEBIAN12, UBUNTU2404, ROCKY9, ""] {
+            assert_eq!(cli(older), "", "{older}");
+        }
+        // Everything else about trixie is bookworm's.
+        let p = detect(&facts(&[("/etc/os-release", DEBIAN13)], &[])).unwrap();
+        assert_eq!(
+            Profile {
+                docker_cli_package: "",
+                ..p
+            },
+            assumed()
+        );
     }
 
     #[test]

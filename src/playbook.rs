@@ -466,7 +466,7 @@ handlers:
             r.render_template("docker/daemon.json.j2", &ctx).unwrap(),
             "{\n  \"bridge\": \"none\",\n  \"iptables\": false,\n  \"live-restore\": true,\n  \"log-driver\": \"journald\"\n}\n"
         );
-        let rdo = crate::distro::detect(&{
+        let profile = |os_release: &[u8]| {
             let mut f = crate::facts::Facts::default();
             f.files.insert(
                 "/etc/os-release".into(),
@@ -476,12 +476,12 @@ handlers:
                         group: "root".into(),
                         mode: "644".into(),
                     },
-                    content: include_bytes!("../tests/data/distro/os-release.rocky9")[..].into(),
+                    content: os_release.into(),
                 },
             );
-            f
-        })
-        .unwrap();
+            crate::distro::detect(&f).unwrap()
+        };
+        let rdo = profile(include_bytes!("../tests/data/distro/os-release.rocky9"));
         let names = |ctx: &minijinja::Value| -> Vec<String> {
             pb.handlers
                 .iter()
@@ -513,6 +513,37 @@ handlers:
                 "openstack-nova-compute",
                 "novadock-prefetch.timer"
             ]
+        );
+        // The engine, plus the `docker` command where it is packaged apart (Debian 13).
+        let engine = pb
+            .steps
+            .iter()
+            .find(|s| s.name == "The Docker engine is installed")
+            .unwrap();
+        let packages = |profile: &crate::distro::Profile| {
+            let args = r
+                .render_value(&engine.args, &r.context_with(&inv.hosts[0], profile))
+                .unwrap();
+            serde_yaml::from_value::<Vec<String>>(args["names"].clone()).unwrap()
+        };
+        let trixie = profile(include_bytes!("../tests/data/distro/os-release.debian13"));
+        assert_eq!(packages(&trixie), ["docker.io", "docker-cli"]);
+        let bookworm = profile(include_bytes!("../tests/data/distro/os-release.debian12"));
+        assert_eq!(packages(&bookworm), ["docker.io"]);
+        assert_eq!(packages(&rdo), ["docker-ce"]);
+        // Docker's own engine chosen on trixie: its docker-ce-cli conflicts with docker-cli.
+        let inv = crate::inventory::Inventory::parse(
+            Path::new("i.yml"),
+            "hosts: { cmp1: { address: 10.0.0.2, groups: [docker_computes], vars: { docker_package: docker-ce } } }\n",
+        )
+        .unwrap();
+        let r = r.with_inventory(&inv);
+        let args = r
+            .render_value(&engine.args, &r.context_with(&inv.hosts[0], &trixie))
+            .unwrap();
+        assert_eq!(
+            serde_yaml::from_value::<Vec<String>>(args["names"].clone()).unwrap(),
+            ["docker-ce"]
         );
     }
 

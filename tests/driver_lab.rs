@@ -3,11 +3,14 @@
 //! lab's real Nova, Glance and Neutron (Zed, or 2025.1 with NOVADOCK_LAB_RELEASE=trixie;
 //! ML2/Open vSwitch on the userspace datapath):
 //! networked containers reachable through security groups, across hosts over VXLAN, through
-//! reboot, pause, power off/on and snapshot; Nova's image pre-cache API; nothing left behind.
+//! reboot, pause, power off/on and snapshot; Nova's image pre-cache API; nothing left behind;
+//! a third compute added by the shipped add-compute playbook, and a networked `boot-time`.
+//! tests/run-all runs it on both releases: what else meets OpenStack (openstack_lab,
+//! prefetch_lab, boottime_lab) runs on bookworm only.
 
 mod common;
 
-use common::lab::{Lab, on, os, timer_run};
+use common::lab::{Lab, addr, on, os, release, timer_run};
 use std::time::{Duration, Instant};
 
 /// A scratch image on cmp1: a static busybox serving /www on port 8080 (and saying so on its
@@ -155,6 +158,15 @@ fn the_shipped_driver_runs_networked_containers_on_the_lab() {
         apply.stderr.contains(
             "  ~ cmp1, cmp2: changed: set [DEFAULT] compute_driver in /etc/nova/nova-compute.conf\n"
         ),
+        "{apply:?}"
+    );
+    // The `docker` command: docker.io's own on bookworm; trixie's docker.io only Recommends
+    // docker-cli, which the lab's computes lack (tests/lab/README.md, Releases).
+    assert_eq!(
+        apply
+            .stderr
+            .contains("  ~ cmp1, cmp2: changed: install docker-cli\n"),
+        release() == "trixie",
         "{apply:?}"
     );
     let plan = lab.novadock(&["plan", "-i", &inv]);
@@ -389,7 +401,8 @@ fn cached_within(host: &str, id: &str, secs: u64) -> bool {
 /// Issue 13, "Prefetch through Nova": with the shipped driver the prefetch job's default
 /// source is Nova's image pre-cache API. Switching to it takes the controller's key back from
 /// the computes; the timer's run puts every public docker image on every host of the
-/// aggregate, tagged by Glance id, with no SSH from the controller to them.
+/// aggregate, tagged by Glance id, with no SSH from the controller to them. A compute added
+/// later by add-compute gets them at the next run; `boot-time --network` boots on all three.
 #[test]
 fn prefetch_through_nova_needs_no_key_on_the_computes() {
     let lab = Lab::fresh();
@@ -483,4 +496,85 @@ fn prefetch_through_nova_needs_no_key_on_the_computes() {
     let prune = lab.novadock(&["prefetch", "-i", &inv, "--prune"]);
     assert_eq!(prune.code, 1, "{prune:?}");
     assert!(prune.stderr.contains("hint: --source glance"), "{prune:?}");
+
+    // 6. A third compute joins through the shipped add-compute playbook (Docker engine and
+    //    command, the driver, the aggregate), and the timer's next run caches both images on it.
+    let inv3 = lab.inventory(
+        "lab3.yml",
+        &format!(
+            "  cmp3: {{ address: {}, groups: [docker_computes] }}\n",
+            addr("cmp3")
+        ),
+        calendar,
+    );
+    let add = lab.novadock(&[
+        "apply",
+        "-i",
+        &inv3,
+        "-p",
+        "playbooks/add-compute.yml",
+        "--limit",
+        "cmp3",
+        "--yes",
+    ]);
+    assert_eq!(add.code, 0, "{add:?}");
+    assert!(
+        add.stderr
+            .contains("  ~ ctl: changed: aggregate docker: add host cmp3\n"),
+        "{add:?}"
+    );
+    assert_eq!(
+        add.stderr
+            .contains("  ~ cmp3: changed: install docker-cli\n"),
+        release() == "trixie",
+        "{add:?}"
+    );
+    let plan3 = lab.novadock(&["plan", "-i", &inv3]);
+    assert_eq!(
+        plan3.code, 0,
+        "the plan after add-compute is not empty: {plan3:?}"
+    );
+    let (ok, log) = timer_run();
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("  ~ aggregate docker: asked Nova to cache 2 images on 3 hosts"),
+        "{log}"
+    );
+    for id in [&one, &two] {
+        assert!(cached_within("cmp3", id, 180), "{id} not cached on cmp3");
+    }
+
+    // 7. boot-time, networked, on the three hosts: every server ACTIVE on a Docker host, the
+    //    containers' start times read over SSH with `docker` on each, all deleted.
+    let bt = lab.novadock(&[
+        "boot-time",
+        "-i",
+        &inv3,
+        "--flavor",
+        "d1.small",
+        "--image",
+        "lab/pre:1",
+        "--count",
+        "3",
+        "--network",
+        "lab-net",
+        "--json",
+    ]);
+    assert_eq!(bt.code, 0, "{bt:?}");
+    let doc: serde_json::Value = serde_json::from_str(&bt.stdout).unwrap();
+    let servers = doc["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 3, "{doc}");
+    for s in servers {
+        let h = s["host"].as_str().unwrap();
+        assert!(["cmp1", "cmp2", "cmp3"].contains(&h), "landed on {h}: {s}");
+        assert_eq!(s["hypervisor_type"], "docker", "{s}");
+        assert!(s["api_to_active_s"].as_f64().unwrap() > 0.0, "{s}");
+        assert!(s["request_to_container_s"].as_f64().unwrap() > 0.0, "{s}");
+    }
+    assert!(bt.stderr.contains("ok: all 3 servers deleted"), "{bt:?}");
+    assert_eq!(
+        os("server list -f value -c Name"),
+        "",
+        "boot-time left servers behind"
+    );
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::lab::{Lab, lines_with, on, os};
+use common::lab::{Lab, addr, lines_with, on, os};
 use common::repo;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -205,7 +205,10 @@ docker import --change 'CMD ["/bin/sleep", "infinity"]' /root/tiny-rootfs.tar la
     // 6. Add cmp3: --limit shows only cmp3's changes and its aggregate membership.
     let inv3 = lab.inventory(
         "lab3.yml",
-        "  cmp3: { address: 10.11.0.14, groups: [docker_computes] }\n",
+        &format!(
+            "  cmp3: {{ address: {}, groups: [docker_computes] }}\n",
+            addr("cmp3")
+        ),
         "",
     );
     let plan3 = lab.novadock(&["plan", "-i", &inv3, "--limit", "cmp3"]);
@@ -242,7 +245,10 @@ docker import --change 'CMD ["/bin/sleep", "infinity"]' /root/tiny-rootfs.tar la
     // 7. Clear errors: an unknown compute host is named; bad credentials give OpenStack's words.
     let bad_host = lab.inventory(
         "bad-host.yml",
-        "  cmp3: { address: 10.11.0.14, groups: [docker_computes], vars: { nova_host: cmp9 } }\n",
+        &format!(
+            "  cmp3: {{ address: {}, groups: [docker_computes], vars: {{ nova_host: cmp9 }} }}\n",
+            addr("cmp3")
+        ),
         "",
     );
     let r = lab.novadock(&["plan", "-i", &bad_host]);

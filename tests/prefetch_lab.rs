@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::lab::{Lab, lab, on, os, timer_run};
+use common::lab::{Lab, addr, lab, on, os, timer_run};
 use common::run_time;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -121,7 +121,11 @@ fn prefetch_keeps_every_docker_host_current() {
     // The timer is installed but never fires on its own during the test: runs are started
     // explicitly, so each step's effect is known.
     // The SSH path (the driver's own, Nova's pre-cache API, is driver_lab.rs's).
-    let vars = "  prefetch_on_calendar: \"2099-01-01\"\n  prefetch_registries: [\"10.11.0.14:5000\"]\n  prefetch_source: glance\n";
+    let (ctl, cmp1, cmp2, cmp3) = (addr("ctl"), addr("cmp1"), addr("cmp2"), addr("cmp3"));
+    let registry = format!("{cmp3}:5000");
+    let vars = &format!(
+        "  prefetch_on_calendar: \"2099-01-01\"\n  prefetch_registries: [\"{registry}\"]\n  prefetch_source: glance\n"
+    );
     let inv = lab_.inventory("lab.yml", "", vars);
     let apply = lab_.novadock(&["apply", "-i", &inv, "--yes"]);
     assert_eq!(apply.code, 0, "{apply:?}");
@@ -142,13 +146,15 @@ fn prefetch_keeps_every_docker_host_current() {
     // computes' host keys are pinned.
     let authorized = on("cmp1", "cat /root/.ssh/authorized_keys");
     assert!(
-        authorized.contains("restrict,from=\"10.11.0.11\",command=\"python3 /usr/local/lib/novadock/prefetch-host.py\" ssh-ed25519 ")
+        authorized.contains(&format!("restrict,from=\"{ctl}\",command=\"python3 /usr/local/lib/novadock/prefetch-host.py\" ssh-ed25519 "))
             && authorized.contains(" novadock-prefetch@ctl\n"),
         "{authorized}"
     );
     let shell = on(
         "ctl",
-        "ssh -i /etc/novadock/prefetch_ed25519 -o UserKnownHostsFile=/etc/novadock/known_hosts -o BatchMode=yes root@10.11.0.12 id </dev/null 2>&1; echo rc=$?",
+        &format!(
+            "ssh -i /etc/novadock/prefetch_ed25519 -o UserKnownHostsFile=/etc/novadock/known_hosts -o BatchMode=yes root@{cmp1} id </dev/null 2>&1; echo rc=$?"
+        ),
     );
     assert!(
         !shell.contains("uid=0") && shell.contains("expected a JSON request"),
@@ -164,7 +170,8 @@ fn prefetch_keeps_every_docker_host_current() {
     );
     let pinned = on("ctl", "cat /etc/novadock/known_hosts");
     assert!(
-        pinned.contains("10.11.0.12 ssh-ed25519 ") && pinned.contains("10.11.0.13 ssh-ed25519 ")
+        pinned.contains(&format!("{cmp1} ssh-ed25519 "))
+            && pinned.contains(&format!("{cmp2} ssh-ed25519 "))
     );
 
     // 0. The inventory's `images:` are seeded into Glance by the bootstrap, shown in the plan.
@@ -337,7 +344,7 @@ tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1
         "{log}"
     );
     assert!(
-        log.contains("  x cmp2: failed: cannot connect to 10.11.0.13"),
+        log.contains(&format!("  x cmp2: failed: cannot connect to {cmp2}")),
         "{log}"
     );
     assert!(record("cmp1", &two).is_some());
@@ -434,7 +441,7 @@ tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1
     // 6. cmp3 joins the aggregate (add a compute host); the next timer run loads onto it.
     let inv3 = lab_.inventory(
         "lab3.yml",
-        "  cmp3: { address: 10.11.0.14, groups: [docker_computes] }\n",
+        &format!("  cmp3: {{ address: {cmp3}, groups: [docker_computes] }}\n"),
         vars,
     );
     let add = lab_.novadock(&[
@@ -449,7 +456,8 @@ tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1
     ]);
     assert_eq!(add.code, 0, "{add:?}");
     assert!(
-        on("ctl", "cat /etc/novadock/prefetch.yml").contains("\"cmp3\": { address: \"10.11.0.14\"")
+        on("ctl", "cat /etc/novadock/prefetch.yml")
+            .contains(&format!("\"cmp3\": {{ address: \"{cmp3}\""))
     );
     let (ok, log) = timer_run();
     assert!(ok, "{log}");
@@ -562,18 +570,20 @@ tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1
     // the lab inventory's docker_daemon lists it in insecure-registries).
     on(
         "cmp3",
-        r#"set -e
-printf 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/docker-registry\nhttp:\n  addr: 10.11.0.14:5000\n' > /etc/docker/registry/config.yml
+        &format!(
+            r#"set -e
+printf 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/docker-registry\nhttp:\n  addr: {registry}\n' > /etc/docker/registry/config.yml
 systemctl restart docker-registry
-for i in $(seq 50); do docker tag nd/one:latest 10.11.0.14:5000/nd/reg:1 && docker push 10.11.0.14:5000/nd/reg:1 >/dev/null 2>&1 && exit 0; sleep 0.2; done
-exit 1"#,
+for i in $(seq 50); do docker tag nd/one:latest {registry}/nd/reg:1 && docker push {registry}/nd/reg:1 >/dev/null 2>&1 && exit 0; sleep 0.2; done
+exit 1"#
+        ),
     );
     let r = lab_.novadock(&[
         "image",
         "add",
         "-i",
         &inv3,
-        "10.11.0.14:5000/nd/reg:1",
+        &format!("{registry}/nd/reg:1"),
         "--from-host",
         "cmp3",
         "--public",
@@ -585,10 +595,10 @@ exit 1"#,
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
         r.stderr
-            .contains("  ~ cmp1: loaded 10.11.0.14:5000/nd/reg:1 (missing)\n"),
+            .contains(&format!("  ~ cmp1: loaded {registry}/nd/reg:1 (missing)\n")),
         "{r:?}"
     );
-    assert!(docker_id("cmp1", "10.11.0.14:5000/nd/reg:1").is_some());
+    assert!(docker_id("cmp1", &format!("{registry}/nd/reg:1")).is_some());
 }
 
 /// Issue 14, finding 2: a tenant's private image is not distributed, and no tenant can

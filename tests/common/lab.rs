@@ -21,6 +21,28 @@ fn suffix() -> String {
     }
 }
 
+/// The lab's management /24 (tests/lab/lib.sh LAB_NET): hosts are .11 to .15.
+pub fn net() -> &'static str {
+    match release().as_str() {
+        "bookworm" => "10.11.0",
+        "trixie" => "10.13.0",
+        r => panic!("unknown lab release {r} (NOVADOCK_LAB_RELEASE: bookworm or trixie)"),
+    }
+}
+
+/// A lab host's address (tests/lab/lib.sh CTL_ADDR, CLUSTER_COMPUTES), as inventories/lab.yml has it.
+pub fn addr(host: &str) -> String {
+    let n = match host {
+        "ctl" => 11,
+        "cmp1" => 12,
+        "cmp2" => 13,
+        "cmp3" => 14,
+        "kvm1" => 15,
+        h => panic!("{h} is not a lab host"),
+    };
+    format!("{}.{n}", net())
+}
+
 /// The lab's own network namespace (tests/lab/lib.sh LAB_NS): the operator's side. The
 /// hosts' addresses (inventories/lab.yml) are reachable only from there.
 pub fn lab_ns() -> String {

@@ -529,6 +529,22 @@ INVENTORY=$REPO_ROOT/inventories/lab$LAB_SUFFIX.yml
 
 compute_prep() { # ROOT NAME ADDR: this compute's own nova identity
   sed -i "s/@HOST@/$2/; s/@IP@/$3/" "$1/etc/nova/nova.conf"
+  # Packages the image holds but does not install (trixie: docker-cli, which the bootstrap
+  # installs): in apt's cache, where `apt-get install` finds them with no network.
+  if [ -d "$1/var/lib/lab-debs" ]; then
+    cp -n "$1"/var/lib/lab-debs/*.deb "$1/var/cache/apt/archives/"
+  fi
+}
+
+# docker_ping HOST: dockerd answers on its socket (its API, not the CLI: trixie's computes
+# have no `docker` command before the bootstrap installs docker-cli).
+docker_ping() {
+  host_exec "$1" python3 -c 'import socket
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect("/run/docker.sock")
+s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+raise SystemExit(0 if b" 200 " in s.recv(4096).split(b"\r\n")[0] else 1)' >/dev/null 2>&1
 }
 
 # ctl_os ARGS...: the openstack CLI on ctl as admin.

@@ -15,6 +15,9 @@ printf '%s\n' "nova-common nova/configure_db boolean false" \
   "neutron-common neutron/configure_db boolean false" | debconf-set-selections
 
 step "apt install"
+# docker-cli: kept for the hosts' apt cache, not installed (packages; lib.sh compute_prep). #@trixie
+mkdir -p /var/lib/lab-debs && cp /var/cache/apt/archives/docker-cli_*.deb /var/lib/lab-debs/ #@trixie
+sed -i '/^docker-cli$/d' /root/lab-role/packages #@trixie
 # shellcheck disable=SC2046  # a word list; downloaded beforehand, installed offline
 apt-get install -y -q -o Dpkg::Options::=--force-confold \
   $(grep -v '^#' /root/lab-role/packages) >/root/compute-apt.log 2>&1 ||
