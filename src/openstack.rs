@@ -563,11 +563,22 @@ impl Auth {
 
     /// A change: `args` reach Python as JSON on its stdin, so no value is ever parsed as code.
     pub(crate) fn change(&self, label: &str, py: &Py, args: &serde_json::Value) -> String {
+        self.change_bounded(label, py, args, PY_TIMEOUT_SECS)
+    }
+
+    /// As `change`, bounded by `secs` (a check that waits for the computes takes longer).
+    pub(crate) fn change_bounded(
+        &self,
+        label: &str,
+        py: &Py,
+        args: &serde_json::Value,
+        secs: u32,
+    ) -> String {
         // A no-op command, not a comment: a name with a newline would end a comment.
         format!(
             ": {}\n{}",
             crate::shell::quote(label),
-            self.python(py, args)
+            self.python_bounded(py, args, secs)
         )
     }
 }
@@ -599,6 +610,8 @@ pub(crate) struct GlanceEntry {
     pub(crate) name: Option<String>,
     pub(crate) id: String,
     pub(crate) status: Option<String>,
+    #[serde(default)]
+    pub(crate) hypervisor_type: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]

@@ -55,6 +55,10 @@ struct RawStep {
     run_once: bool,
     /// At most this many hosts run the step at a time (a rolling change).
     serial: Option<usize>,
+    /// Its failure on any host stops the whole apply before any host changes (Ansible's
+    /// term): for a refusal that protects other hosts (see the playbook reference).
+    #[serde(default)]
+    any_errors_fatal: bool,
     // One of these; checked below (serde cannot say "exactly one").
     ini: Option<serde_yaml::Value>,
     template: Option<serde_yaml::Value>,
@@ -70,6 +74,7 @@ struct RawStep {
     authorized_key: Option<serde_yaml::Value>,
     known_hosts: Option<serde_yaml::Value>,
     nova_driver: Option<serde_yaml::Value>,
+    nova_computes: Option<serde_yaml::Value>,
     novadock_binary: Option<serde_yaml::Value>,
     glance_image: Option<serde_yaml::Value>,
 }
@@ -116,6 +121,9 @@ pub(crate) struct Step {
     /// A rolling change: at most this many hosts at a time (see `serial` in the playbook
     /// reference).
     pub(crate) serial: Option<usize>,
+    /// Its failure in the plan stops the whole apply (see `any_errors_fatal` in the playbook
+    /// reference).
+    pub(crate) any_errors_fatal: bool,
     pub(crate) kind: &'static str,
     /// Unrendered arguments: rendered per host at plan time.
     pub(crate) args: serde_yaml::Value,
@@ -192,6 +200,7 @@ impl Playbook {
                 ("authorized_key", s.authorized_key),
                 ("known_hosts", s.known_hosts),
                 ("nova_driver", s.nova_driver),
+                ("nova_computes", s.nova_computes),
                 ("novadock_binary", s.novadock_binary),
                 ("glance_image", s.glance_image),
             ];
@@ -232,6 +241,7 @@ impl Playbook {
                 for_hosts,
                 run_once: s.run_once,
                 serial: s.serial,
+                any_errors_fatal: s.any_errors_fatal,
                 kind,
                 args,
             });
@@ -388,6 +398,30 @@ handlers:
         .unwrap_err()
         .to_string();
         assert!(e.contains("notifies `nope`"), "{e}");
+    }
+
+    /// The docker aggregate's refusal (a compute still hosting instances of another driver)
+    /// stops the whole apply: the computes' steps would switch their driver meanwhile.
+    #[test]
+    fn any_errors_fatal_and_the_docker_aggregate() {
+        let pb = Playbook::parse(
+            Path::new("p.yml"),
+            "steps:\n  - { name: x, hosts: all, any_errors_fatal: true, command: { cmd: 'true' } }\n  - { name: y, hosts: all, command: { cmd: 'true' } }\n",
+            None,
+        )
+        .unwrap();
+        assert!(pb.steps[0].any_errors_fatal && !pb.steps[1].any_errors_fatal);
+        let pb = Playbook::embedded(Path::new("playbooks/bootstrap.yml")).unwrap();
+        let fatal: Vec<&str> = pb
+            .steps
+            .iter()
+            .filter(|s| s.any_errors_fatal)
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(
+            fatal,
+            ["The docker aggregate holds the Docker compute hosts"]
+        );
     }
 
     #[test]
@@ -555,7 +589,7 @@ handlers:
         for s in &pb.steps {
             let api = matches!(
                 s.kind,
-                "openstack_flavor" | "openstack_aggregate" | "glance_image"
+                "openstack_flavor" | "openstack_aggregate" | "nova_computes" | "glance_image"
             );
             if api {
                 assert!(

@@ -32,6 +32,8 @@ pub(crate) const CLOUD_FACTS: Py = openstack(include_str!("remote/cloud-facts.py
 pub(crate) const FLAVOR_CREATE: Py = openstack(include_str!("remote/flavor-create.py"));
 pub(crate) const FLAVOR_SET: Py = openstack(include_str!("remote/flavor-set.py"));
 pub(crate) const AGGREGATE: Py = openstack(include_str!("remote/aggregate.py"));
+/// `nova_computes`: waits until the hosts' nova-compute is up with the hypervisor type wanted.
+pub(crate) const COMPUTES_CHECK: Py = openstack(include_str!("remote/computes-check.py"));
 pub(crate) const CLOUD_SESSION: Py = openstack(include_str!("remote/cloud-session.py"));
 /// `prefetch --source nova`: finds the aggregate, checks Nova's microversion, asks Nova to cache
 /// (unless a dry run).
@@ -108,6 +110,7 @@ mod tests {
             FLAVOR_CREATE,
             FLAVOR_SET,
             AGGREGATE,
+            COMPUTES_CHECK,
             CLOUD_SESSION,
             PRECACHE,
             BOOT_TIME,

@@ -509,6 +509,53 @@ mod tests {
         assert!(ssh_steps);
     }
 
+    /// Isolation as bootstrap renders it: the docker flavors and aggregate require the
+    /// driver's trait, or with docker_isolation false carry the filter's spec only; cells
+    /// discovery checks every Docker compute by its Nova name.
+    #[test]
+    fn the_bootstrap_isolates_the_docker_hosts_unless_told_not_to() {
+        let pb = crate::playbook::Playbook::load(Path::new("playbooks/bootstrap.yml")).unwrap();
+        let step = |name: &str| pb.steps.iter().find(|s| s.name == name).unwrap();
+        let rendered = |vars: &str, name: &str, key: &str| {
+            let inv = Inventory::parse(
+                Path::new("i.yml"),
+                &format!("hosts:\n  ctl: {{ address: 10.0.0.1, groups: [controllers] }}\n  cmp1: {{ address: 10.0.0.2, groups: [docker_computes], vars: {{ nova_host: cmp1.example }} }}\nvars: {{ {vars} }}\n"),
+            )
+            .unwrap();
+            let r = Renderer::new(Arc::new(Templates::embedded_only()), pb.vars.clone())
+                .with_inventory(&inv);
+            let ctx = r.context(&inv.hosts[0]);
+            let ctx = minijinja::context! { item => minijinja::context! { name => "d1.small", ram => 1, disk => 1, vcpus => 1 }, ..ctx };
+            let s = step(name);
+            let v = if s.kind == "command" {
+                r.render_shell_value(&s.args, &ctx).unwrap()
+            } else {
+                r.render_value(&s.args, &ctx).unwrap()
+            };
+            serde_json::to_string(&v[key]).unwrap()
+        };
+        let flavors = "Docker flavors carry the extra spec the filter matches";
+        let aggregate = "The docker aggregate holds the Docker compute hosts";
+        assert_eq!(
+            rendered("", flavors, "properties"),
+            r#"{"aggregate_instance_extra_specs:hypervisor_type":"docker","trait:CUSTOM_NOVADOCK_DOCKER":"required"}"#
+        );
+        assert_eq!(
+            rendered("", aggregate, "metadata"),
+            r#"{"hypervisor_type":"docker","trait:CUSTOM_NOVADOCK_DOCKER":"required"}"#
+        );
+        assert_eq!(
+            rendered("docker_isolation: false", flavors, "properties"),
+            r#"{"aggregate_instance_extra_specs:hypervisor_type":"docker"}"#
+        );
+        assert_eq!(
+            rendered("docker_isolation: false", aggregate, "metadata"),
+            r#"{"hypervisor_type":"docker"}"#
+        );
+        let unless = rendered("", "Nova's cells know the Docker compute hosts", "unless");
+        assert!(unless.contains("for h in cmp1.example ; do"), "{unless}");
+    }
+
     #[test]
     fn conditions() {
         let (r, ctx) = setup();

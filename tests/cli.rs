@@ -103,11 +103,11 @@ fn the_embedded_playbook_works_from_any_directory() {
         .stderr;
     // The inventory has no docker_computes: those steps match nothing, and check says so.
     assert!(
-        err.starts_with("warning: step 7 (Nova can load the Docker driver on this release): hosts `docker_computes` matches no host in this inventory\n"),
+        err.starts_with("warning: step 8 (Nova can load the Docker driver on this release): hosts `docker_computes` matches no host in this inventory\n"),
         "{err}"
     );
     assert!(
-        err.ends_with("ok: inv.yml and embedded:playbooks/bootstrap.yml are valid: 1 host, 32 steps, 5 handlers\n"),
+        err.ends_with("ok: inv.yml and embedded:playbooks/bootstrap.yml are valid: 1 host, 35 steps, 5 handlers\n"),
         "{err}"
     );
 }
@@ -150,7 +150,7 @@ fn the_example_inventory_is_valid() {
         .dir(common::repo())
         .args(["check", "-i", "inventories/example.yml"])
         .code(0)
-        .stderr("ok: inventories/example.yml and embedded:playbooks/bootstrap.yml are valid: 3 hosts, 32 steps, 5 handlers\n")
+        .stderr("ok: inventories/example.yml and embedded:playbooks/bootstrap.yml are valid: 3 hosts, 35 steps, 5 handlers\n")
         .run();
 }
 
@@ -216,7 +216,7 @@ fn add_compute_runs_only_with_limit() {
         .run();
     assert!(
         r.stderr
-            .ends_with("are valid: 1 host, 32 steps, 5 handlers\n"),
+            .ends_with("are valid: 1 host, 35 steps, 5 handlers\n"),
         "{r:?}"
     );
 }

@@ -49,8 +49,15 @@ pub(crate) fn build_step(
         renderer.render_value(args, vars)
     };
     let mut rendered = rendered.map_err(|e| e.to_string())?;
-    if kind == "openstack_aggregate" {
+    if kind == "openstack_aggregate" || kind == "nova_computes" {
         steps::openstack_aggregate::resolve_hosts(&mut rendered, inventory, limit);
+        // A check only reads: under --limit it checks the limited hosts, and has no members
+        // to keep.
+        if kind == "nova_computes"
+            && let Some(m) = rendered.as_mapping_mut()
+        {
+            m.remove("exclusive");
+        }
     }
     if kind == "known_hosts" {
         steps::known_hosts::resolve_hosts(&mut rendered, inventory);

@@ -69,7 +69,14 @@ pub(crate) fn run(
         pb.finish_and_clear();
         reports
     };
-    if mode == Mode::Apply && !yes {
+    // A step whose failure stops the whole apply (`any_errors_fatal`) is planned everywhere
+    // before any host changes: an apply without confirmation plans first too.
+    let fatal = l
+        .targets
+        .iter()
+        .flat_map(|(_, steps)| steps)
+        .any(|&i| l.playbook.steps[i].any_errors_fatal);
+    if mode == Mode::Apply && (!yes || fatal) {
         // Interactive: show the plan, ask, then apply exactly that plan; every write checks
         // that its file is still what the plan saw.
         let planned = go(&Options {
@@ -77,22 +84,29 @@ pub(crate) fn run(
             keep_facts: true,
             ..opts.clone()
         });
-        report::human(Mode::Plan, &l.playbook, &planned);
         let s = report::summarize(&planned);
-        if s.failed > 0 {
-            return Err(anyhow::anyhow!(
-                "the plan failed on {} host(s); nothing was applied",
-                s.failed_hosts
-            ));
-        }
-        if s.changed == 0 {
-            if r.json {
-                printer::json(&report::json(Mode::Apply, &planned));
+        if yes {
+            if let Some(e) = fatal_failure(&l.playbook, &planned) {
+                report::human(Mode::Plan, &l.playbook, &planned);
+                return Err(e);
             }
-            return Ok(ExitCode::SUCCESS);
-        }
-        if !confirm("Apply these changes?")? {
-            return Err(anyhow::anyhow!("apply cancelled; nothing was changed"));
+        } else {
+            report::human(Mode::Plan, &l.playbook, &planned);
+            if s.failed > 0 {
+                return Err(anyhow::anyhow!(
+                    "the plan failed on {} host(s); nothing was applied",
+                    s.failed_hosts
+                ));
+            }
+            if s.changed == 0 {
+                if r.json {
+                    printer::json(&report::json(Mode::Apply, &planned));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !confirm("Apply these changes?")? {
+                return Err(anyhow::anyhow!("apply cancelled; nothing was changed"));
+            }
         }
         opts.mode = Mode::Apply;
         // Each run_once step runs where the plan showed it (the facts are that host's).
@@ -132,6 +146,32 @@ pub(crate) fn run(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The first `any_errors_fatal` step that failed in the plan, as the error that stops the apply.
+fn fatal_failure(
+    playbook: &crate::playbook::Playbook,
+    planned: &[crate::engine::HostReport],
+) -> Option<anyhow::Error> {
+    let (host, step) = planned.iter().find_map(|h| {
+        h.steps
+            .iter()
+            .find(|s| {
+                s.status == crate::engine::Status::Failed
+                    && playbook.steps[s.index].any_errors_fatal
+            })
+            .map(|s| (h.name.as_str(), s))
+    })?;
+    Some(hinted(
+        format!(
+            "step `{}` failed on {host}, and its failure stops the whole apply (any_errors_fatal): nothing was applied on any host",
+            step.name
+        ),
+        step.error
+            .as_deref()
+            .and_then(|e| e.lines().find_map(|l| l.strip_prefix("hint: ")))
+            .unwrap_or("see the step's error in the plan above"),
+    ))
 }
 
 fn confirm(question: &str) -> Result<bool> {

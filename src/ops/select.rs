@@ -105,7 +105,7 @@ pub(crate) fn load(c: &Input) -> Result<Loaded> {
         // membership) runs too, for those hosts only.
         // (`for_hosts:`, or the members of an aggregate or a known_hosts file).
         let managed = step.for_hosts.as_deref().or(match step.kind {
-            "openstack_aggregate" | "known_hosts" => {
+            "openstack_aggregate" | "nova_computes" | "known_hosts" => {
                 openstack_aggregate::member_pattern(&step.args)
             }
             _ => None,

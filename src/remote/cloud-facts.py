@@ -29,7 +29,8 @@ def facts():
         "compute_hosts": sorted(
             {s.host: s.state for s in conn.compute.services() if s.binary == "nova-compute"}.items()
         ),
-        "docker_images": [{"name": i.get("name"), "id": i["id"], "status": i.get("status")}
+        "docker_images": [{"name": i.get("name"), "id": i["id"], "status": i.get("status"),
+                           "hypervisor_type": i.get("hypervisor_type")}
                           for i in docker_images(conn)],
         "hypervisors": hypervisor_load(conn),
     }

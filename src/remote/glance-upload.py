@@ -32,7 +32,9 @@ def upload(img):
 
 
 def main():
+    # hypervisor_type: ImagePropertiesFilter keeps the image off hosts of other hypervisors (KVM).
     meta = {"name": ARGS["name"], "container_format": "docker", "disk_format": "raw",
+            "hypervisor_type": "docker",
             "visibility": "public" if ARGS["public"] else "shared"}
     try:
         img = json.loads(call("POST", "/images", json.dumps(meta).encode(), {"Content-Type": "application/json"}))

@@ -7,6 +7,7 @@ pub(crate) mod file;
 pub(crate) mod glance_image;
 pub(crate) mod ini;
 pub(crate) mod known_hosts;
+pub(crate) mod nova_computes;
 pub(crate) mod nova_driver;
 pub(crate) mod novadock_binary;
 pub(crate) mod openstack_aggregate;
@@ -85,6 +86,7 @@ pub(crate) fn build(
             args,
         )?),
         "known_hosts" => Box::new(serde_yaml::from_value::<known_hosts::KnownHosts>(args)?),
+        "nova_computes" => Box::new(serde_yaml::from_value::<nova_computes::NovaComputes>(args)?),
         "nova_driver" => Box::new(serde_yaml::from_value::<nova_driver::NovaDriver>(args)?),
         "novadock_binary" => Box::new(serde_yaml::from_value::<novadock_binary::NovadockBinary>(
             args,

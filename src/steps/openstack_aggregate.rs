@@ -56,6 +56,63 @@ pub(crate) fn switch_guard(
     ))
 }
 
+/// What isolating the aggregate changes for what the cloud has: set when this run adds a
+/// `trait:X=required` to its metadata (placement then leaves its hosts to requests for X).
+/// Flavors scoped to the aggregate (each `aggregate_instance_extra_specs:` key it matches) are
+/// its own, and the flavor step gives them the trait; the others lose its hosts. Docker images
+/// without `hypervisor_type` are not kept off other hosts by ImagePropertiesFilter.
+pub(crate) fn isolation_note(
+    name: &str,
+    changing: &BTreeMap<String, String>,
+    metadata: &BTreeMap<String, Scalar>,
+    facts: &crate::openstack::CloudFacts,
+) -> Option<String> {
+    let trait_key = changing
+        .iter()
+        .find(|(k, v)| k.starts_with("trait:") && v.as_str() == "required")?
+        .0;
+    let scoped = |f: &crate::openstack::Flavor| {
+        let specs: Vec<(&str, &String)> = f
+            .extra_specs
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("aggregate_instance_extra_specs:")?, v)))
+            .collect();
+        !specs.is_empty()
+            && specs
+                .iter()
+                .all(|(k, v)| metadata.get(*k).is_some_and(|m| &m.0 == *v))
+    };
+    let flavors: Vec<&str> = facts
+        .flavors
+        .iter()
+        .filter(|f| f.extra_specs.get(trait_key).map(String::as_str) != Some("required"))
+        .filter(|f| !scoped(f))
+        .map(|f| f.name.as_str())
+        .collect();
+    let images: Vec<String> = facts
+        .docker_images
+        .iter()
+        .filter(|i| i.hypervisor_type.is_none())
+        .map(|i| i.name.clone().unwrap_or_else(|| i.id.clone()))
+        .collect();
+    let mut parts = vec![format!(
+        "isolation: the hosts of aggregate {name} will take only flavors and images with {trait_key}=required"
+    )];
+    if !flavors.is_empty() {
+        parts.push(format!(
+            "flavors that can no longer be scheduled there: {}",
+            flavors.join(", ")
+        ));
+    }
+    if !images.is_empty() {
+        parts.push(format!(
+            "docker images without hypervisor_type=docker, which a flavor without the trait can still put on other hypervisors: {} (`openstack image set --property hypervisor_type=docker IMAGE`)",
+            images.join(", ")
+        ));
+    }
+    Some(parts.join("; "))
+}
+
 impl StepKind for OpenstackAggregate {
     fn validate(&self) -> Result<(), StepError> {
         self.auth.validate(&self.name).map_err(StepError::Invalid)
@@ -124,6 +181,7 @@ impl StepKind for OpenstackAggregate {
             vec![]
         };
         let name = &self.name;
+        let note = isolation_note(name, &meta, &self.metadata, &facts);
         if id.is_some() && meta.is_empty() && add.is_empty() && remove.is_empty() {
             return Ok(Outcome::unchanged(format!("aggregate {name}")));
         }
@@ -154,6 +212,7 @@ impl StepKind for OpenstackAggregate {
                 systemd: false,
             }],
             summary: format!("aggregate {name}: {}", what.join(", ")),
+            note,
             ..Default::default()
         })
     }
@@ -214,6 +273,42 @@ mod tests {
         assert_eq!(
             switch_guard("docker", &hosts, &busy).unwrap_err(),
             "aggregate docker: kvm1 still hosts 3 instances of its QEMU driver; kvm2 still hosts 1 instance of its QEMU driver: switching its compute_driver to Docker would leave them unmanaged (the Docker driver does not know them: they could no longer be stopped, migrated or deleted through Nova). Nothing was changed.\nhint: move them off first: `openstack compute service set --disable HOST nova-compute`, then `openstack server migrate --live-migration` each one (`openstack server evacuate` if the host is down); or take the host out of docker_computes"
+        );
+    }
+
+    /// Isolating the docker aggregate names the flavors it keeps off its hosts (not the
+    /// docker flavors, scoped to it) and the docker images ImagePropertiesFilter cannot place.
+    #[test]
+    fn isolating_warns_about_flavors_and_images() {
+        let facts: crate::openstack::CloudFacts = serde_json::from_str(
+            r#"{"flavors": [
+                {"name": "m1.tiny", "id": "1", "ram": 64, "disk": 0, "vcpus": 1, "extra_specs": {}},
+                {"name": "d1.small", "id": "2", "ram": 64, "disk": 0, "vcpus": 1, "extra_specs": {"aggregate_instance_extra_specs:hypervisor_type": "docker"}},
+                {"name": "k1.small", "id": "3", "ram": 64, "disk": 0, "vcpus": 1, "extra_specs": {"aggregate_instance_extra_specs:hypervisor_type": "kvm"}}],
+              "docker_images": [{"name": "old", "id": "a", "status": "active"},
+                {"name": "new", "id": "b", "status": "active", "hypervisor_type": "docker"}]}"#,
+        )
+        .unwrap();
+        let meta: BTreeMap<String, Scalar> = [
+            ("hypervisor_type", "docker"),
+            ("trait:CUSTOM_NOVADOCK_DOCKER", "required"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), Scalar(v.to_string())))
+        .collect();
+        let changing: BTreeMap<String, String> = [(
+            "trait:CUSTOM_NOVADOCK_DOCKER".to_string(),
+            "required".to_string(),
+        )]
+        .into();
+        assert_eq!(
+            isolation_note("docker", &changing, &meta, &facts).unwrap(),
+            "isolation: the hosts of aggregate docker will take only flavors and images with trait:CUSTOM_NOVADOCK_DOCKER=required; flavors that can no longer be scheduled there: m1.tiny, k1.small; docker images without hypervisor_type=docker, which a flavor without the trait can still put on other hypervisors: old (`openstack image set --property hypervisor_type=docker IMAGE`)"
+        );
+        // Already isolated: nothing to say.
+        assert_eq!(
+            isolation_note("docker", &BTreeMap::new(), &meta, &facts),
+            None
         );
     }
 
