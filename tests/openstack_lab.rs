@@ -1,7 +1,8 @@
 #![cfg(feature = "lab-tests")] // a test tier: docs/tests.md
 //! The shipped bootstrap playbook against the lab's real OpenStack Zed (tests/lab): Glance and
-//! Nova config, flavors, the docker aggregate, the Docker driver on cmp1/cmp2, then adding
-//! cmp3. Slow (it resets the lab first); run by the README's test command.
+//! Nova config, flavors, the docker aggregate, the Docker driver on cmp1/cmp2, isolation both
+//! ways, the guard stopping apply, then adding cmp3 (the check after apply, cells discovery),
+//! a Docker restart under an instance. Slow (it resets the lab first); one lab for all of it.
 
 mod common;
 
@@ -9,6 +10,36 @@ use common::lab::{Lab, addr, lines_with, on, os};
 use common::repo;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+/// A server of `flavor` and `image` created with `--host HOST` at compute microversion 2.74
+/// (the scheduler's filters still run), waited for: (its final status, its fault message).
+fn boot_on(name: &str, flavor: &str, image: &str, host: &str) -> (String, String) {
+    os(&format!(
+        "--os-compute-api-version 2.74 server create --flavor {flavor} --image {image} --nic none --host {host} {name} -f value -c id"
+    ));
+    let t = Instant::now();
+    loop {
+        let status = os(&format!("server show {name} -f value -c status"));
+        let status = status.trim();
+        if status == "ACTIVE" || status == "ERROR" {
+            let fault = os(&format!("server show {name} -f value -c fault"));
+            return (status.to_string(), fault);
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(180),
+            "{name} still {status} after 180 s"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// The compute hosts cells know (`nova-manage cell_v2 list_hosts`), by name.
+fn mapped_hosts() -> String {
+    on(
+        "ctl",
+        "su -s /bin/sh -c 'nova-manage cell_v2 list_hosts' nova | tr -d ' ' | awk -F'|' 'NF > 3 && $4 != \"Hostname\" {print $4}' | sort | tr '\\n' ' '",
+    )
+}
 
 #[test]
 fn bootstrap_then_add_a_compute_host_on_the_lab() {
@@ -47,8 +78,11 @@ fn bootstrap_then_add_a_compute_host_on_the_lab() {
         "  = ctl: unchanged — [image_format] container_formats in /etc/glance/glance-api.conf ([image_format] container_formats is not set; already effective through the default (ami,ari,aki,bare,ovf,ova,docker,compressed); release zed)\n",
         "  ~ ctl: would change: extend [filter_scheduler] enabled_filters in /etc/nova/nova.conf (release zed)\n",
         "      +enabled_filters = ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter,AggregateInstanceExtraSpecsFilter\n",
-        "  ~ ctl: would change: create flavor d1.small (ram 2048 MB, disk 20 GB, 1 vCPU, aggregate_instance_extra_specs:hypervisor_type=docker); create flavor d1.medium (ram 4096 MB, disk 40 GB, 2 vCPUs, aggregate_instance_extra_specs:hypervisor_type=docker); create flavor d1.large (ram 8192 MB, disk 80 GB, 4 vCPUs, aggregate_instance_extra_specs:hypervisor_type=docker)\n",
-        "  ~ ctl: would change: aggregate docker: create, set metadata hypervisor_type=docker, add host cmp1, add host cmp2\n",
+        "  ~ ctl: would change: set [scheduler] enable_isolated_aggregate_filtering in /etc/nova/nova.conf\n",
+        "  ~ ctl: would change: create flavor d1.small (ram 2048 MB, disk 20 GB, 1 vCPU, aggregate_instance_extra_specs:hypervisor_type=docker, trait:CUSTOM_NOVADOCK_DOCKER=required); create flavor d1.medium (ram 4096 MB, disk 40 GB, 2 vCPUs, aggregate_instance_extra_specs:hypervisor_type=docker, trait:CUSTOM_NOVADOCK_DOCKER=required); create flavor d1.large (ram 8192 MB, disk 80 GB, 4 vCPUs, aggregate_instance_extra_specs:hypervisor_type=docker, trait:CUSTOM_NOVADOCK_DOCKER=required)\n",
+        // Isolation: the plan names the cloud's flavors that lose the Docker hosts.
+        "  ~ ctl: would change: aggregate docker: create, set metadata hypervisor_type=docker, trait:CUSTOM_NOVADOCK_DOCKER=required, add host cmp1, add host cmp2 (isolation: the hosts of aggregate docker will take only flavors and images with trait:CUSTOM_NOVADOCK_DOCKER=required; flavors that can no longer be scheduled there: m1.tiny)\n",
+        "  ~ ctl: would change: check after the changes that nova-compute is up with hypervisor type docker on cmp1, cmp2 (now cmp1: nova-compute is up, hypervisor type `fake`; cmp2: nova-compute is up, hypervisor type `fake`; waits up to 300 s)\n",
         "  ~ cmp1, cmp2: would change: add nova to docker\n",
         "  ~ cmp1, cmp2: would change: set [DEFAULT] compute_driver in /etc/nova/nova-compute.conf\n",
         "  ~ ctl: would run: restart nova-scheduler (one host at a time)\n",
@@ -68,14 +102,27 @@ fn bootstrap_then_add_a_compute_host_on_the_lab() {
     assert_eq!(apply.code, 0, "{apply:?}");
     assert_eq!(
         os("flavor show d1.large -f value -c properties"),
-        "{'aggregate_instance_extra_specs:hypervisor_type': 'docker'}\n"
+        "{'aggregate_instance_extra_specs:hypervisor_type': 'docker', 'trait:CUSTOM_NOVADOCK_DOCKER': 'required'}\n"
     );
     assert_eq!(
         os("aggregate show docker -f json -c hosts -c properties -c availability_zone")
             .split_whitespace()
             .collect::<String>(),
-        r#"{"availability_zone":null,"hosts":["cmp1","cmp2"],"properties":{"hypervisor_type":"docker"}}"#
+        r#"{"availability_zone":null,"hosts":["cmp1","cmp2"],"properties":{"hypervisor_type":"docker","trait:CUSTOM_NOVADOCK_DOCKER":"required"}}"#
     );
+    let nova_conf = on("ctl", "cat /etc/nova/nova.conf");
+    assert!(
+        nova_conf.contains("\nenable_isolated_aggregate_filtering = true\n")
+            && nova_conf.contains("\ndiscover_hosts_in_cells_interval = -1\n"),
+        "{nova_conf}"
+    );
+    // The check after apply passed: both report docker now (kvm1 is no Docker host).
+    let hv = os("hypervisor list -f value -c 'Hypervisor Hostname' -c 'Hypervisor Type' -c State");
+    for line in ["cmp1 docker up", "cmp2 docker up", "kvm1 fake up"] {
+        assert!(hv.contains(line), "{line:?} not in\n{hv}");
+    }
+    // The lab maps its computes without periodic discovery, all but cmp3 (add-compute's).
+    assert_eq!(mapped_hosts(), "cmp1 cmp2 kvm1 ");
     let scheduler_after = on(
         "ctl",
         "systemctl show -p InvocationID --value nova-scheduler",
@@ -199,10 +246,58 @@ docker import --change 'CMD ["/bin/sleep", "infinity"]' /root/tiny-rootfs.tar la
         os("server show nd-kvm -f value -c OS-EXT-SRV-ATTR:host"),
         "kvm1\n"
     );
+    // The guard: kvm1 made a Docker compute while it hosts nd-kvm (the fake driver's). The
+    // docker aggregate's refusal stops the whole apply: kvm1's own steps change nothing.
+    let text = std::fs::read_to_string(common::lab::inventory_path())
+        .unwrap()
+        .replace(
+            "kvm1: { address: 10.11.0.15, groups: [kvm_computes] }",
+            "kvm1: { address: 10.11.0.15, groups: [docker_computes] }",
+        );
+    assert!(text.contains("kvm1: { address: 10.11.0.15, groups: [docker_computes] }"));
+    let busy = lab.dir.path().join("busy.yml");
+    std::fs::write(&busy, text).unwrap();
+    let r = lab.novadock(&["apply", "-i", busy.to_str().unwrap(), "--yes"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    for expected in [
+        "aggregate docker: kvm1 still hosts 1 instance of its fake driver: ",
+        "error: step `The docker aggregate holds the Docker compute hosts` failed on ctl, and its failure stops the whole apply (any_errors_fatal): nothing was applied on any host\n",
+        "hint: move them off first: ",
+    ] {
+        assert!(r.stderr.contains(expected), "missing {expected:?}\n{r:?}");
+    }
+    assert_eq!(
+        on(
+            "kvm1",
+            "find /etc -xdev -type f -print0 | sort -z | xargs -0 sha256sum"
+        ),
+        kvm1_before,
+        "kvm1 was changed by an apply its guard refused"
+    );
     os("server delete --wait nd-kvm");
-    os(&format!("image delete {img}"));
 
     // 6. Add cmp3: --limit shows only cmp3's changes and its aggregate membership.
+    //    First with compute_driver written to a file nova-compute does not read: the check
+    //    after apply fails naming cmp3 and what it reports, and cells discovery does not run.
+    let unread = lab.inventory(
+        "lab3-unread.yml",
+        "  cmp3: { address: 10.11.0.14, groups: [docker_computes], vars: { nova_compute_conf: /etc/nova/nova-compute-unread.conf } }\n",
+        "  docker_verify_timeout: 45\n",
+    );
+    let r = lab.novadock(&["apply", "-i", &unread, "--limit", "cmp3", "--yes"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    for expected in [
+        "compute_driver in /etc/nova/nova-compute-unread.conf",
+        "nova-compute does not run with hypervisor type `docker` after 45 s: cmp3: nova-compute is up, hypervisor type `fake`\n",
+        "hint: on that host, check that nova-compute reads the file compute_driver was written to",
+    ] {
+        assert!(r.stderr.contains(expected), "missing {expected:?}\n{r:?}");
+    }
+    assert_eq!(
+        mapped_hosts(),
+        "cmp1 cmp2 kvm1 ",
+        "discovery ran after a failed check"
+    );
     let inv3 = lab.inventory(
         "lab3.yml",
         &format!(
@@ -231,16 +326,32 @@ docker import --change 'CMD ["/bin/sleep", "infinity"]' /root/tiny-rootfs.tar la
                 || line == "  ~ ctl: would change: aggregate docker: add host cmp3"
                 || line == "  ~ ctl: would change: edit /etc/novadock/known_hosts"
                 || line == "  ~ ctl: would change: edit /etc/novadock/prefetch.yml"
+                || line
+                    == "  ~ ctl: would change: run su -s /bin/sh -c 'nova-manage cell_v2 discover_hosts' nova"
                 || line.starts_with("  = ctl: unchanged — "),
             "a change for another host under --limit cmp3: {line}\n{}",
             plan3.stderr
         );
     }
+    assert!(
+        plan3.stderr.contains("  ~ ctl: would change: run su -s /bin/sh -c 'nova-manage cell_v2 discover_hosts' nova\n"),
+        "{plan3:?}"
+    );
     let apply3 = lab.novadock(&["apply", "-i", &inv3, "--limit", "cmp3", "--yes"]);
     assert_eq!(apply3.code, 0, "{apply3:?}");
+    assert!(
+        apply3.stderr.contains("  ~ ctl: changed: check after the changes that nova-compute is up with hypervisor type docker on cmp3 (now cmp3: nova-compute is up, hypervisor type `fake`; waits up to 300 s)\n"),
+        "{apply3:?}"
+    );
     let again = lab.novadock(&["plan", "-i", &inv3]);
     assert_eq!(again.code, 0, "{again:?}");
     assert!(os("aggregate show docker -f value -c hosts").contains("cmp3"));
+    // Mapped by add-compute (the lab's periodic discovery is off), so schedulable: a docker
+    // flavor's server targeted at cmp3 runs there.
+    assert_eq!(mapped_hosts(), "cmp1 cmp2 cmp3 kvm1 ");
+    let (status, fault) = boot_on("nd-cmp3", "d1.small", img, "cmp3");
+    assert_eq!(status, "ACTIVE", "{fault}");
+    os("server delete --wait nd-cmp3");
 
     // 7. Clear errors: an unknown compute host is named; bad credentials give OpenStack's words.
     let bad_host = lab.inventory(
@@ -348,6 +459,58 @@ echo 'from novadock_driver.driver import DockerDriver  # noqa: F401' > /root/nds
         server.contains("ACTIVE") && server.contains("cmp1"),
         "{server}"
     );
+    let tiny_id = tiny["id"].as_str().unwrap();
+    assert!(
+        os(&format!("image show {tiny_id} -f value -c properties"))
+            .contains("'hypervisor_type': 'docker'"),
+        "image add sets hypervisor_type"
+    );
+
+    // Isolation, proven by the scheduler (--host at 2.74 keeps the filters): a plain flavor's
+    // server on a Docker host, and a docker image's on kvm1, get no host. What differs from
+    // a server that runs: the flavor (a docker flavor with this image runs on cmp1: nd-shim),
+    // the image (m1.tiny with an image lacking hypervisor_type runs on kvm1: nd-plain-kvm).
+    for (name, flavor, image, host, want) in [
+        ("nd-plain", "m1.tiny", tiny_id, "cmp1", "ERROR"),
+        ("nd-img", "m1.tiny", tiny_id, "kvm1", "ERROR"),
+        ("nd-plain-kvm", "m1.tiny", img, "kvm1", "ACTIVE"),
+    ] {
+        let (status, fault) = boot_on(name, flavor, image, host);
+        assert_eq!(status, want, "{name} on {host}: {fault}");
+        if want == "ERROR" {
+            assert!(fault.contains("No valid host was found"), "{name}: {fault}");
+        }
+        os(&format!("server delete --wait {name}"));
+    }
+
+    // Docker restarts under an instance (live-restore, set by the bootstrap's daemon.json):
+    // the container keeps running, the same process, and the server stays ACTIVE.
+    let shim_uuid = os("server show nd-shim -f value -c id");
+    let container = format!("nova-{}", shim_uuid.trim());
+    let pid = |c: &str| {
+        on(
+            "cmp1",
+            &format!("docker inspect -f '{{{{.State.Running}}}} {{{{.State.Pid}}}}' {c}"),
+        )
+    };
+    assert_eq!(
+        on("cmp1", "docker info -f '{{.LiveRestoreEnabled}}'"),
+        "true\n"
+    );
+    let before = pid(&container);
+    assert!(before.starts_with("true "), "{before}");
+    on(
+        "cmp1",
+        "systemctl restart docker && for i in $(seq 60); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1",
+    );
+    assert_eq!(
+        pid(&container),
+        before,
+        "the container did not survive dockerd's restart"
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(os("server show nd-shim -f value -c status"), "ACTIVE\n");
+    assert_eq!(pid(&container), before);
     os("server delete --wait nd-shim");
 
     // The same driver from git (a repository on cmp1, as pip reads any git URL), at a ref:
@@ -382,4 +545,5 @@ git init -q -b main && git add -A && git -c user.name=lab -c user.email=lab@lab 
     );
     let r = lab.novadock(&["plan", "-i", &shim, "--limit", "cmp1"]);
     assert_eq!(r.code, 0, "the git source is not idempotent: {r:?}");
+    os(&format!("image delete {img}"));
 }

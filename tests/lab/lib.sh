@@ -527,6 +527,13 @@ CTL_ADDR=$LAB_NET.11
 REPO_ROOT=$(cd "$LAB_SRC/../.." && pwd)
 INVENTORY=$REPO_ROOT/inventories/lab$LAB_SUFFIX.yml
 
+# ROOT NAME ADDR: no periodic cells discovery on ctl (the image's nova.conf has it every 20 s):
+# a new compute is mapped only by `nova-manage cell_v2 discover_hosts`, which add-compute
+# runs (issue 15). Done at boot, not in the recipe, so the cached image stays valid.
+ctl_prep() {
+  sed -i 's/^discover_hosts_in_cells_interval = .*/discover_hosts_in_cells_interval = -1/' "$1/etc/nova/nova.conf"
+}
+
 compute_prep() { # ROOT NAME ADDR: this compute's own nova identity
   sed -i "s/@HOST@/$2/; s/@IP@/$3/" "$1/etc/nova/nova.conf"
   # Packages the image holds but does not install (trixie: docker-cli, which the bootstrap
