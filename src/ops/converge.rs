@@ -178,3 +178,69 @@ fn confirm(question: &str) -> Result<bool> {
     let answer = printer::ask(question)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{HostReport, Status, StepReport};
+    use crate::playbook::Playbook;
+
+    fn host(name: &str, steps: &[(usize, Status, &str)]) -> HostReport {
+        HostReport {
+            name: name.into(),
+            address: "10.0.0.1".into(),
+            steps: steps
+                .iter()
+                .map(|(i, status, error)| StepReport {
+                    name: format!("s{i}"),
+                    status: *status,
+                    summary: String::new(),
+                    diff: None,
+                    note: None,
+                    error: (!error.is_empty()).then(|| error.to_string()),
+                    index: *i,
+                })
+                .collect(),
+            handlers: vec![],
+            error: None,
+            round_trips: 0,
+            facts: None,
+        }
+    }
+
+    /// Only a failed `any_errors_fatal` step stops the apply; its hint is the step's.
+    #[test]
+    fn a_failed_fatal_step_stops_the_apply() {
+        let pb = Playbook::parse(
+            std::path::Path::new("p.yml"),
+            "steps:\n  - { name: s0, hosts: all, any_errors_fatal: true, command: { cmd: 'true' } }\n  - { name: s1, hosts: all, command: { cmd: 'true' } }\n",
+            None,
+        )
+        .unwrap();
+        let other_failed = [
+            host("ctl", &[(0, Status::Unchanged, "")]),
+            host("cmp1", &[(1, Status::Failed, "boom")]),
+        ];
+        assert!(fatal_failure(&pb, &other_failed).is_none());
+        let refused = [
+            host("cmp1", &[(1, Status::Changed, "")]),
+            host(
+                "ctl",
+                &[(
+                    0,
+                    Status::Failed,
+                    "kvm1 still hosts 1 instance\nhint: move them off first",
+                )],
+            ),
+        ];
+        let e = fatal_failure(&pb, &refused).unwrap();
+        assert_eq!(
+            format!("{e}"),
+            "step `s0` failed on ctl, and its failure stops the whole apply (any_errors_fatal): nothing was applied on any host"
+        );
+        assert_eq!(
+            e.downcast_ref::<crate::printer::Hinted>().unwrap().hint,
+            "move them off first"
+        );
+    }
+}
