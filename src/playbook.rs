@@ -59,6 +59,9 @@ struct RawStep {
     /// term): for a refusal that protects other hosts (see the playbook reference).
     #[serde(default)]
     any_errors_fatal: bool,
+    /// In apply, after every host's other steps and handlers (see the playbook reference).
+    #[serde(default)]
+    after_all: bool,
     // One of these; checked below (serde cannot say "exactly one").
     ini: Option<serde_yaml::Value>,
     template: Option<serde_yaml::Value>,
@@ -124,6 +127,9 @@ pub(crate) struct Step {
     /// Its failure in the plan stops the whole apply (see `any_errors_fatal` in the playbook
     /// reference).
     pub(crate) any_errors_fatal: bool,
+    /// In apply, runs after every host's other steps and handlers (see `after_all` in the
+    /// playbook reference).
+    pub(crate) after_all: bool,
     pub(crate) kind: &'static str,
     /// Unrendered arguments: rendered per host at plan time.
     pub(crate) args: serde_yaml::Value,
@@ -242,6 +248,7 @@ impl Playbook {
                 run_once: s.run_once,
                 serial: s.serial,
                 any_errors_fatal: s.any_errors_fatal,
+                after_all: s.after_all,
                 kind,
                 args,
             });
@@ -421,6 +428,20 @@ handlers:
         assert_eq!(
             fatal,
             ["The docker aggregate holds the Docker compute hosts"]
+        );
+        // The check after apply and discovery wait for the computes' restarts.
+        let last: Vec<&str> = pb
+            .steps
+            .iter()
+            .filter(|s| s.after_all)
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(
+            last,
+            [
+                "Every Docker compute runs nova-compute with the Docker driver",
+                "Nova's cells know the Docker compute hosts"
+            ]
         );
     }
 

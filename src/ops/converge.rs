@@ -63,12 +63,13 @@ pub(crate) fn run(
         keep_facts: false,
         once_hosts: None,
     };
-    let go = |opts: &Options| {
+    let go_with = |engine: &Engine, opts: &Options| {
         let pb = printer::progress(engine.targets.len() as u64);
         let reports = rt.block_on(engine.run(opts, &pb));
         pb.finish_and_clear();
         reports
     };
+    let go = |opts: &Options| go_with(&engine, opts);
     // A step whose failure stops the whole apply (`any_errors_fatal`) is planned everywhere
     // before any host changes: an apply without confirmation plans first too.
     let fatal = l
@@ -128,7 +129,11 @@ pub(crate) fn run(
                 .collect(),
         ));
     }
-    let reports = go(&opts);
+    let reports = if mode == Mode::Apply {
+        apply_then_after_all(&engine, &l.playbook, &opts, &go_with)
+    } else {
+        go(&opts)
+    };
     report::human(mode, &l.playbook, &reports);
     if r.verbose {
         for h in &reports {
@@ -146,6 +151,66 @@ pub(crate) fn run(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// An apply in two runs: every step but the `after_all` ones, then those, from fresh facts.
+/// A check that waits for other hosts' changes (the computes' restarts) cannot run inside
+/// the first run: hosts that read this host's files wait for its run to end. One report.
+fn apply_then_after_all(
+    engine: &Engine,
+    playbook: &crate::playbook::Playbook,
+    opts: &Options,
+    go: &dyn Fn(&Engine, &Options) -> Vec<crate::engine::HostReport>,
+) -> Vec<crate::engine::HostReport> {
+    let split = |last: bool| -> Vec<_> {
+        engine
+            .targets
+            .iter()
+            .map(|(h, steps)| {
+                let s: Vec<usize> = steps
+                    .iter()
+                    .copied()
+                    .filter(|&i| playbook.steps[i].after_all == last)
+                    .collect();
+                (h.clone(), s)
+            })
+            .filter(|(_, s)| !s.is_empty())
+            .collect()
+    };
+    let with = |targets| Engine {
+        inventory: engine.inventory.clone(),
+        playbook: engine.playbook.clone(),
+        renderer: engine.renderer.clone(),
+        targets,
+    };
+    let (first, last) = (split(false), split(true));
+    if last.is_empty() {
+        return go(engine, opts);
+    }
+    let mut reports = if first.is_empty() {
+        vec![]
+    } else {
+        go(&with(first), opts)
+    };
+    let later = go(
+        &with(last),
+        &Options {
+            planned_facts: None,
+            ..opts.clone()
+        },
+    );
+    for r in later {
+        match reports.iter_mut().find(|x| x.name == r.name) {
+            Some(x) => {
+                x.steps.extend(r.steps);
+                x.handlers.extend(r.handlers);
+                x.error = x.error.take().or(r.error);
+                x.round_trips += r.round_trips;
+            }
+            None => reports.push(r),
+        }
+    }
+    reports
 }
 
 /// The first `any_errors_fatal` step that failed in the plan, as the error that stops the apply.
