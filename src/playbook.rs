@@ -439,8 +439,8 @@ handlers:
         assert_eq!(
             last,
             [
-                "Every Docker compute runs nova-compute with the Docker driver",
-                "Nova's cells know the Docker compute hosts"
+                "Nova's cells know the Docker compute hosts",
+                "Every Docker compute runs nova-compute with the Docker driver"
             ]
         );
     }

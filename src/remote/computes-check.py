@@ -11,7 +11,7 @@ def found(states, types, host, want):
     if states[host] != "up":
         return "nova-compute is %s" % states[host]
     if host not in types:
-        return "nova-compute is up, no hypervisor reported"
+        return "nova-compute is up, no hypervisor reported (is the host mapped to a cell?)"
     if types[host].lower() != want.lower():
         return "nova-compute is up, hypervisor type `%s`" % types[host]
     return None

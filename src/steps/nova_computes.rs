@@ -43,7 +43,9 @@ pub(crate) fn found(facts: &CloudFacts, host: &str, want: &str) -> Option<String
     match (state, kind) {
         (None, _) => Some("no nova-compute service".into()),
         (Some(s), _) if s != "up" => Some(format!("nova-compute is {s}")),
-        (Some(_), None) => Some("nova-compute is up, no hypervisor reported".into()),
+        (Some(_), None) => Some(
+            "nova-compute is up, no hypervisor reported (is the host mapped to a cell?)".into(),
+        ),
         (Some(_), Some(t)) if !t.eq_ignore_ascii_case(want) => {
             Some(format!("nova-compute is up, hypervisor type `{t}`"))
         }
@@ -148,7 +150,7 @@ mod tests {
         );
         assert_eq!(
             found(&f, "cmp4", "docker").unwrap(),
-            "nova-compute is up, no hypervisor reported"
+            "nova-compute is up, no hypervisor reported (is the host mapped to a cell?)"
         );
         assert_eq!(
             found(&f, "cmp9", "docker").unwrap(),
