@@ -21,7 +21,11 @@ fn boot_on(name: &str, flavor: &str, image: &str, host: &str) -> (String, String
     loop {
         let status = os(&format!("server show {name} -f value -c status"));
         let status = status.trim();
-        if status == "ACTIVE" || status == "ERROR" {
+        if status == "ACTIVE" {
+            return (status.to_string(), String::new());
+        }
+        if status == "ERROR" {
+            // (an ACTIVE server has no fault column)
             let fault = os(&format!("server show {name} -f value -c fault"));
             return (status.to_string(), fault);
         }
