@@ -201,7 +201,7 @@ docker import --change 'CMD ["/bin/sleep", "infinity"]' /root/tiny-rootfs.tar la
         .unwrap();
     assert!(copy.success());
     let img = os(
-        "image create --container-format docker --disk-format raw --file /root/tiny.tar --public lab/tiny:latest -f value -c id",
+        "image create --container-format docker --disk-format raw --file /root/tiny.tar --public lab/tiny-plain -f value -c id",
     );
     let img = img.trim();
     let server = os(&format!(
