@@ -140,7 +140,7 @@ fn the_old_name_of_prefetch_forks_warns() {
         .file("inv.yml", &old)
         .args(["check", "-i", "inv.yml"])
         .code(0)
-        .stderr("warning: inv.yml: `prefetch_parallel` is deprecated: rename it `prefetch_forks` (it is read as `prefetch_forks` until then)\nok: inv.yml and embedded:playbooks/bootstrap.yml are valid: 3 hosts, 32 steps, 5 handlers\n")
+        .stderr("warning: inv.yml: `prefetch_parallel` is deprecated: rename it `prefetch_forks` (it is read as `prefetch_forks` until then)\nok: inv.yml and embedded:playbooks/bootstrap.yml are valid: 3 hosts, 35 steps, 5 handlers\n")
         .run();
 }
 
