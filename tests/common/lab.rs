@@ -38,6 +38,7 @@ pub fn addr(host: &str) -> String {
         "cmp2" => 13,
         "cmp3" => 14,
         "kvm1" => 15,
+        "ctl2" => 16, // the HA lab's (Lab::fresh_ha)
         h => panic!("{h} is not a lab host"),
     };
     format!("{}.{n}", net())
@@ -128,10 +129,19 @@ impl Drop for Lab {
 impl Lab {
     /// A pristine lab, and an inventory for it with the driver's source path.
     pub fn fresh() -> Lab {
+        Lab::fresh_with(&[])
+    }
+
+    /// A pristine HA lab: also ctl2, the second controller (`tests/lab/up --ha`).
+    pub fn fresh_ha() -> Lab {
+        Lab::fresh_with(&["--ha"])
+    }
+
+    fn fresh_with(up_args: &[&str]) -> Lab {
         super::require_root();
         let down = lab("down", &[]);
         assert_eq!(down.code, 0, "{down:?}");
-        let up = lab("up", &[]);
+        let up = lab("up", up_args);
         assert_eq!(up.code, 0, "tests/lab/up failed: {up:?}");
         let dir = tempfile::tempdir().unwrap();
         let l = Lab { dir };

@@ -33,7 +33,8 @@ LAB_ETC_HOSTS="$LAB_NET.11 ctl
 $LAB_NET.12 cmp1
 $LAB_NET.13 cmp2
 $LAB_NET.14 cmp3
-$LAB_NET.15 kvm1"
+$LAB_NET.15 kvm1
+$LAB_NET.16 ctl2"
 SSH_OPTS=(-i "$KEY" -o UserKnownHostsFile="$KNOWN" -o StrictHostKeyChecking=yes
   -o BatchMode=yes -o ConnectTimeout=5 -o LogLevel=ERROR -o GlobalKnownHostsFile=/dev/null)
 
@@ -534,6 +535,38 @@ ctl_prep() {
   sed -i 's/^discover_hosts_in_cells_interval = .*/discover_hosts_in_cells_interval = -1/' "$1/etc/nova/nova.conf"
 }
 
+# The HA lab (`up --ha`): ctl2 is a second controller with glance-api, nova-api and
+# nova-scheduler against ctl's MariaDB, RabbitMQ, Keystone and memcached (an HA pair without a
+# load balancer: the catalog names ctl). It boots ctl's image; what ctl alone runs is masked,
+# the services bind ctl2's address. Both Glances store images in one directory (GLANCE_SHARED,
+# bound into both: the shared store an HA Glance needs).
+CTL2_ADDR=$LAB_NET.16
+GLANCE_SHARED=$LABDIR/glance-images
+ctl2_prep() { # ROOT NAME ADDR
+  local u
+  ctl_prep "$@"
+  for u in epmd.service epmd.socket haproxy.service keystone.service mariadb.service mariadb.socket \
+    memcached.service rabbitmq-server.service placement-api.service nova-conductor.service \
+    nova-api-metadata.service neutron-api.service neutron-rpc-server.service neutron-dhcp-agent.service \
+    neutron-metadata-agent.service neutron-openvswitch-agent.service openvswitch-switch.service \
+    ovsdb-server.service ovs-vswitchd.service lab-ovs-bridges.service; do
+    ln -sf /dev/null "$1/etc/systemd/system/$u"
+  done
+  sed -i -E "s/^(my_ip|osapi_compute_listen) = .*/\1 = $3/" "$1/etc/nova/nova.conf"
+  sed -i -E "s/^bind_host = .*/bind_host = $3/" "$1/etc/glance/glance-api.conf"
+  sed -i -E "s|--http-socket [0-9.]+:|--http-socket $3:|" "$1/etc/default/nova-api"
+  # One nova-api process: no client uses this API (the catalog names ctl's).
+  sed -i -E 's/^processes = .*/processes = 1/' "$1/etc/nova/nova-api-uwsgi.ini"
+}
+
+# glance_shared_up: the Glance store both controllers share, owned as the image's glance.
+glance_shared_up() {
+  local owner
+  owner=$(stat -c %u:%g "$(role_dir ctl)/layer/var/lib/glance/images") ||
+    die "ctl's image has no /var/lib/glance/images"
+  install -d -m 750 -o "${owner%:*}" -g "${owner#*:}" "$GLANCE_SHARED"
+}
+
 compute_prep() { # ROOT NAME ADDR: this compute's own nova identity
   sed -i "s/@HOST@/$2/; s/@IP@/$3/" "$1/etc/nova/nova.conf"
   # Packages the image holds but does not install (trixie: docker-cli, which the bootstrap
@@ -614,7 +647,7 @@ both_labs() {
 lab_bad_listeners() {
   local root h leader pids out
   root=$(readlink /proc/1/ns/net)
-  for h in ctl cmp1 cmp2 cmp3 kvm1; do
+  for h in ctl ctl2 cmp1 cmp2 cmp3 kvm1; do
     leader=$(host_leader "$h") || continue
     [ "$(readlink "/proc/$leader/ns/net")" != "$root" ] || echo "$h: runs in the VM's network namespace"
     out=$(ip -n "$LAB_HNS$h" route show default 2>&1; ip -n "$LAB_HNS$h" -6 route show default 2>&1)
@@ -630,6 +663,10 @@ lab_bad_listeners() {
 }
 
 write_inventory() {
+  local ctl2=""
+  # The HA lab's second controller (up --ha), after ctl: the first controller runs the prefetch timer.
+  host_pid ctl2 >/dev/null && ctl2="
+  ctl2: { address: $CTL2_ADDR, groups: [controllers] }"
   mkdir -p "$(dirname "$INVENTORY")"
   cat >"$INVENTORY.tmp" <<EOF
 # Written by tests/lab/up: the local lab (cmp3 is left out on purpose: it is
@@ -640,7 +677,7 @@ ssh:
   identity_file: $KEY
   known_hosts: $KNOWN
 hosts:
-  ctl:  { address: $LAB_NET.11, groups: [controllers] }
+  ctl:  { address: $LAB_NET.11, groups: [controllers] }$ctl2
   cmp1: { address: $LAB_NET.12, groups: [docker_computes] }
   cmp2: { address: $LAB_NET.13, groups: [docker_computes] }
   kvm1: { address: $LAB_NET.15, groups: [kvm_computes] }
