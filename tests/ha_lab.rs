@@ -18,6 +18,11 @@ fn cursor(host: &str) -> String {
     .to_string()
 }
 
+/// The kinds of `restarts`, in order.
+fn kinds(restarts: &[(f64, String)]) -> Vec<&str> {
+    restarts.iter().map(|(_, k)| k.as_str()).collect()
+}
+
 /// systemd's `Stopping`/`Started` messages of nova-scheduler on `host` since `cursor`, as
 /// (seconds since the epoch, "Stopping" | "Started"). Lab hosts share the VM's clock.
 fn scheduler_restarts(host: &str, cursor: &str) -> Vec<(f64, String)> {
@@ -96,7 +101,6 @@ fn the_bootstrap_on_a_pair_of_controllers() {
     // after the first had started again.
     let r1 = scheduler_restarts("ctl", &c1);
     let r2 = scheduler_restarts("ctl2", &c2);
-    let kinds = |r: &[(f64, String)]| r.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>();
     assert_eq!(kinds(&r1), ["Stopping", "Started"], "ctl: {r1:?}");
     assert_eq!(kinds(&r2), ["Stopping", "Started"], "ctl2: {r2:?}");
     let (first, second) = if r1[0].0 < r2[0].0 {
