@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::lab::{Lab, addr, on, os, release, timer_run};
+use common::lab::{Lab, on, os, release, timer_run};
 use std::time::{Duration, Instant};
 
 /// A scratch image on cmp1: a static busybox serving /www on port 8080 (and saying so on its
@@ -499,24 +499,7 @@ fn prefetch_through_nova_needs_no_key_on_the_computes() {
 
     // 6. A third compute joins through the shipped add-compute playbook (Docker engine and
     //    command, the driver, the aggregate), and the timer's next run caches both images on it.
-    let inv3 = lab.inventory(
-        "lab3.yml",
-        &format!(
-            "  cmp3: {{ address: {}, groups: [docker_computes] }}\n",
-            addr("cmp3")
-        ),
-        calendar,
-    );
-    let add = lab.novadock(&[
-        "apply",
-        "-i",
-        &inv3,
-        "-p",
-        "playbooks/add-compute.yml",
-        "--limit",
-        "cmp3",
-        "--yes",
-    ]);
+    let (inv3, add) = lab.add_compute("lab3", "cmp3", calendar);
     assert_eq!(add.code, 0, "{add:?}");
     assert!(
         add.stderr

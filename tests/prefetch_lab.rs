@@ -439,21 +439,7 @@ tar -C /root/seed -cf /root/seed.tar . && docker import /root/seed.tar nd/seed:1
     assert!(record("cmp1", &big).is_some());
 
     // 6. cmp3 joins the aggregate (add a compute host); the next timer run loads onto it.
-    let inv3 = lab_.inventory(
-        "lab3.yml",
-        &format!("  cmp3: {{ address: {cmp3}, groups: [docker_computes] }}\n"),
-        vars,
-    );
-    let add = lab_.novadock(&[
-        "apply",
-        "-i",
-        &inv3,
-        "-p",
-        "playbooks/add-compute.yml",
-        "--limit",
-        "cmp3",
-        "--yes",
-    ]);
+    let (inv3, add) = lab_.add_compute("lab3", "cmp3", vars);
     assert_eq!(add.code, 0, "{add:?}");
     assert!(
         on("ctl", "cat /etc/novadock/prefetch.yml")

@@ -162,6 +162,30 @@ impl Lab {
         p.display().to_string()
     }
 
+    /// `host` added to docker_computes (inventory `NAME.yml` with `vars`) by the shipped
+    /// add-compute playbook, `--limit host --yes`: (the inventory's path, the run).
+    pub fn add_compute(&self, name: &str, host: &str, vars: &str) -> (String, Run) {
+        let inv = self.inventory(
+            &format!("{name}.yml"),
+            &format!(
+                "  {host}: {{ address: {}, groups: [docker_computes] }}\n",
+                addr(host)
+            ),
+            vars,
+        );
+        let run = self.novadock(&[
+            "apply",
+            "-i",
+            &inv,
+            "-p",
+            "playbooks/add-compute.yml",
+            "--limit",
+            host,
+            "--yes",
+        ]);
+        (inv, run)
+    }
+
     pub fn novadock(&self, args: &[&str]) -> Run {
         Run::from(self.novadock_cmd(args).output().unwrap())
     }
