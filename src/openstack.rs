@@ -214,6 +214,7 @@ pub(crate) fn resolve_release(
     release: Option<&str>,
     facts: &crate::facts::Facts,
     what: &str,
+    project: &str,
 ) -> Result<(Release, String), String> {
     match release.map(str::trim) {
         None | Some("auto") | Some("") => {
@@ -221,7 +222,7 @@ pub(crate) fn resolve_release(
                 .cmd(RELEASE_PROBE)
                 .map(|c| c.stdout.as_str())
                 .unwrap_or("");
-            let (d, from) = detect(out).ok_or_else(|| {
+            let (d, from) = detect(out, project).ok_or_else(|| {
                 format!(
                     "{what}: cannot detect the OpenStack release (no python3-nova or python3-glance installed); set `release:`"
                 )
@@ -250,22 +251,27 @@ pub(crate) fn resolve_release(
     }
 }
 
-/// The release from [`RELEASE_PROBE`]'s output, with what it was read from.
-pub(crate) fn detect(probe_output: &str) -> Option<(Detected, String)> {
-    for line in probe_output.lines() {
-        let Some((pkg, version)) = line.split_once(' ') else {
-            continue;
-        };
+/// The release from [`RELEASE_PROBE`]'s output, with what it was read from: `prefer`'s
+/// package ("nova" or "glance": the project whose option is edited; both can differ in the
+/// middle of an upgrade), else the other one.
+pub(crate) fn detect(probe_output: &str, prefer: &str) -> Option<(Detected, String)> {
+    let mut found = probe_output.lines().filter_map(|line| {
+        let (pkg, version) = line.split_once(' ')?;
         let r = match pkg {
             "python3-nova" => Release::from_nova_version(version),
             "python3-glance" => Release::from_glance_version(version),
             _ => None,
-        };
-        if let Some(r) = r {
-            return Some((r, format!("{pkg} {}", version.trim())));
-        }
-    }
-    None
+        }?;
+        Some((pkg, r, format!("{pkg} {}", version.trim())))
+    });
+    let first = found.next()?;
+    let preferred = format!("python3-{prefer}");
+    let pick = if first.0 == preferred {
+        first
+    } else {
+        found.find(|f| f.0 == preferred).unwrap_or(first)
+    };
+    Some((pick.1, pick.2))
 }
 
 #[cfg(test)]
@@ -383,7 +389,10 @@ mod tests {
         assert_eq!(Release::named("Hibiscus").unwrap().name(), "hibiscus");
         assert!(Release::named("grizzly").is_none());
         assert_eq!(
-            detect("python3-nova 2:26.2.2-1~deb12u4\npython3-glance 2:25.1.0-2\n"),
+            detect(
+                "python3-nova 2:26.2.2-1~deb12u4\npython3-glance 2:25.1.0-2\n",
+                "nova"
+            ),
             Some((
                 Detected::Known(Release::r("zed")),
                 "python3-nova 2:26.2.2-1~deb12u4".into()
@@ -391,15 +400,29 @@ mod tests {
         );
         // What RELEASE_PROBE prints on the trixie lab's computes (Debian 13's 2025.1).
         assert_eq!(
-            detect("python3-nova 2:31.0.0-6+deb13u3\npython3-glance 2:30.0.0-3+deb13u5\n"),
+            detect(
+                "python3-nova 2:31.0.0-6+deb13u3\npython3-glance 2:30.0.0-3+deb13u5\n",
+                "nova"
+            ),
             Some((
                 Detected::Known(Release::r("epoxy")),
                 "python3-nova 2:31.0.0-6+deb13u3".into()
             ))
         );
         assert_eq!(
-            detect("python3-glance 2:30.0.0-3+deb13u5\n").map(|(d, _)| d.release().name()),
+            detect("python3-glance 2:30.0.0-3+deb13u5\n", "nova").map(|(d, _)| d.release().name()),
             Some("epoxy")
+        );
+        // dpkg-query lists glance before nova: a nova option's release is read from nova, a
+        // glance option's from glance (the two differ in the middle of an upgrade).
+        let probe = "python3-glance 2:25.1.0-2\npython3-nova 2:31.0.0-6+deb13u3\n";
+        assert_eq!(
+            detect(probe, "nova").map(|(d, from)| (d.release().name(), from)),
+            Some(("epoxy", "python3-nova 2:31.0.0-6+deb13u3".into()))
+        );
+        assert_eq!(
+            detect(probe, "glance").map(|(d, from)| (d.release().name(), from)),
+            Some(("zed", "python3-glance 2:25.1.0-2".into()))
         );
     }
 
@@ -426,16 +449,16 @@ mod tests {
             Some(Detected::Newer(Release::r("hibiscus")))
         );
         let facts = probed("python3-nova 35.0.0\n");
-        let (r, how) = resolve_release(None, &facts, "x").unwrap();
+        let (r, how) = resolve_release(None, &facts, "x", "nova").unwrap();
         assert_eq!(r.name(), "hibiscus");
         assert_eq!(
             how,
             "warning: python3-nova 35.0.0 is newer than the releases novadock knows; planned with the rules of hibiscus, the newest known"
         );
-        let (r, how) = resolve_release(Some("2026.1"), &facts, "x").unwrap();
+        let (r, how) = resolve_release(Some("2026.1"), &facts, "x", "nova").unwrap();
         assert_eq!((r.name(), how.as_str()), ("gazpacho", "release gazpacho"));
         let facts = probed("python3-nova 2:33.0.0-1\n");
-        let (r, how) = resolve_release(Some("auto"), &facts, "x").unwrap();
+        let (r, how) = resolve_release(Some("auto"), &facts, "x", "nova").unwrap();
         assert_eq!(
             (r.name(), how.as_str()),
             (

@@ -83,6 +83,8 @@ impl Ini {
             },
             cx.facts,
             &self.path,
+            // "glance.container_formats": the project whose option it is
+            known.split('.').next().unwrap_or("nova"),
         )
         .map_err(StepError::Invalid)?;
         let k = openstack::known(known, release).expect("validated in validate()");
