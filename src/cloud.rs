@@ -45,6 +45,7 @@ impl Cloud {
     pub(crate) fn load(path: &std::path::Path, why: &str) -> Result<Cloud> {
         let inventory = Inventory::load(path).context("invalid inventory")?;
         printer::add_secrets(&inventory.secrets);
+        inventory.warn_renamed();
         let controller = inventory
             .hosts
             .iter()

@@ -328,6 +328,26 @@ fn secret_source(v: &serde_yaml::Value) -> Option<(&'static str, &str)> {
     Some((kind, v.as_str()?))
 }
 
+/// Variables renamed, `(old, new)`: the bootstrap playbook still reads the old name (the
+/// concurrency of prefetch is named as `--forks`).
+const RENAMED: &[(&str, &str)] = &[("prefetch_parallel", "prefetch_forks")];
+
+impl Inventory {
+    /// A warning for each renamed variable the inventory still sets (every command that
+    /// reads an inventory says it: apply, plan, check, prefetch, image add, boot-time).
+    pub(crate) fn warn_renamed(&self) {
+        for (old, new) in RENAMED {
+            if self.hosts.iter().any(|h| h.vars.contains_key(*old)) {
+                crate::printer::say(&format!(
+                    "{} {}: `{old}` is deprecated: rename it `{new}` (it is read as `{new}` until then)",
+                    crate::printer::yellow("warning:"),
+                    self.path.display()
+                ));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

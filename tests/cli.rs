@@ -142,6 +142,17 @@ fn the_old_name_of_prefetch_forks_warns() {
         .code(0)
         .stderr("warning: inv.yml: `prefetch_parallel` is deprecated: rename it `prefetch_forks` (it is read as `prefetch_forks` until then)\nok: inv.yml and embedded:playbooks/bootstrap.yml are valid: 3 hosts, 35 steps, 5 handlers\n")
         .run();
+    // `prefetch` reads it too, and says so before anything else (here: a bad source, so
+    // that it stops before reaching a host).
+    let bad = old.replace("  prefetch_source: nova", "  prefetch_source: bogus");
+    assert_ne!(bad, old);
+    Novadock::new()
+        .dir(d.path())
+        .file("bad.yml", &bad)
+        .args(["prefetch", "-i", "bad.yml"])
+        .code(1)
+        .stderr("warning: bad.yml: `prefetch_parallel` is deprecated: rename it `prefetch_forks` (it is read as `prefetch_forks` until then)\nerror: bad.yml: prefetch_source `bogus`: expected nova, glance or registry\n")
+        .run();
 }
 
 #[test]

@@ -41,27 +41,10 @@ pub(crate) struct Loaded {
 
 const DEFAULT_PLAYBOOK: &str = "playbooks/bootstrap.yml";
 
-/// Variables renamed, `(old, new)`: the bootstrap playbook still reads the old name (the
-/// concurrency of prefetch is named as `--forks`).
-const RENAMED: &[(&str, &str)] = &[("prefetch_parallel", "prefetch_forks")];
-
-/// A warning for each renamed variable the inventory still sets.
-fn warn_renamed(inventory: &Inventory) {
-    for (old, new) in RENAMED {
-        if inventory.hosts.iter().any(|h| h.vars.contains_key(*old)) {
-            printer::say(&format!(
-                "{} {}: `{old}` is deprecated: rename it `{new}` (it is read as `{new}` until then)",
-                printer::yellow("warning:"),
-                inventory.path.display()
-            ));
-        }
-    }
-}
-
 pub(crate) fn load(c: &Input) -> Result<Loaded> {
     let inventory = Inventory::load(&c.inventory).context("invalid inventory")?;
     printer::add_secrets(&inventory.secrets);
-    warn_renamed(&inventory);
+    inventory.warn_renamed();
     // A playbook runs as root on every host: only the one shipped inside this binary unless
     // the operator names a file (a `playbooks/` in the current directory is not the product's).
     let loaded = match &c.playbook {
