@@ -552,7 +552,8 @@ ctl2_prep() { # ROOT NAME ADDR
     ovsdb-server.service ovs-vswitchd.service lab-ovs-bridges.service; do
     ln -sf /dev/null "$1/etc/systemd/system/$u"
   done
-  sed -i -E "s/^(my_ip|osapi_compute_listen) = .*/\1 = $3/" "$1/etc/nova/nova.conf"
+  # (the image's nova.conf names its host `ctl`: ctl2's scheduler would be ctl's service record)
+  sed -i -E "s/^(my_ip|osapi_compute_listen) = .*/\1 = $3/; s/^host = .*/host = $2/" "$1/etc/nova/nova.conf"
   sed -i -E "s/^bind_host = .*/bind_host = $3/" "$1/etc/glance/glance-api.conf"
   sed -i -E "s|--http-socket [0-9.]+:|--http-socket $3:|" "$1/etc/default/nova-api"
   # One nova-api process: no client uses this API (the catalog names ctl's).
