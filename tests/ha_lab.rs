@@ -122,13 +122,14 @@ fn the_bootstrap_on_a_pair_of_controllers() {
         on("ctl", "systemctl is-enabled novadock-prefetch.timer").trim(),
         "enabled"
     );
-    assert_eq!(
-        on(
-            "ctl2",
-            "systemctl is-enabled novadock-prefetch.timer 2>/dev/null || true"
-        )
-        .trim(),
-        ""
+    // (systemd 252 prints nothing for a unit it does not know, 257 `not-found`)
+    let ctl2_timer = on(
+        "ctl2",
+        "systemctl is-enabled novadock-prefetch.timer 2>/dev/null || true",
+    );
+    assert!(
+        ["", "not-found"].contains(&ctl2_timer.trim()),
+        "{ctl2_timer}"
     );
 
     // 5. Nothing left to do on either controller.
