@@ -3,7 +3,7 @@
 //! OpenStack credentials there.
 
 use crate::inventory::{Host, Inventory};
-use crate::printer::{self, hinted};
+use crate::printer::hinted;
 use anyhow::{Context, Result};
 
 /// The embedded bootstrap playbook's variables.
@@ -43,9 +43,7 @@ pub(crate) struct Cloud {
 impl Cloud {
     /// `why`: the hint when the inventory has no controller, in the command's words.
     pub(crate) fn load(path: &std::path::Path, why: &str) -> Result<Cloud> {
-        let inventory = Inventory::load(path).context("invalid inventory")?;
-        printer::add_secrets(&inventory.secrets);
-        inventory.warn_renamed();
+        let inventory = Inventory::open(path)?;
         let controller = inventory
             .hosts
             .iter()

@@ -333,9 +333,18 @@ fn secret_source(v: &serde_yaml::Value) -> Option<(&'static str, &str)> {
 const RENAMED: &[(&str, &str)] = &[("prefetch_parallel", "prefetch_forks")];
 
 impl Inventory {
-    /// A warning for each renamed variable the inventory still sets (every command that
-    /// reads an inventory says it: apply, plan, check, prefetch, image add, boot-time).
-    pub(crate) fn warn_renamed(&self) {
+    /// An inventory as every command reads it (apply, plan, check, prefetch, image add,
+    /// boot-time): its secrets masked in all output from here on, a warning for each renamed
+    /// variable it still sets.
+    pub(crate) fn open(path: &Path) -> anyhow::Result<Inventory> {
+        use anyhow::Context as _;
+        let inventory = Inventory::load(path).context("invalid inventory")?;
+        crate::printer::add_secrets(&inventory.secrets);
+        inventory.warn_renamed();
+        Ok(inventory)
+    }
+
+    fn warn_renamed(&self) {
         for (old, new) in RENAMED {
             if self.hosts.iter().any(|h| h.vars.contains_key(*old)) {
                 crate::printer::say(&format!(

@@ -214,7 +214,7 @@ pub(crate) fn resolve_release(
     release: Option<&str>,
     facts: &crate::facts::Facts,
     what: &str,
-    project: &str,
+    project: Project,
 ) -> Result<(Release, String), String> {
     match release.map(str::trim) {
         None | Some("auto") | Some("") => {
@@ -251,10 +251,35 @@ pub(crate) fn resolve_release(
     }
 }
 
+/// The project whose package tells a step's release: the one whose option it edits (nova's
+/// and glance's packages can differ in the middle of an upgrade).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Project {
+    Nova,
+    Glance,
+}
+
+impl Project {
+    /// The project of a known option ("glance.container_formats").
+    pub(crate) fn of_known(name: &str) -> Project {
+        if name.starts_with("glance.") {
+            Project::Glance
+        } else {
+            Project::Nova
+        }
+    }
+
+    fn package(self) -> &'static str {
+        match self {
+            Project::Nova => "python3-nova",
+            Project::Glance => "python3-glance",
+        }
+    }
+}
+
 /// The release from [`RELEASE_PROBE`]'s output, with what it was read from: `prefer`'s
-/// package ("nova" or "glance": the project whose option is edited; both can differ in the
-/// middle of an upgrade), else the other one.
-pub(crate) fn detect(probe_output: &str, prefer: &str) -> Option<(Detected, String)> {
+/// package, else the other one.
+pub(crate) fn detect(probe_output: &str, prefer: Project) -> Option<(Detected, String)> {
     let mut found = probe_output.lines().filter_map(|line| {
         let (pkg, version) = line.split_once(' ')?;
         let r = match pkg {
@@ -265,7 +290,7 @@ pub(crate) fn detect(probe_output: &str, prefer: &str) -> Option<(Detected, Stri
         Some((pkg, r, format!("{pkg} {}", version.trim())))
     });
     let first = found.next()?;
-    let preferred = format!("python3-{prefer}");
+    let preferred = prefer.package();
     let pick = if first.0 == preferred {
         first
     } else {
@@ -391,7 +416,7 @@ mod tests {
         assert_eq!(
             detect(
                 "python3-nova 2:26.2.2-1~deb12u4\npython3-glance 2:25.1.0-2\n",
-                "nova"
+                Project::Nova
             ),
             Some((
                 Detected::Known(Release::r("zed")),
@@ -402,7 +427,7 @@ mod tests {
         assert_eq!(
             detect(
                 "python3-nova 2:31.0.0-6+deb13u3\npython3-glance 2:30.0.0-3+deb13u5\n",
-                "nova"
+                Project::Nova
             ),
             Some((
                 Detected::Known(Release::r("epoxy")),
@@ -410,18 +435,19 @@ mod tests {
             ))
         );
         assert_eq!(
-            detect("python3-glance 2:30.0.0-3+deb13u5\n", "nova").map(|(d, _)| d.release().name()),
+            detect("python3-glance 2:30.0.0-3+deb13u5\n", Project::Nova)
+                .map(|(d, _)| d.release().name()),
             Some("epoxy")
         );
         // dpkg-query lists glance before nova: a nova option's release is read from nova, a
         // glance option's from glance (the two differ in the middle of an upgrade).
         let probe = "python3-glance 2:25.1.0-2\npython3-nova 2:31.0.0-6+deb13u3\n";
         assert_eq!(
-            detect(probe, "nova").map(|(d, from)| (d.release().name(), from)),
+            detect(probe, Project::Nova).map(|(d, from)| (d.release().name(), from)),
             Some(("epoxy", "python3-nova 2:31.0.0-6+deb13u3".into()))
         );
         assert_eq!(
-            detect(probe, "glance").map(|(d, from)| (d.release().name(), from)),
+            detect(probe, Project::Glance).map(|(d, from)| (d.release().name(), from)),
             Some(("zed", "python3-glance 2:25.1.0-2".into()))
         );
     }
@@ -449,16 +475,16 @@ mod tests {
             Some(Detected::Newer(Release::r("hibiscus")))
         );
         let facts = probed("python3-nova 35.0.0\n");
-        let (r, how) = resolve_release(None, &facts, "x", "nova").unwrap();
+        let (r, how) = resolve_release(None, &facts, "x", Project::Nova).unwrap();
         assert_eq!(r.name(), "hibiscus");
         assert_eq!(
             how,
             "warning: python3-nova 35.0.0 is newer than the releases novadock knows; planned with the rules of hibiscus, the newest known"
         );
-        let (r, how) = resolve_release(Some("2026.1"), &facts, "x", "nova").unwrap();
+        let (r, how) = resolve_release(Some("2026.1"), &facts, "x", Project::Nova).unwrap();
         assert_eq!((r.name(), how.as_str()), ("gazpacho", "release gazpacho"));
         let facts = probed("python3-nova 2:33.0.0-1\n");
-        let (r, how) = resolve_release(Some("auto"), &facts, "x", "nova").unwrap();
+        let (r, how) = resolve_release(Some("auto"), &facts, "x", Project::Nova).unwrap();
         assert_eq!(
             (r.name(), how.as_str()),
             (

@@ -4,7 +4,7 @@
 use crate::assets::{self, Templates};
 use crate::inventory::{Host, Inventory};
 use crate::playbook::Playbook;
-use crate::printer::{self, hinted};
+use crate::printer::hinted;
 use crate::render::Renderer;
 use crate::steps::openstack_aggregate;
 use anyhow::{Context, Result};
@@ -42,9 +42,7 @@ pub(crate) struct Loaded {
 const DEFAULT_PLAYBOOK: &str = "playbooks/bootstrap.yml";
 
 pub(crate) fn load(c: &Input) -> Result<Loaded> {
-    let inventory = Inventory::load(&c.inventory).context("invalid inventory")?;
-    printer::add_secrets(&inventory.secrets);
-    inventory.warn_renamed();
+    let inventory = Inventory::open(&c.inventory)?;
     // A playbook runs as root on every host: only the one shipped inside this binary unless
     // the operator names a file (a `playbooks/` in the current directory is not the product's).
     let loaded = match &c.playbook {

@@ -83,8 +83,7 @@ impl Ini {
             },
             cx.facts,
             &self.path,
-            // "glance.container_formats": the project whose option it is
-            known.split('.').next().unwrap_or("nova"),
+            openstack::Project::of_known(known),
         )
         .map_err(StepError::Invalid)?;
         let k = openstack::known(known, release).expect("validated in validate()");

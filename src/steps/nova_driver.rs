@@ -113,9 +113,13 @@ impl StepKind for NovaDriver {
     }
 
     fn plan(&self, cx: &PlanCx<'_>) -> Result<Outcome, StepError> {
-        let (release, how) =
-            openstack::resolve_release(self.release.as_deref(), cx.facts, "nova_driver", "nova")
-                .map_err(StepError::Invalid)?;
+        let (release, how) = openstack::resolve_release(
+            self.release.as_deref(),
+            cx.facts,
+            "nova_driver",
+            openstack::Project::Nova,
+        )
+        .map_err(StepError::Invalid)?;
         // The driver (copied there, or its shim) must be where nova-compute's Python looks.
         let found = cx
             .facts
