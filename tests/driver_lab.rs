@@ -6,7 +6,7 @@
 //! reboot, pause, power off/on and snapshot; Nova's image pre-cache API; nothing left behind;
 //! a third compute added by the shipped add-compute playbook, and a networked `boot-time`.
 //! tests/run-all runs it on trixie's 2025.1, the release operators run now; on Zed the same
-//! driver boots networked containers in openstack_lab and boottime_lab, and meets Debian's Zed
+//! driver boots networked containers in openstack_lab and prefetch_lab, and meets Debian's Zed
 //! Nova, os-vif and Open vSwitch in driver/tests/run-host.
 
 mod common;

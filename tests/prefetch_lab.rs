@@ -3,8 +3,11 @@
 //! (issue: prefetch). Slow: it resets the lab, bootstraps it, then walks through the cases an
 //! operator meets — first load, nothing to do, an image replaced in Glance, a host down, a
 //! transfer killed midway, a host added to the aggregate — and checks that the bootstrap
-//! plan stays clean. Run by the README's test command.
+//! plan stays clean; then what prefetch buys: `boot-time` with the image prefetched and
+//! fetched (boot_time.rs). Run by the README's test command.
 
+#[path = "prefetch_lab/boot_time.rs"]
+mod boot_time;
 mod common;
 
 use common::lab::{Lab, addr, lab, on, os, timer_run};
@@ -115,13 +118,15 @@ fn it(h: &str, n: &str, a: &str, r: &str) -> (String, String, String, String) {
     (h.into(), n.into(), a.into(), r.into())
 }
 
-/// One lab for both parts (a pristine lab and its bootstrap cost ~5 min): the second runs on
-/// what the first leaves, cmp3 in the aggregate and the source still `glance`.
+/// One lab for the three parts (a pristine lab and its bootstrap cost ~5 min): each runs on
+/// what the one before leaves, cmp3 in the aggregate and the source still `glance`; the last
+/// times boots of a prefetched image against a fetched one (boot_time.rs).
 #[test]
-fn prefetch_on_the_lab() {
+fn prefetch_and_boot_time_on_the_lab() {
     let lab_ = Lab::fresh();
     let inv3 = keeps_every_docker_host_current(&lab_);
     tags_by_glance_id_and_skips_private_images(&lab_, &inv3);
+    boot_time::boot_time_on_the_lab(&lab_, &inv3);
 }
 
 /// The cases an operator meets, one after the other; the inventory with cmp3 added.
