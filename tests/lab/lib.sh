@@ -570,6 +570,11 @@ glance_shared_up() {
 
 compute_prep() { # ROOT NAME ADDR: this compute's own nova identity
   sed -i "s/@HOST@/$2/; s/@IP@/$3/" "$1/etc/nova/nova.conf"
+  # At boot nova-compute waits for ctl's conductor, which the loaded lab brings up in 1.5-2
+  # min: past systemd's default 90 s start timeout, which killed and restarted every
+  # compute's nova-compute (its Python start paid twice, on the CPUs ctl needs meanwhile).
+  mkdir -p "$1/etc/systemd/system/nova-compute.service.d"
+  printf '[Service]\nTimeoutStartSec=300\n' >"$1/etc/systemd/system/nova-compute.service.d/lab-start.conf"
   # Packages the image holds but does not install (trixie: docker-cli, which the bootstrap
   # installs): in apt's cache, where `apt-get install` finds them with no network.
   if [ -d "$1/var/lib/lab-debs" ]; then
