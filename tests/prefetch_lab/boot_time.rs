@@ -69,17 +69,9 @@ impl Drop for Cleanup {
     }
 }
 
-fn novadock(dir: &std::path::Path, args: &[&str]) -> Run {
-    let r = Run::from(
-        crate::common::lab::operator(env!("CARGO_BIN_EXE_novadock"))
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env("XDG_RUNTIME_DIR", dir)
-            .env("TMPDIR", dir)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap(),
-    );
+/// `Lab::novadock`, printing the command and what it said (the figures, with --nocapture).
+fn novadock(lab: &Lab, args: &[&str]) -> Run {
+    let r = lab.novadock(args);
     eprintln!("$ novadock {}\n{}", args.join(" "), r.stderr);
     r
 }
@@ -94,12 +86,11 @@ const COMPARE_EACH: usize = 5;
 
 /// `inv`: the lab's inventory with cmp3 among the Docker computes.
 pub(crate) fn boot_time_on_the_lab(lab_: &Lab, inv: &str) {
-    let dir = lab_.dir.path();
     let inv = inv.to_string();
 
     // 1. The bootstrapped cloud (idempotent), and room for 10 servers:
     //    Nova's default quota is 10 instances, 20 cores, 50 GB.
-    let apply = novadock(dir, &["apply", "-i", &inv, "--yes"]);
+    let apply = novadock(lab_, &["apply", "-i", &inv, "--yes"]);
     assert_eq!(apply.code, 0, "{apply:?}");
     let limits = os("limits show --absolute -f value");
     let limit = |k: &str| -> i64 {
@@ -131,7 +122,7 @@ pub(crate) fn boot_time_on_the_lab(lab_: &Lab, inv: &str) {
     let made = lib(&format!("make_big_image cmp1 {IMAGE} {IMAGE_MB}"));
     assert_eq!(made.code, 0, "make_big_image: {made:?}");
     let added = novadock(
-        dir,
+        lab_,
         &[
             "image",
             "add",
@@ -160,7 +151,7 @@ pub(crate) fn boot_time_on_the_lab(lab_: &Lab, inv: &str) {
     // The prefetch job puts it on every Docker host before any boot (it distributes public
     // images; a public image whose name is a docker reference is tagged by its name too).
     // The SSH path: it loads before it returns (the nova source asks Nova, which works after).
-    let pre = novadock(dir, &["prefetch", "-i", &inv, "--source", "glance"]);
+    let pre = novadock(lab_, &["prefetch", "-i", &inv, "--source", "glance"]);
     assert_eq!(pre.code, 0, "{pre:?}");
     cleanup.loaded_on = docker_hosts.clone();
     for h in &docker_hosts {
@@ -169,7 +160,7 @@ pub(crate) fn boot_time_on_the_lab(lab_: &Lab, inv: &str) {
 
     // 3. Clear errors, and nothing left behind by them.
     let r = novadock(
-        dir,
+        lab_,
         &[
             "boot-time",
             "-i",
@@ -188,7 +179,7 @@ pub(crate) fn boot_time_on_the_lab(lab_: &Lab, inv: &str) {
         "{r:?}"
     );
     let r = novadock(
-        dir,
+        lab_,
         &[
             "boot-time",
             "-i",
@@ -203,7 +194,7 @@ pub(crate) fn boot_time_on_the_lab(lab_: &Lab, inv: &str) {
     assert!(r.stderr.contains("unknown image `bt-nope:latest`"), "{r:?}");
     // kvm1 is no Docker host: the scheduler refuses a docker flavor there, and Nova says why.
     let r = novadock(
-        dir,
+        lab_,
         &[
             "boot-time",
             "-i",
@@ -232,7 +223,7 @@ pub(crate) fn boot_time_on_the_lab(lab_: &Lab, inv: &str) {
     //    (the driver waits for Neutron's network-vif-plugged), all deleted. d1.small: the
     //    hosts report their real capacity (2 CPUs each), no room for 10 × d1.large.
     let r = novadock(
-        dir,
+        lab_,
         &[
             "boot-time",
             "-i",
@@ -287,7 +278,7 @@ pub(crate) fn boot_time_on_the_lab(lab_: &Lab, inv: &str) {
     // 4b. The same without a network: what is left of a boot without Neutron's part (port
     //     creation and binding by nova-compute, the agent's wiring, network-vif-plugged).
     let r = novadock(
-        dir,
+        lab_,
         &[
             "boot-time",
             "-i",
@@ -310,7 +301,7 @@ pub(crate) fn boot_time_on_the_lab(lab_: &Lab, inv: &str) {
 
     // 5. The same image removed from cmp1 before each boot, against it present.
     let r = novadock(
-        dir,
+        lab_,
         &[
             "boot-time",
             "-i",
